@@ -1,0 +1,64 @@
+"""Putting filtered faces back: inverse warp, feathered face mask, colour match, blend."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from henshin.engine.frame import AlignedFace
+from henshin.filters.base import check_range
+from henshin.kernels.blend import blend_into, match_colour
+from henshin.kernels.masks import feather, polygon_mask
+from henshin.kernels.warp import frame_from_crop, quad_roi, scale_matrix
+from henshin.landmarks import FACE_OVAL
+
+
+@dataclass(frozen=True)
+class CompositeParams:
+    """feather: width of the soft mask edge; erode: how far the mask is pulled in
+    from the face oval (both as a fraction of the face's width); color_match:
+    0..1, how far the filtered face's colours are moved to the original's."""
+
+    feather: float = 0.08
+    erode: float = 0.03
+    color_match: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_range("feather", self.feather, 0.0, 1.0)
+        check_range("erode", self.erode, 0.0, 0.5)
+        check_range("color_match", self.color_match, 0.0, 1.0)
+
+
+def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: CompositeParams) -> np.ndarray:
+    """Soft (h, w) float32 mask of the face oval inside ``roi``, eroded and feathered."""
+    x0, y0, x1, y1 = roi
+    width = math.hypot(face.quad[2], face.quad[3])  # half the FFHQ square ≈ the face's width
+    hard = polygon_mask(face.face.landmarks[list(FACE_OVAL)], (y1 - y0, x1 - x0), (x0, y0))
+    return feather(hard, params.erode * width, params.feather * width)
+
+
+def composite(image: np.ndarray, faces: list[AlignedFace], filtered: np.ndarray,
+              crop_size: int, params: CompositeParams) -> np.ndarray:
+    """A new frame with each filtered crop blended into ``image`` inside its face mask.
+
+    image: (H, W, 3) uint8 RGB; filtered: (N, 3, S', S') float32 in [-1, 1],
+    taken from crops of side ``crop_size``. Pixels outside every mask keep their
+    exact bytes.
+    """
+    out = image.copy()
+    for face, crop in zip(faces, filtered, strict=True):
+        roi = quad_roi(face.matrix, crop_size, image.shape[:2])
+        if roi is None:
+            continue
+        matrix = scale_matrix(face.matrix, crop.shape[-1] / crop_size)
+        pixels = (crop.transpose(1, 2, 0) + 1.0) * 127.5
+        warped = frame_from_crop(pixels, matrix, roi)
+        alpha = face_mask(face, roi, params)
+        x0, y0, x1, y1 = roi
+        target = out[y0:y1, x0:x1]
+        if params.color_match > 0:
+            warped = match_colour(warped, target.astype(np.float32), alpha, params.color_match)
+        blend_into(target, warped, alpha)
+    return out

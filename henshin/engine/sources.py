@@ -1,0 +1,181 @@
+"""Where frames come from: a video file, a still image, a folder of images.
+
+Every source has the same small interface (aiortc's track, in spirit): it is
+opened on construction, iterated for ``Frame`` objects, and closed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import av
+import cv2
+import numpy as np
+
+from henshin.engine.frame import Frame
+from henshin.errors import BadInputError, InputNotFoundError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+DEFAULT_STILL_RATE = Fraction(25)
+
+
+class Source(Protocol):
+    """A stream of frames with a size, a rate and (when known) a length."""
+
+    width: int
+    height: int
+    frame_rate: Fraction
+    time_base: Fraction
+    frame_count: int | None
+    path: Path | None
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a container's display rotation (degrees counter-clockwise) to an image."""
+    k = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+class VideoSource:
+    """Decoded frames of a video file's first video stream, with their timestamps."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._container = _open_container(self.path)
+        if not self._container.streams.video:
+            self._container.close()
+            raise BadInputError(
+                f"{self.path} has no video stream; give a file with video in it."
+            )
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self.time_base = self._stream.time_base or Fraction(1, 90000)
+        self.frame_rate = _stream_rate(self._stream)
+        self.frame_count = self._stream.frames or _estimate_count(self._container, self._stream)
+        # Coded size; frames come out upright, so a rotated file's frames are h×w.
+        self.width = self._stream.codec_context.width
+        self.height = self._stream.codec_context.height
+        self.has_audio = bool(self._container.streams.audio)
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        try:
+            for av_frame in self._container.decode(self._stream):
+                image = upright(av_frame.to_ndarray(format="rgb24"), av_frame.rotation)
+                yield Frame(image, index, av_frame.pts, av_frame.time_base or self.time_base)
+                index += 1
+        except av.error.FFmpegError as exc:
+            if index == 0:
+                raise BadInputError(
+                    f"{self.path} could not be decoded ({exc.strerror}); check that the file is a complete video."
+                ) from None
+            # A truncated tail: keep what decoded, as players do.
+            return
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class ImageSource:
+    """A single still image as a one-frame source."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._image = read_image(self.path)
+        self.height, self.width = self._image.shape[:2]
+        self.frame_rate = DEFAULT_STILL_RATE
+        self.time_base = 1 / DEFAULT_STILL_RATE
+        self.frame_count = 1
+        self.has_audio = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        yield Frame(self._image, 0, 0, self.time_base)
+
+    def close(self) -> None:
+        pass
+
+
+class FolderSource:
+    """The images of a folder, in name order, as frames at a fixed rate."""
+
+    def __init__(self, path: str | Path, frame_rate: Fraction = DEFAULT_STILL_RATE) -> None:
+        self.path = Path(path)
+        self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise BadInputError(f"{self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); put image files in it.")
+        first = read_image(self.files[0])
+        self.height, self.width = first.shape[:2]
+        self.frame_rate = frame_rate
+        self.time_base = 1 / frame_rate
+        self.frame_count = len(self.files)
+        self.has_audio = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, file in enumerate(self.files):
+            image = read_image(file)
+            if image.shape[:2] != (self.height, self.width):
+                image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+            yield Frame(image, index, index, self.time_base, time.monotonic_ns())
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(path: str | Path) -> VideoSource | ImageSource | FolderSource:
+    """Open a video file, an image or a folder of images, whichever ``path`` is."""
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError(f"{path} does not exist; check the input path.")
+    if path.is_dir():
+        return FolderSource(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(path)
+    return VideoSource(path)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB, or say why it cannot be read."""
+    if not path.exists():
+        raise InputNotFoundError(f"{path} does not exist; check the input path.")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise BadInputError(f"{path} is not a readable image; give a PNG or JPEG file.")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), mode="r")
+    except FileNotFoundError:
+        raise InputNotFoundError(f"{path} does not exist; check the input path.") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path} is a folder; give a video file.") from None
+    except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError):
+        raise BadInputError(
+            f"{path} is not a video or image file that can be read; give an MP4, MOV, MKV or WebM video."
+        ) from None
+
+
+def _stream_rate(stream: av.video.stream.VideoStream) -> Fraction:
+    for rate in (stream.average_rate, stream.base_rate, stream.guessed_rate):
+        if rate and rate > 0:
+            return Fraction(rate)
+    return Fraction(25)
+
+
+def _estimate_count(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
+    duration = stream.duration * stream.time_base if stream.duration and stream.time_base else None
+    if duration is None and container.duration:
+        duration = Fraction(container.duration, av.time_base)
+    if duration is None:
+        return None
+    return max(1, round(duration * _stream_rate(stream)))

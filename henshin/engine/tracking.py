@@ -1,0 +1,232 @@
+"""Face tracking: mediapipe detection + face mesh, with a stable id per face.
+
+Each tracked face is followed by re-running the face mesh on a region around
+its previous landmarks (mediapipe's own tracking idea, done per face so several
+faces and small faces work). The full-range detector runs on a downscaled copy
+of the frame, and on overlapping tiles of a larger copy to find small faces,
+only when a face is missing: at the start, every ``detect_every`` frames while
+fewer than ``max_faces`` are tracked, and after a track is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from henshin.engine.frame import Face
+from henshin.landmarks import eye_centers
+
+with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115 - silence TF Lite banner
+    import mediapipe as mp
+
+MESH_SIZE = 256  # side of the square region the face mesh sees
+ROI_SCALE = 1.7  # region side / landmark box side; mediapipe's tracker uses about 1.5
+
+
+@dataclass
+class TrackerConfig:
+    """How faces are found and followed."""
+
+    max_faces: int = 4
+    detect_every: int = 15
+    detect_size: int = 640
+    small_faces: bool = True
+    min_confidence: float = 0.5
+    max_missing: int = 5
+
+
+@dataclass
+class _Track:
+    track_id: int
+    landmarks: np.ndarray
+    mesh: object  # this face's own mediapipe FaceMesh in tracking mode
+    missing: int = 0
+    box: tuple[float, float, float, float] = field(default=(0, 0, 0, 0))
+
+
+class FaceTracker:
+    """Finds faces in frames and keeps a stable id for each across frames."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=self.config.min_confidence
+        )
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._frames = 0
+
+    def __call__(self, image: np.ndarray) -> list[Face]:
+        """Landmarks for every face in an (H, W, 3) uint8 RGB frame, with track ids."""
+        cfg = self.config
+        lost = False
+        for track in self._live():
+            landmarks = _mesh_in_region(track.mesh, image, _region_from_landmarks(track.landmarks))
+            if landmarks is None:
+                track.missing += 1
+                lost = True
+            else:
+                track.landmarks, track.missing = landmarks, 0
+                track.box = _box(landmarks)
+        live = len(self._live())
+        due = self._frames % cfg.detect_every == 0 and live < cfg.max_faces
+        if self._frames == 0 or lost or due:
+            self._add_detected(image)
+        self._drop_duplicates()
+        for t in self._tracks:
+            if t.missing > cfg.max_missing:
+                t.mesh.close()
+        self._tracks = [t for t in self._tracks if t.missing <= cfg.max_missing]
+        self._frames += 1
+        return [Face(t.track_id, t.landmarks) for t in self._live()]
+
+    def close(self) -> None:
+        """Release mediapipe's graphs."""
+        for t in self._tracks:
+            t.mesh.close()
+        self._tracks = []
+        self._detector.close()
+
+    def _drop_duplicates(self) -> None:
+        """Two tracks that converged on one face: the older id wins."""
+        kept: list[_Track] = []
+        for t in sorted(self._tracks, key=lambda t: t.track_id):
+            if t.missing == 0 and any(k.missing == 0 and _iou(t.box, k.box) > 0.5 for k in kept):
+                t.mesh.close()
+                continue
+            kept.append(t)
+        self._tracks = kept
+
+    def _live(self) -> list[_Track]:
+        return [t for t in self._tracks if t.missing == 0]
+
+    def _add_detected(self, image: np.ndarray) -> None:
+        for box in self._detect(image):
+            if len(self._live()) >= self.config.max_faces:
+                return
+            if any(_iou(box, t.box) > 0.3 for t in self._live()):
+                continue
+            mesh = self._new_mesh()
+            landmarks = _mesh_in_region(mesh, image, _region_from_box(box))
+            if landmarks is None:
+                mesh.close()
+                continue
+            lm_box = _box(landmarks)
+            # A face that reappears within a face-width of a recently lost track
+            # gets that track's id back.
+            lost = [t for t in self._tracks if t.missing > 0 and _near(lm_box, t.box) < 1.0]
+            if lost:
+                track = min(lost, key=lambda t: _near(lm_box, t.box))
+                track.mesh.close()
+                track.landmarks, track.mesh, track.missing, track.box = landmarks, mesh, 0, lm_box
+            else:
+                self._tracks.append(_Track(self._next_id, landmarks, mesh, 0, lm_box))
+                self._next_id += 1
+
+    def _detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Face boxes (x0, y0, x1, y1) in frame pixels, largest first."""
+        cfg = self.config
+        h, w = image.shape[:2]
+        boxes = self._detect_scaled(image, (0, 0, w, h), cfg.detect_size)
+        if cfg.small_faces and max(h, w) > 1.5 * cfg.detect_size:
+            # Four overlapping tiles, each 60 % of the frame: faces about 0.6× as
+            # large as the full view can find are found, and none is cut in two.
+            tw, th = int(w * 0.6), int(h * 0.6)
+            for x0 in (0, w - tw):
+                for y0 in (0, h - th):
+                    boxes += self._detect_scaled(image, (x0, y0, x0 + tw, y0 + th), cfg.detect_size)
+        boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
+        kept: list[tuple[float, float, float, float]] = []
+        for b in boxes:
+            if all(_iou(b, k) < 0.3 for k in kept):
+                kept.append(b)
+        return kept
+
+    def _detect_scaled(self, image: np.ndarray, rect: tuple[int, int, int, int], size: int) -> list:
+        x0, y0, x1, y1 = rect
+        part = image[y0:y1, x0:x1]
+        scale = min(1.0, size / max(part.shape[:2]))
+        small = cv2.resize(part, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else part
+        result = self._detector.process(np.ascontiguousarray(small))
+        out = []
+        ph, pw = part.shape[:2]
+        for det in result.detections or []:
+            bb = det.location_data.relative_bounding_box
+            out.append((x0 + bb.xmin * pw, y0 + bb.ymin * ph,
+                        x0 + (bb.xmin + bb.width) * pw, y0 + (bb.ymin + bb.height) * ph))
+        return out
+
+    def _new_mesh(self) -> object:
+        # Tracking mode: the mesh follows the face inside our moving region and
+        # only re-detects when it loses it; cheaper and steadier than detecting
+        # on every frame.
+        return mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=self.config.min_confidence,
+            min_tracking_confidence=self.config.min_confidence,
+        )
+
+
+def _region_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """(cx, cy, side, angle) of a square around the face, rotated with the eye line."""
+    x0, y0, x1, y1 = _box(landmarks)
+    left, right = eye_centers(landmarks)
+    dx, dy = left - right
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * ROI_SCALE,
+                     np.arctan2(dy, dx)])
+
+
+def _region_from_box(box: tuple[float, float, float, float]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    # A detector box covers eyes to mouth; the mesh wants the whole head.
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 2.0, 0.0])
+
+
+def _region_matrix(region: np.ndarray) -> np.ndarray:
+    """Frame→mesh-input affine of a rotated square region."""
+    cx, cy, side, angle = region
+    scale = MESH_SIZE / side
+    c, s = np.cos(-angle) * scale, np.sin(-angle) * scale
+    return np.array([[c, -s, MESH_SIZE / 2 - c * cx + s * cy],
+                     [s, c, MESH_SIZE / 2 - s * cx - c * cy]], np.float64)
+
+
+def _box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    xy = landmarks[:, :2]
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def _near(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Distance between box centres in units of the larger box's side."""
+    side = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1], 1e-6)
+    return float(np.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2) / side)
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _mesh_in_region(mesh: object, image: np.ndarray, region: np.ndarray) -> np.ndarray | None:
+    """Run the face mesh on an oriented square region; landmarks in frame pixels or None."""
+    matrix = _region_matrix(region)
+    crop = cv2.warpAffine(image, matrix, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT)
+    result = mesh.process(crop)
+    if not result.multi_face_landmarks:
+        return None
+    lm = result.multi_face_landmarks[0].landmark
+    pts = np.array([(p.x, p.y, p.z) for p in lm], np.float64) * MESH_SIZE
+    inverse = cv2.invertAffineTransform(matrix)
+    out = np.empty((len(pts), 3), np.float32)
+    out[:, :2] = pts[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+    out[:, 2] = pts[:, 2] * np.sqrt(abs(np.linalg.det(inverse[:, :2])))
+    return out

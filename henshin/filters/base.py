@@ -1,0 +1,137 @@
+"""The filter interface, the filter registry and typed ``--param`` parsing.
+
+A filter is batch in, batch out: ``(N, 3, S, S)`` float32 in [-1, 1] →
+``(N, 3, S', S')``. It declares whether it works on aligned faces (``face``)
+or the whole frame (``frame``) and the crop size it wants. Parameters are a
+dataclass per filter, so the command line, presets and live control share one
+typed description.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from henshin.errors import OptionError
+
+FILTERS: dict[str, type[Filter]] = {}
+# Modules that register filters when imported; imported on first lookup so
+# that `import henshin.filters` stays cheap.
+_FILTER_MODULES = ("henshin.filters.style",)
+
+
+class Filter(ABC):
+    """A face (or frame) filter over batches of images in [-1, 1]."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    @property
+    def scope(self) -> Literal["face", "frame"]:
+        """``face``: aligned face crops go in; ``frame``: the whole frame goes in."""
+        return getattr(self.params, "scope", "face")
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square crops the filter wants (face scope)."""
+        return int(getattr(self.params, "size", 256))
+
+    @abstractmethod
+    def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
+        """Filter a batch: (N, 3, H, W) float32 in [-1, 1] → (N, 3, H', W') float32 in [-1, 1].
+
+        ``track_ids`` names the face each image belongs to (-1 for a whole frame),
+        so a filter can keep per-face state across frames.
+        """
+
+    def set_params(self, **changes: str) -> None:
+        """Change parameters by name from strings, validating them as at start."""
+        self.params = dataclasses.replace(self.params, **_convert(type(self.params), changes))
+
+    def close(self) -> None:
+        """Release sessions and buffers."""
+
+
+def register(cls: type[Filter]) -> type[Filter]:
+    """Class decorator: make a filter available by its ``name``."""
+    FILTERS[cls.name] = cls
+    return cls
+
+
+def available_filters() -> dict[str, type[Filter]]:
+    """All registered filters, importing the built-in families first."""
+    for module in _FILTER_MODULES:
+        importlib.import_module(module)
+    return FILTERS
+
+
+def create_filter(name: str, params: Any) -> Filter:
+    """Build the filter called ``name`` with already-parsed parameters."""
+    return filter_class(name)(params)
+
+
+def filter_class(name: str) -> type[Filter]:
+    """The filter class registered as ``name``, or an error listing the known ones."""
+    filters = available_filters()
+    if name not in filters:
+        raise OptionError(f"unknown filter {name!r}; expected one of: {', '.join(sorted(filters))}.")
+    return filters[name]
+
+
+def parse_params(cls: type, raw: Mapping[str, str]) -> Any:
+    """Build the dataclass ``cls`` from string values, with one-sentence errors."""
+    return cls(**_convert(cls, raw))
+
+
+def param_names(cls: type) -> list[str]:
+    """The parameter names a params dataclass accepts."""
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _convert(cls: type, raw: Mapping[str, str]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    known = param_names(cls)
+    out: dict[str, Any] = {}
+    for key, text in raw.items():
+        if key not in known:
+            raise OptionError(f"unknown parameter {key!r}; expected one of: {', '.join(known)}.")
+        out[key] = _parse_value(key, str(text), hints[key])
+    return out
+
+
+def _parse_value(key: str, text: str, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        choices = typing.get_args(kind)
+        if text not in choices:
+            raise OptionError(f"parameter {key} expects one of {', '.join(map(str, choices))}, got {text!r}.")
+        return text
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError
+            return lowered in ("1", "true", "yes", "on")
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        name = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+        raise OptionError(f"parameter {key} expects {name}, got {text!r}.") from None
+    return text
+
+
+def check_range(key: str, value: float, low: float, high: float) -> None:
+    """Raise a one-sentence OptionError unless low ≤ value ≤ high."""
+    if not low <= value <= high:
+        raise OptionError(f"parameter {key} expects a value from {low:g} to {high:g}, got {value:g}.")
