@@ -81,10 +81,20 @@ def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
 
 
 def centred_weights(radius: int) -> np.ndarray:
-    """Gaussian weights over a window of 2·radius+1 frames (sigma = radius / 2)."""
+    """Weights of a local quadratic fit over 2·radius+1 frames, evaluated at the centre.
+
+    A Gaussian-weighted (sigma = radius / 2) least-squares parabola, i.e. a
+    Savitzky–Golay filter with Gaussian weights: it removes landmark jitter like
+    a moving average but keeps the curvature of real motion (a turning head),
+    where a plain average cuts corners. The weights sum to 1; the outer ones may
+    be negative.
+    """
+    if radius == 0:
+        return np.ones(1)
     k = np.arange(-radius, radius + 1, dtype=np.float64)
-    sigma = max(radius / 2.0, 1e-6)
-    return np.exp(-0.5 * (k / sigma) ** 2)
+    w = np.exp(-0.5 * (k / (radius / 2.0)) ** 2)
+    s0, s2, s4 = w.sum(), (w * k**2).sum(), (w * k**4).sum()
+    return w * (s4 - s2 * k**2) / (s0 * s4 - s2**2)
 
 
 class CentredSmoother:
@@ -92,13 +102,15 @@ class CentredSmoother:
 
     Items go in with ``push(key, quads)`` where ``quads`` maps track id → quad;
     each item comes out ``radius`` items later (or at ``flush``) with its quads
-    replaced by the weighted mean over the frames around it. A centred window
-    has no lag on steady motion, unlike a causal filter.
+    replaced by a local quadratic fit over the frames around it. A centred window
+    has no lag, unlike a causal filter.
     """
 
     def __init__(self, radius: int) -> None:
         self.radius = radius
-        self._weights = centred_weights(radius)
+        # One weight set per usable half-width: windows shrink symmetrically at
+        # the stream's edges and where a track starts or ends.
+        self._weights = [centred_weights(r) for r in range(radius + 1)]
         self._items: deque[tuple[object, dict[int, np.ndarray]]] = deque()
         self._emitted = 0
         self._seen = 0
@@ -122,10 +134,10 @@ class CentredSmoother:
         key, quads = self._items[centre]
         smoothed = {}
         for track_id, quad in quads.items():
-            # Symmetric pairs only, out to the first frame on either side without
+            # Symmetric windows only, out to the first frame on either side without
             # this track (or the stream's edge): a lopsided window would pull a
             # moving face towards the side that has more frames.
-            total, acc = self._weights[self.radius], self._weights[self.radius] * quad
+            window = [quad]
             for k in range(1, self.radius + 1):
                 if centre - k < 0 or centre + k >= len(self._items):
                     break
@@ -133,10 +145,9 @@ class CentredSmoother:
                 after = self._items[centre + k][1].get(track_id)
                 if before is None or after is None:
                     break
-                w = self._weights[self.radius + k]
-                total += 2 * w
-                acc = acc + w * (before + after)
-            smoothed[track_id] = acc / total
+                window = [before, *window, after]
+            weights = self._weights[len(window) // 2]
+            smoothed[track_id] = weights @ np.stack(window)
         self._emitted += 1
         # The next frame to emit needs nothing older than `radius` frames before it.
         while first < self._emitted - self.radius:

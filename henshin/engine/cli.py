@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--max-faces", type=int, default=4, metavar="N", help="faces to track (default 4)")
-    p.add_argument("--smooth", type=int, default=3, metavar="FRAMES",
-                   help="alignment smoothing half-window in frames; 0 turns it off (default 3)")
+    p.add_argument("--smooth", type=int, default=4, metavar="FRAMES",
+                   help="alignment smoothing half-window in frames; 0 turns it off (default 4)")
     p.add_argument("--batch", type=int, default=4, metavar="FRAMES",
                    help="frames whose faces are filtered together (default 4)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")

@@ -40,14 +40,16 @@ def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: Composi
 
 
 def composite(image: np.ndarray, faces: list[AlignedFace], filtered: np.ndarray,
-              crop_size: int, params: CompositeParams) -> np.ndarray:
+              crop_size: int, params: CompositeParams, opacity: float = 1.0) -> np.ndarray:
     """A new frame with each filtered crop blended into ``image`` inside its face mask.
 
     image: (H, W, 3) uint8 RGB; filtered: (N, 3, S', S') float32 in [-1, 1],
-    taken from crops of side ``crop_size``. Pixels outside every mask keep their
-    exact bytes.
+    taken from crops of side ``crop_size``; ``opacity`` scales every mask. Pixels
+    outside every mask (and every pixel at opacity 0) keep their exact bytes.
     """
     out = image.copy()
+    if opacity <= 0:
+        return out
     for face, crop in zip(faces, filtered, strict=True):
         roi = quad_roi(face.matrix, crop_size, image.shape[:2])
         if roi is None:
@@ -56,6 +58,8 @@ def composite(image: np.ndarray, faces: list[AlignedFace], filtered: np.ndarray,
         pixels = (crop.transpose(1, 2, 0) + 1.0) * 127.5
         warped = frame_from_crop(pixels, matrix, roi)
         alpha = face_mask(face, roi, params)
+        if opacity < 1:
+            alpha *= opacity
         x0, y0, x1, y1 = roi
         target = out[y0:y1, x0:x1]
         if params.color_match > 0:

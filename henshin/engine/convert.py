@@ -9,10 +9,17 @@ from typing import Any
 
 from henshin.engine.composite import CompositeParams
 from henshin.engine.pipeline import PipelineConfig, RunStats
-from henshin.engine.sinks import FolderSink, ImageSink, Sink, VideoFileSink, check_output, output_kind
+from henshin.engine.sinks import (
+    FolderSink,
+    ImageSink,
+    Sink,
+    VideoFileSink,
+    check_output,
+    output_kind,
+)
 from henshin.engine.sources import FolderSource, ImageSource, open_source
-from henshin.filters.base import filter_class, param_names, parse_params
 from henshin.errors import OptionError
+from henshin.filters.base import filter_class, param_names, parse_params
 
 log = logging.getLogger("henshin")
 

@@ -36,7 +36,7 @@ class PipelineConfig:
 
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     composite: CompositeParams = field(default_factory=CompositeParams)
-    smooth_radius: int = 3  # centred window half-width, in frames
+    smooth_radius: int = 4  # centred window half-width, in frames
     batch_frames: int = 4  # frames whose faces go through the filter together
     queue_size: int = 8
     progress: bool = True
@@ -275,7 +275,7 @@ class Pipeline:
                 work.output = to_uint8_image(work.filtered[0])
             else:
                 work.output = composite(image, work.faces, work.filtered, self.filter.input_size,
-                                        self.config.composite)
+                                        self.config.composite, self.filter.opacity)
             yield work
 
     def _encode(self, items: list[Work]) -> list[Work]:

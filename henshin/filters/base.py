@@ -45,6 +45,15 @@ class Filter(ABC):
         """Side of the square crops the filter wants (face scope)."""
         return int(getattr(self.params, "size", 256))
 
+    @property
+    def opacity(self) -> float:
+        """How strongly the compositor blends this filter's faces in (0..1).
+
+        Mixing with the original in the frame, not in the crop, keeps strength 0
+        an exact identity: the untouched pixels are never resampled.
+        """
+        return 1.0
+
     @abstractmethod
     def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
         """Filter a batch: (N, 3, H, W) float32 in [-1, 1] → (N, 3, H', W') float32 in [-1, 1].
@@ -57,7 +66,7 @@ class Filter(ABC):
         """Change parameters by name from strings, validating them as at start."""
         self.params = dataclasses.replace(self.params, **_convert(type(self.params), changes))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most filters hold nothing
         """Release sessions and buffers."""
 
 

@@ -103,13 +103,18 @@ class StyleFilter(Filter):
         super().set_params(**changes)
         self._weights = style_weights(self.params)
 
+    @property
+    def opacity(self) -> float:
+        return self.params.strength if self.scope == "face" else 1.0
+
     def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
         n, _, h, w = batch.shape
         # The network downsamples by 4: reflect-pad to a multiple of 4, crop after.
         ph, pw = (-h) % 4, (-w) % 4
         unit = (batch + 1.0) * 0.5
         out = np.empty_like(batch)
-        strength = self.params.strength
+        # Faces are mixed with the original by the compositor (see `opacity`).
+        strength = self.params.strength if self.scope == "frame" else 1.0
         for i in range(n):  # the exported graph has a fixed batch of 1
             x = unit[i : i + 1]
             if ph or pw:

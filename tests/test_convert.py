@@ -1,0 +1,121 @@
+"""End-to-end: a generated clip through the default filter into an MP4."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from henshin.engine.cli import main
+from henshin.engine.convert import ConvertJob, convert
+from henshin.engine.pipeline import PipelineConfig
+from tests.conftest import CLIP, audio_seconds, decode_video
+
+
+@pytest.fixture(scope="module")
+def converted(clip, tmp_path_factory) -> tuple[Path, dict]:
+    path, _ = clip
+    out = tmp_path_factory.mktemp("out") / "styled.mp4"
+    stats = tmp_path_factory.mktemp("out") / "stats.json"
+    assert main(["-q", "convert", str(path), str(out), "--param", "style=3", "--stats", str(stats)]) == 0
+    return out, json.loads(stats.read_text())
+
+
+def test_frame_count_and_timestamps_are_kept(clip, converted):
+    src_frames, src_pts, src_tb = decode_video(clip[0])
+    out_frames, out_pts, out_tb = decode_video(converted[0])
+    assert len(out_frames) == len(src_frames) == CLIP.frames
+    assert [p * out_tb for p in out_pts] == [p * src_tb for p in src_pts]
+    assert out_frames[0].shape == src_frames[0].shape
+
+
+def test_audio_is_copied_with_its_duration(clip, converted):
+    src, out = audio_seconds(clip[0]), audio_seconds(converted[0])
+    assert src > 1.0
+    assert out == pytest.approx(src, abs=0.03)
+
+
+def test_faces_are_found_in_nearly_every_frame(converted):
+    stats = converted[1]
+    assert stats["frames_in"] == stats["frames_out"] == CLIP.frames
+    assert stats["frames_with_faces"] >= 0.95 * CLIP.frames
+
+
+def test_stats_have_every_stage(converted):
+    stage_ms = converted[1]["stage_ms"]
+    for stage in ("decode", "track", "align", "filter", "composite", "encode"):
+        assert stage_ms[stage] > 0, stage
+    assert converted[1]["fps"] > 0
+
+
+def test_face_changes_and_background_stays(clip, converted):
+    src_frames, _, _ = decode_video(clip[0])
+    out_frames, _, _ = decode_video(converted[0])
+    src, out = src_frames[10].astype(int), out_frames[10].astype(int)
+    # Where the known motion puts the photo's cheeks and nose (photo pixel 225, 130).
+    x, y = (clip[1][10, 0] @ [225.0, 130.0, 1.0]).round().astype(int)
+    centre = np.abs(src[y - 15:y + 15, x - 15:x + 15] - out[y - 15:y + 15, x - 15:x + 15])
+    corner = np.abs(src[-40:, -40:] - out[-40:, -40:])
+    assert centre.mean() > 15
+    assert corner.mean() < 4  # only the re-encoding (crf 18) differs there
+
+
+def test_faceless_video_passes_through_with_a_warning(faceless_clip, tmp_path, caplog):
+    out = tmp_path / "same.mp4"
+    with caplog.at_level(logging.WARNING, logger="henshin"):
+        stats = convert(ConvertJob(faceless_clip, out, pipeline=PipelineConfig(progress=False)))
+    assert stats.frames_out == 8 and stats.frames_with_faces == 0
+    assert "no face was found" in caplog.text
+    src, _, _ = decode_video(faceless_clip)
+    got, _, _ = decode_video(out)
+    assert np.abs(src[3].astype(int) - got[3].astype(int)).mean() < 1.5
+
+
+def test_frame_scope_styles_the_whole_frame(clip, tmp_path):
+    out = tmp_path / "frame.mp4"
+    job = ConvertJob(clip[0], out, params={"scope": "frame", "style": "5"},
+                     pipeline=PipelineConfig(progress=False))
+    stats = convert(job)
+    assert stats.frames_out == CLIP.frames
+    src, _, _ = decode_video(clip[0])
+    got, _, _ = decode_video(out)
+    assert np.abs(src[0][:40, :40].astype(int) - got[0][:40, :40].astype(int)).mean() > 10
+
+
+def test_strength_zero_leaves_the_picture_alone(face_png, tmp_path):
+    out = tmp_path / "same.png"
+    assert main(["-q", "convert", str(face_png), str(out), "--param", "strength=0"]) == 0
+    import cv2
+
+    a = cv2.imread(str(face_png)).astype(int)
+    b = cv2.imread(str(out)).astype(int)
+    assert np.array_equal(a, b)
+
+
+def test_folder_of_images_becomes_a_folder(face_png, tmp_path):
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png"):
+        shutil.copy(face_png, src / name)
+    out = tmp_path / "out"
+    assert main(["-q", "convert", str(src), str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_folder_of_images_becomes_a_video(face_png, tmp_path):
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        shutil.copy(face_png, src / f"{i}.png")
+    out = tmp_path / "out.mp4"
+    assert main(["-q", "convert", str(src), str(out)]) == 0
+    frames, _, _ = decode_video(out)
+    assert len(frames) == 3
