@@ -36,7 +36,9 @@ def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: Composi
     x0, y0, x1, y1 = roi
     width = math.hypot(face.quad[2], face.quad[3])  # half the FFHQ square ≈ the face's width
     hard = polygon_mask(face.face.landmarks[list(FACE_OVAL)], (y1 - y0, x1 - x0), (x0, y0))
-    return feather(hard, params.erode * width, params.feather * width)
+    # Erode by the feather width too, so the soft edge ends inside the oval:
+    # nothing outside the face oval ever changes.
+    return feather(hard, (params.erode + params.feather) * width, params.feather * width)
 
 
 def composite(image: np.ndarray, faces: list[AlignedFace], filtered: np.ndarray,

@@ -4,8 +4,8 @@ Each tracked face is followed by re-running the face mesh on a region around
 its previous landmarks (mediapipe's own tracking idea, done per face so several
 faces and small faces work). The full-range detector runs on a downscaled copy
 of the frame, and on overlapping tiles of a larger copy to find small faces,
-only when a face is missing: at the start, every ``detect_every`` frames while
-fewer than ``max_faces`` are tracked, and after a track is lost.
+only when a face may be missing: at the start, every ``detect_every`` frames
+while fewer than ``max_faces`` are tracked, and after a track is lost.
 """
 
 from __future__ import annotations
@@ -132,13 +132,9 @@ class FaceTracker:
         cfg = self.config
         h, w = image.shape[:2]
         boxes = self._detect_scaled(image, (0, 0, w, h), cfg.detect_size)
-        if cfg.small_faces and max(h, w) > 1.5 * cfg.detect_size:
-            # Four overlapping tiles, each 60 % of the frame: faces about 0.6× as
-            # large as the full view can find are found, and none is cut in two.
-            tw, th = int(w * 0.6), int(h * 0.6)
-            for x0 in (0, w - tw):
-                for y0 in (0, h - th):
-                    boxes += self._detect_scaled(image, (x0, y0, x0 + tw, y0 + th), cfg.detect_size)
+        if cfg.small_faces:
+            for rect in _tiles(w, h):
+                boxes += self._detect_scaled(image, rect, cfg.detect_size)
         boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
         kept: list[tuple[float, float, float, float]] = []
         for b in boxes:
@@ -169,6 +165,28 @@ class FaceTracker:
             min_detection_confidence=self.config.min_confidence,
             min_tracking_confidence=self.config.min_confidence,
         )
+
+
+def _tiles(width: int, height: int, side_frac: float = 0.6, overlap: float = 0.25) -> list[tuple[int, int, int, int]]:
+    """Overlapping square tiles covering the frame, each 60 % of its short side.
+
+    The detector letterboxes its input to a square and misses faces under about
+    7 % of the long side; square tiles of 0.6× the short side find faces down to
+    about 4 % of the short side (45 px in 1080p), and the overlap keeps any face
+    whole in at least one tile.
+    """
+    side = int(min(width, height) * side_frac)
+    if side < 128:
+        return []
+    step = max(1, int(side * (1 - overlap)))
+
+    def starts(total: int) -> list[int]:
+        out = list(range(0, max(total - side, 0) + 1, step))
+        if out[-1] + side < total:
+            out.append(total - side)
+        return out
+
+    return [(x, y, x + side, y + side) for y in starts(height) for x in starts(width)]
 
 
 def _region_from_landmarks(landmarks: np.ndarray) -> np.ndarray:

@@ -1,0 +1,153 @@
+"""Face tracking, the landmark topology, and compositing back into the frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from henshin import landmarks
+from henshin.engine.align import ffhq_quad, quad_matrix
+from henshin.engine.composite import CompositeParams, composite, face_mask
+from henshin.engine.frame import AlignedFace
+from henshin.engine.samples import SampleSpec, background, motion, portrait, render
+from henshin.engine.tracking import FaceTracker, TrackerConfig
+from henshin.kernels.masks import polygon_mask
+from henshin.kernels.warp import crop_from_frame, quad_roi
+
+
+def _frames(spec: SampleSpec):
+    affines, light = motion(spec)
+    photo, bg = portrait(), background(spec.width, spec.height)
+    return [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)], affines
+
+
+@pytest.fixture(scope="module")
+def astronaut_face():
+    tracker = FaceTracker()
+    try:
+        faces = tracker(portrait())
+    finally:
+        tracker.close()
+    return faces[0]
+
+
+def test_topology_matches_mediapipe():
+    import mediapipe as mp
+
+    mesh = mp.solutions.face_mesh
+    for name, loop in [("FACEMESH_FACE_OVAL", landmarks.FACE_OVAL), ("FACEMESH_LEFT_EYE", landmarks.LEFT_EYE),
+                       ("FACEMESH_RIGHT_EYE", landmarks.RIGHT_EYE), ("FACEMESH_LEFT_IRIS", landmarks.LEFT_IRIS),
+                       ("FACEMESH_RIGHT_IRIS", landmarks.RIGHT_IRIS)]:
+        edges = {tuple(sorted(e)) for e in getattr(mesh, name)}
+        ours = {tuple(sorted((loop[i], loop[(i + 1) % len(loop)]))) for i in range(len(loop))}
+        assert ours == edges, name
+    lips = {tuple(sorted(e)) for e in mesh.FACEMESH_LIPS}
+    for loop in (landmarks.LIPS_OUTER, landmarks.LIPS_INNER):
+        assert {tuple(sorted((loop[i], loop[(i + 1) % len(loop)]))) for i in range(len(loop))} <= lips
+
+
+def test_tracker_finds_the_face_with_478_landmarks(astronaut_face):
+    assert astronaut_face.landmarks.shape == (478, 3)
+    x0, y0, x1, y1 = astronaut_face.box
+    # The astronaut's face sits around x 180–270, y 70–180 in the 512² photo.
+    assert 160 < x0 < 200 and 250 < x1 < 290 and 50 < y0 < 90 and 160 < y1 < 200
+
+
+def test_several_faces_keep_their_ids():
+    frames, affines = _frames(SampleSpec(width=960, height=540, frames=12, faces=4, face_height=0.9))
+    tracker = FaceTracker(TrackerConfig(max_faces=4))
+    try:
+        seen = [tracker(f) for f in frames]
+    finally:
+        tracker.close()
+    assert all(len(faces) == 4 for faces in seen)
+    first = {f.track_id: f.box for f in seen[0]}
+    for faces in seen[1:]:
+        assert {f.track_id for f in faces} == set(first)
+    # each id stays on the same grid cell the whole clip
+    for faces in seen:
+        for f in faces:
+            x0, y0, x1, y1 = f.box
+            fx0, fy0, fx1, fy1 = first[f.track_id]
+            assert abs((x0 + x1) - (fx0 + fx1)) / 2 < 120 and abs((y0 + y1) - (fy0 + fy1)) / 2 < 60
+
+
+def test_small_face_in_a_large_frame_is_found():
+    # A ~40 px wide face in 1920×1080: too small for the detector on the whole frame.
+    spec = SampleSpec(width=1920, height=1080, frames=1, face_height=0.2)
+    frames, _ = _frames(spec)
+    on = FaceTracker(TrackerConfig(small_faces=True))
+    off = FaceTracker(TrackerConfig(small_faces=False))
+    try:
+        assert len(on(frames[0])) == 1
+        assert len(off(frames[0])) == 0
+    finally:
+        on.close()
+        off.close()
+
+
+def test_max_faces_is_respected():
+    frames, _ = _frames(SampleSpec(width=960, height=540, frames=2, faces=4, face_height=0.9))
+    tracker = FaceTracker(TrackerConfig(max_faces=2))
+    try:
+        assert len(tracker(frames[0])) == 2
+    finally:
+        tracker.close()
+
+
+def _aligned(face) -> AlignedFace:
+    quad = ffhq_quad(face.landmarks)
+    return AlignedFace(face, quad, quad_matrix(quad, 256))
+
+
+def test_background_pixels_are_untouched(astronaut_face):
+    image = portrait()
+    face = _aligned(astronaut_face)
+    crop = crop_from_frame(image, face.matrix[None], 256)
+    filtered = -crop  # an obvious change everywhere in the crop
+    params = CompositeParams()
+    out = composite(image, [face], filtered, 256, params)
+    changed = np.any(out != image, axis=2)
+    oval = polygon_mask(astronaut_face.landmarks[list(landmarks.FACE_OVAL)], image.shape[:2]) > 0
+    assert changed.any()
+    assert not (changed & ~oval).any(), "a pixel outside the face oval changed"
+    # the middle of the face is fully replaced
+    x, y = astronaut_face.landmarks[landmarks.NOSE_TIP, :2].astype(int)
+    assert np.abs(out[y, x].astype(int) - image[y, x].astype(int)).max() > 50
+
+
+def test_mask_is_feathered_and_eroded(astronaut_face):
+    face = _aligned(astronaut_face)
+    roi = quad_roi(face.matrix, 256, (512, 512))
+    soft = face_mask(face, roi, CompositeParams(feather=0.1, erode=0.03))
+    hard = face_mask(face, roi, CompositeParams(feather=0.0, erode=0.0))
+    assert soft.max() == pytest.approx(1.0, abs=1e-3)
+    assert ((soft > 0.02) & (soft < 0.98)).sum() > 0.1 * (hard > 0.5).sum()  # a real ramp
+    assert (soft > 0).sum() <= (hard > 0).sum() * 1.02  # eroded: it does not spill out
+
+
+def test_colour_match_pulls_the_face_towards_the_original(astronaut_face):
+    image = portrait()
+    face = _aligned(astronaut_face)
+    crop = crop_from_frame(image, face.matrix[None], 256)
+    tinted = crop.copy()
+    tinted[:, 2] = np.clip(tinted[:, 2] + 0.6, -1, 1)  # far too blue
+    roi = quad_roi(face.matrix, 256, (512, 512))
+    alpha = face_mask(face, roi, CompositeParams())
+    x0, y0, x1, y1 = roi
+
+    def blue_error(out: np.ndarray) -> float:
+        diff = out[y0:y1, x0:x1, 2].astype(float) - image[y0:y1, x0:x1, 2]
+        return float((np.abs(diff) * alpha).sum() / alpha.sum())
+
+    plain = composite(image, [face], tinted, 256, CompositeParams())
+    matched = composite(image, [face], tinted, 256, CompositeParams(color_match=1.0))
+    assert blue_error(matched) < blue_error(plain) / 3
+
+
+def test_mask_follows_subpixel_motion(astronaut_face):
+    pts = astronaut_face.landmarks[list(landmarks.FACE_OVAL)]
+    a = polygon_mask(pts, (512, 512))
+    b = polygon_mask(pts + [0.25, 0.0, 0.0], (512, 512))
+    assert 0 < np.abs(a - b).sum() < 0.5 * cv2.countNonZero((a > 0).astype(np.uint8))
