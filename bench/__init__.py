@@ -1,0 +1,1 @@
+"""Benchmarks that print comparable figures (JSON and a table)."""
