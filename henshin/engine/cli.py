@@ -125,9 +125,30 @@ def _run_filters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _native_stderr_to_devnull() -> None:
+    """Send what C++ libraries write to fd 2 to /dev/null; Python's stderr keeps the terminal.
+
+    mediapipe's graphs print TF Lite and absl banners from their own threads at
+    start-up, with nothing a user can act on. Set HENSHIN_NATIVE_LOGS=1 to see them.
+    """
+    if os.environ.get("HENSHIN_NATIVE_LOGS"):
+        return
+    try:
+        if sys.stderr.fileno() != 2:
+            return
+    except (AttributeError, OSError, ValueError):
+        return  # stderr is captured (tests) or replaced: leave it alone
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a subcommand; user mistakes become one line and exit code 2."""
     args = build_parser().parse_args(argv)
+    _native_stderr_to_devnull()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="henshin: %(message)s", stream=sys.stderr)
     try:

@@ -61,8 +61,12 @@ def convert(job: ConvertJob) -> RunStats:
 
     filter_params, composite = split_params(job.filter, job.params)
     kind = output_kind(job.output)
-    check_output(job.output, [job.input], job.overwrite)
     source = open_source(job.input)
+    try:
+        check_output(job.output, [job.input], job.overwrite)
+    except BaseException:
+        source.close()
+        raise
     try:
         sink = _open_sink(job, source, kind)
         filt = create_filter(job.filter, filter_params)

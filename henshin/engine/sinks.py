@@ -81,6 +81,7 @@ class VideoFileSink:
         fd, tmp = tempfile.mkstemp(dir=self.path.resolve().parent, prefix=f".{self.path.stem}.",
                                    suffix=".partial" + self.path.suffix)
         os.close(fd)
+        _default_mode(tmp)
         self._tmp = Path(tmp)
         self._out = av.open(tmp, mode="w", format=_container_format(self.path))
         self._video: av.video.stream.VideoStream | None = None
@@ -255,9 +256,17 @@ def _write_image_atomic(path: Path, image: np.ndarray) -> None:
     if not ok:
         raise OutputError(f"could not encode {path}; use a .png or .jpg name.")
     fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.stem}.", suffix=".partial")
+    _default_mode(tmp)
     with os.fdopen(fd, "wb") as f:
         f.write(data.tobytes())
     os.replace(tmp, path)
+
+
+def _default_mode(path: str) -> None:
+    """mkstemp makes 0600 files; give outputs the mode a plain open() would (0666 & ~umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _container_format(path: Path) -> str:

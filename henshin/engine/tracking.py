@@ -10,18 +10,14 @@ while fewer than ``max_faces`` are tracked, and after a track is lost.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass, field
 
 import cv2
+import mediapipe as mp
 import numpy as np
 
 from henshin.engine.frame import Face
 from henshin.landmarks import eye_centers
-
-with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115 - silence TF Lite banner
-    import mediapipe as mp
 
 MESH_SIZE = 256  # side of the square region the face mesh sees
 ROI_SCALE = 1.7  # region side / landmark box side; mediapipe's tracker uses about 1.5
