@@ -292,5 +292,5 @@ class Pipeline:
 def _progress_bar(enabled: bool, total: int | None) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="frame", disable=not enabled, dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]")
+    return tqdm(total=total, unit="frame", disable=not enabled, desc="convert",
+                bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_fmt}]")
