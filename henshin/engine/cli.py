@@ -36,6 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="veryfast", help="x264 speed preset (default veryfast)")
     p.set_defaults(run=_run_convert)
 
+    p = sub.add_parser("live", help="camera (or a video file) → filter → virtual camera / preview")
+    p.add_argument("--source", default="0", help="camera index, /dev/videoN, or a video file (default 0)")
+    p.add_argument("--sink", action="append", choices=["vcam", "preview", "null"], default=None,
+                   help="where frames go, repeatable (default vcam)")
+    _add_filter_options(p)
+    p.add_argument("--width", type=int, help="camera width to ask for")
+    p.add_argument("--height", type=int, help="camera height to ask for")
+    p.add_argument("--fps", type=float, help="camera frame rate to ask for")
+    p.add_argument("--loop", action="store_true", help="loop a file source")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N captured frames")
+    p.add_argument("--max-faces", type=int, default=2, metavar="N", help="faces to track (default 2)")
+    p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON")
+    p.add_argument("--overlay", action="store_true", help="draw fps and latency on the output")
+    p.add_argument("--vcam-device", help="virtual camera device, e.g. /dev/video10")
+    p.add_argument("--vcam-backend", help=argparse.SUPPRESS)
+    p.set_defaults(run=_run_live)
+
     p = sub.add_parser("sample", help="write a sample clip: a face with known motion and a tone")
     p.add_argument("output", type=Path, help="output .mp4")
     p.add_argument("--width", type=int, default=640)
@@ -92,6 +109,59 @@ def _run_convert(args: argparse.Namespace) -> int:
     if not args.quiet:
         log.info("wrote %s: %d frames, %d with faces, %.1f fps", args.output, stats.frames_out,
                  stats.frames_with_faces, doc["fps"])
+    return 0
+
+
+def _run_live(args: argparse.Namespace) -> int:
+    from henshin.engine.camera import open_live_source
+    from henshin.engine.convert import split_params
+    from henshin.engine.live import LiveConfig, LiveRunner, read_commands
+    from henshin.engine.live_sinks import NullLiveSink, PreviewSink, VirtualCameraSink
+    from henshin.engine.process import FrameProcessor
+    from henshin.engine.tracking import TrackerConfig
+    from henshin.filters.base import create_filter
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise OptionError(f"--max-frames expects a whole number of at least 1, got {args.max_frames}.")
+    if args.max_faces < 1:
+        raise OptionError(f"--max-faces expects a whole number of at least 1, got {args.max_faces}.")
+    filter_params, composite = split_params(args.filter, parse_param_pairs(args.param))
+    source = open_live_source(args.source, args.width, args.height, args.fps, args.loop)
+    sinks: list = []
+    runner_box: list = []
+    try:
+        for kind in dict.fromkeys(args.sink or ["vcam"]):
+            if kind == "vcam":
+                sink = VirtualCameraSink(source.width, source.height, float(source.frame_rate),
+                                         args.vcam_device, args.vcam_backend)
+                log.info("virtual camera: %s", sink.device)
+            elif kind == "preview":
+                sink = PreviewSink(lambda line: runner_box[0].command(line))
+            else:
+                sink = NullLiveSink()
+            sinks.append(sink)
+        filt = create_filter(args.filter, filter_params)
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        source.close()
+        raise
+    log.info("%s", source.describe())
+    processor = FrameProcessor(filt, composite, TrackerConfig(max_faces=args.max_faces))
+    runner = LiveRunner(source, processor, sinks, LiveConfig(args.max_frames, args.overlay))
+    runner_box.append(runner)
+    if sys.stdin is not None and not sys.stdin.closed:
+        read_commands(sys.stdin, runner)  # `set strength 0.5`, `filter style`, `toggle`, `quit`
+    try:
+        stats = runner.run()
+    finally:
+        filt.close()
+    doc = stats.to_json(processor.stage_s) | {"source": str(args.source), "filter": args.filter}
+    if args.stats is not None:
+        args.stats.write_text(json.dumps(doc, indent=2) + "\n")
+    log.info("%s: %d captured, %d processed, %d dropped; latency p50 %.1f ms, p99 %.1f ms",
+             stats.end_reason, stats.frames_captured, stats.frames_processed, stats.frames_dropped,
+             doc["latency_ms"]["p50"], doc["latency_ms"]["p99"])
     return 0
 
 

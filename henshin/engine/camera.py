@@ -1,0 +1,124 @@
+"""Live sources: a webcam, or a video file played at its own pace as a stand-in camera."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+
+from henshin.engine.frame import Frame
+from henshin.engine.sources import VideoSource
+from henshin.errors import BadInputError, InputNotFoundError
+
+
+class CameraSource:
+    """A webcam through OpenCV, asking for a size, a rate and MJPG where offered.
+
+    ``width``/``height``/``frame_rate`` report what the device actually gave.
+    Iteration ends when the camera stops delivering frames (unplugged).
+    """
+
+    def __init__(self, device: int | str, width: int | None = None, height: int | None = None,
+                 fps: float | None = None) -> None:
+        self.device = device
+        self._cap = cv2.VideoCapture(device)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise InputNotFoundError(
+                f"camera {device} could not be opened; check that it is connected and not in use "
+                "by another program, or pass --source FILE to use a video instead."
+            )
+        # MJPG lets most USB cameras deliver 720p/1080p at full rate over USB 2.
+        self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        if width:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        if height:
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        if fps:
+            self._cap.set(cv2.CAP_PROP_FPS, fps)
+        self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.frame_rate = Fraction(self._cap.get(cv2.CAP_PROP_FPS) or fps or 30).limit_denominator(1001)
+        self.time_base = Fraction(1, 1_000_000)
+        fourcc = int(self._cap.get(cv2.CAP_PROP_FOURCC))
+        self.pixel_format = "".join(chr((fourcc >> 8 * i) & 0xFF) for i in range(4)).strip("\0") or "?"
+        self.frame_count = None
+        self.path = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        index, start = 0, time.monotonic_ns()
+        while True:
+            ok, bgr = self._cap.read()
+            captured = time.monotonic_ns()
+            if not ok or bgr is None:
+                return
+            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield Frame(image, index, (captured - start) // 1000, self.time_base, captured)
+            index += 1
+
+    def describe(self) -> str:
+        """What the device gave, for the start-up line."""
+        return f"camera {self.device}: {self.width}x{self.height} at {float(self.frame_rate):g} fps ({self.pixel_format})"
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class RealtimeFileSource:
+    """A video file delivered at its own frame rate, like a camera; loops when asked."""
+
+    def __init__(self, path: str | Path, loop: bool = False) -> None:
+        self.path = Path(path)
+        self.loop = loop
+        probe = VideoSource(self.path)
+        self.width, self.height = probe.width, probe.height
+        self.frame_rate, self.time_base = probe.frame_rate, probe.time_base
+        self.frame_count = probe.frame_count
+        probe.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        period = 1.0 / float(self.frame_rate)
+        start = time.perf_counter()
+        while True:
+            source = VideoSource(self.path)
+            try:
+                for frame in source:
+                    # Wait for this frame's moment, as a camera would deliver it.
+                    delay = start + index * period - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    yield Frame(frame.image, index, frame.pts, frame.time_base, time.monotonic_ns())
+                    index += 1
+            finally:
+                source.close()
+            if not self.loop:
+                return
+
+    def describe(self) -> str:
+        return f"file {self.path}: {self.width}x{self.height} at {float(self.frame_rate):g} fps (real time)"
+
+    def close(self) -> None:
+        pass
+
+
+def open_live_source(spec: str, width: int | None = None, height: int | None = None,
+                     fps: float | None = None, loop: bool = False) -> CameraSource | RealtimeFileSource:
+    """``0``, ``/dev/video2`` or a video file → a live source."""
+    if re.fullmatch(r"\d+", spec):
+        return CameraSource(int(spec), width, height, fps)
+    path = Path(spec)
+    if spec.startswith("/dev/video"):
+        if not path.exists():
+            raise InputNotFoundError(f"camera {spec} does not exist; list cameras with `ls /dev/video*`.")
+        return CameraSource(spec, width, height, fps)
+    if not path.exists():
+        raise InputNotFoundError(f"{spec} does not exist; pass a camera index like 0, a /dev/videoN path, or a video file.")
+    if path.is_dir():
+        raise BadInputError(f"{spec} is a folder; a live source is a camera or a video file.")
+    return RealtimeFileSource(path, loop)
+

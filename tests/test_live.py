@@ -1,0 +1,210 @@
+"""Live mode: newest-frame scheduling, the virtual camera, control, clean endings."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvirtualcam
+
+from henshin.engine.camera import RealtimeFileSource
+from henshin.engine.cli import main
+from henshin.engine.frame import Frame
+from henshin.engine.live import LiveRunner, apply_command
+from henshin.engine.live_sinks import NullLiveSink
+from henshin.engine.process import FrameProcessor
+from henshin.engine.samples import SampleSpec, write_sample
+from henshin.errors import OptionError
+from henshin.filters.base import Filter, create_filter, register
+from henshin.filters.style import StyleParams
+
+
+class RecordingBackend:
+    """A pyvirtualcam backend that keeps what it is sent (registered below)."""
+
+    instances: list[RecordingBackend] = []
+
+    def __init__(self, *, width, height, fps, fourcc, device, **kw):
+        self.width, self.height, self.fps, self.fourcc = width, height, fps, fourcc
+        self.frames: list[np.ndarray] = []
+        self.closed = False
+        RecordingBackend.instances.append(self)
+
+    def close(self):
+        self.closed = True
+
+    def send(self, frame):
+        # pyvirtualcam hands backends the frame flattened; restore the picture
+        self.frames.append(frame.reshape(self.height, self.width, -1).copy())
+
+    def device(self):
+        return "recording"
+
+    def native_fourcc(self):
+        return self.fourcc
+
+
+pyvirtualcam.register_backend("henshin-recording", RecordingBackend)
+
+
+@dataclass(frozen=True)
+class SlowParams:
+    delay_ms: float = 150.0
+    size: int = 64
+
+
+@register
+class SlowFilter(Filter):
+    """Inverts faces, slowly: slower than the camera on purpose."""
+
+    name = "test-slow"
+    Params = SlowParams
+
+    def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
+        time.sleep(self.params.delay_ms / 1000)
+        return -batch
+
+
+@pytest.fixture(scope="module")
+def live_clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("live") / "cam.mp4"
+    write_sample(path, SampleSpec(width=320, height=240, frames=45, fps=30, face_height=1.3, audio=False))
+    return path
+
+
+def test_virtual_camera_receives_frames_through_pyvirtualcam(live_clip, tmp_path):
+    RecordingBackend.instances.clear()
+    stats_path = tmp_path / "stats.json"
+    code = main(["-q", "live", "--source", str(live_clip), "--sink", "vcam", "--vcam-backend", "henshin-recording",
+                 "--stats", str(stats_path)])
+    assert code == 0
+    (cam,) = RecordingBackend.instances
+    assert cam.closed
+    assert (cam.width, cam.height) == (320, 240) and cam.fps == 30
+    assert cam.fourcc == pyvirtualcam.camera.encode_fourcc(pyvirtualcam.PixelFormat.RGB.value)
+    assert all(f.shape == (240, 320, 3) and f.dtype == np.uint8 for f in cam.frames)
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames_captured"] == 45
+    assert len(cam.frames) == stats["frames_out"]
+    # the output keeps the camera's rate: about one frame per camera frame
+    assert 0.8 * 45 <= stats["frames_out"] <= 1.1 * 45
+    for key in ("frames_processed", "frames_dropped", "stage_ms"):
+        assert key in stats
+    assert set(stats["latency_ms"]) >= {"p50", "p95", "p99"}
+
+
+def test_slow_filter_drops_frames_and_latency_stays_bounded(live_clip):
+    source = RealtimeFileSource(live_clip)
+    processor = FrameProcessor(create_filter("test-slow", SlowParams(delay_ms=100)))
+    runner = LiveRunner(source, processor, [NullLiveSink()])
+    stats = runner.run()
+    assert stats.frames_captured == 45
+    assert stats.frames_dropped > 10
+    assert stats.frames_processed + stats.frames_dropped == stats.frames_captured
+    lat = np.array(stats.latencies_ms)
+    # No backlog: the last frames wait no longer than the first ones did.
+    assert np.median(lat[-5:]) < np.median(lat[1:6]) + 60
+    # Each frame is at most one filter run (100 ms) + tracking + an output tick late.
+    assert np.median(lat) < 400
+
+
+def test_control_commands_change_the_output_mid_run(live_clip):
+    sink = _Recorder()
+    processor = FrameProcessor(create_filter("style", StyleParams(style=2)))
+    runner = LiveRunner(RealtimeFileSource(live_clip), processor, [sink])
+    sink.on_frame = lambda n: runner.command("toggle") if n == 10 else None
+    stats = runner.run()
+    assert stats.frames_processed > 5
+    source = RealtimeFileSource(live_clip)
+    originals = [f.image for f in source]
+    def styled(img: np.ndarray) -> bool:
+        # the face is a small part of the frame: count clearly changed pixels
+        return min((np.abs(img.astype(int) - o).max(axis=2) > 40).mean() for o in originals) > 0.003
+
+    changed = [styled(img) for img in sink.images]
+    # styled before the toggle, untouched after it (allowing for frames in flight)
+    assert any(changed[:8]) and not any(changed[15:])
+
+
+def test_apply_command_sets_parameters_and_switches_filters():
+    processor = FrameProcessor(create_filter("style", StyleParams()))
+    apply_command(processor, "set strength 0.5")
+    assert processor.filter.params.strength == 0.5
+    apply_command(processor, "step style 3")
+    assert processor.filter.params.style == 3
+    apply_command(processor, "set feather 0.2")
+    assert processor.composite.feather == 0.2
+    apply_command(processor, "filter test-slow delay_ms=1")
+    assert processor.filter.name == "test-slow" and processor.filter.params.delay_ms == 1
+    assert apply_command(processor, "quit") == "quit"
+    with pytest.raises(OptionError, match="unknown control command"):
+        apply_command(processor, "dance")
+    with pytest.raises(OptionError, match="expects a value from 0 to 1"):
+        apply_command(processor, "set feather 7")
+
+
+class _Failing:
+    """A camera that delivers a few frames and then dies."""
+
+    width, height, frame_rate, frame_count, path = 64, 48, 30, None, None
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __iter__(self):
+        for i in range(5):
+            time.sleep(1 / 30)
+            yield Frame(np.full((48, 64, 3), 100, np.uint8), i)
+        raise OSError("device unplugged")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_source_failing_mid_stream_ends_cleanly():
+    source = _Failing()
+    sink = _Recorder()
+    runner = LiveRunner(source, FrameProcessor(create_filter("test-slow", SlowParams(delay_ms=1))), [sink])
+    stats = runner.run()
+    assert stats.end_reason == "source failed"
+    assert stats.frames_captured == 5 and stats.frames_processed >= 1
+    assert source.closed and sink.closed
+    assert stats.to_json({})["frames_out"] == len(sink.images)
+
+
+def test_missing_camera_and_missing_virtual_camera(capsys, live_clip):
+    assert main(["-q", "live", "--source", "9", "--sink", "null"]) == 2
+    err = capsys.readouterr().err
+    assert "camera 9 could not be opened" in err and "Traceback" not in err
+    assert main(["-q", "live", "--source", str(live_clip), "--sink", "vcam", "--vcam-device", "/dev/video99",
+                 "--vcam-backend", "v4l2loopback"]) == 2
+    err = capsys.readouterr().err
+    assert "no virtual camera /dev/video99 could be opened" in err and "v4l2loopback" in err
+
+
+def test_max_frames_stops_the_run(live_clip, tmp_path):
+    stats_path = tmp_path / "s.json"
+    assert main(["-q", "live", "--source", str(live_clip), "--sink", "null", "--max-frames", "12",
+                 "--stats", str(stats_path)]) == 0
+    stats = json.loads(stats_path.read_text())
+    assert stats["frames_captured"] == 12 and stats["end_reason"] == "max frames"
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.images: list[np.ndarray] = []
+        self.closed = False
+        self.on_frame = None
+
+    def write(self, image: np.ndarray) -> None:
+        self.images.append(image)
+        if self.on_frame:
+            self.on_frame(len(self.images))
+
+    def close(self) -> None:
+        self.closed = True
