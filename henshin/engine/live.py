@@ -331,7 +331,7 @@ def _set_param(processor: FrameProcessor, key: str, value: str) -> None:
 
 
 def _switch_filter(processor: FrameProcessor, name: str, params: dict[str, str]) -> None:
-    new = create_filter(name, parse_params(filter_class(name).Params, params))
+    new = create_filter(name, parse_params(filter_class(name).Params, params), processor.filter.runtime)
     old, processor.filter = processor.filter, new
     old.close()
 

@@ -32,8 +32,11 @@ class Filter(ABC):
     name: ClassVar[str]
     Params: ClassVar[type]
 
-    def __init__(self, params: Any) -> None:
+    def __init__(self, params: Any, runtime: Any = None) -> None:
+        # runtime: a henshin.engine.runtimes.RuntimeOptions for filters that run a
+        # network (None: the default, ``auto``); weight-free filters ignore it.
         self.params = params
+        self.runtime = runtime
 
     @property
     def scope(self) -> Literal["face", "frame"]:
@@ -83,9 +86,9 @@ def available_filters() -> dict[str, type[Filter]]:
     return FILTERS
 
 
-def create_filter(name: str, params: Any) -> Filter:
-    """Build the filter called ``name`` with already-parsed parameters."""
-    return filter_class(name)(params)
+def create_filter(name: str, params: Any, runtime: Any = None) -> Filter:
+    """Build the filter called ``name`` with already-parsed parameters and runtime options."""
+    return filter_class(name)(params, runtime)
 
 
 def filter_class(name: str) -> type[Filter]:

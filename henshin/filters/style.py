@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -94,8 +94,8 @@ class StyleFilter(Filter):
     name = "style"
     Params = StyleParams
 
-    def __init__(self, params: StyleParams) -> None:
-        super().__init__(params)
+    def __init__(self, params: StyleParams, runtime: Any = None) -> None:
+        super().__init__(params, runtime)
         self._session = onnx_session(bundled_model("multistyle26"), params.threads)
         self._weights = style_weights(params)
 
