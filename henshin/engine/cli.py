@@ -71,6 +71,19 @@ def _add_filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filter", default="style", help="filter name (default: style); see `henshin filters`")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="filter or compositing parameter, repeatable")
+    p.add_argument("--runtime", default="auto", metavar="NAME",
+                   help="auto, torch, onnxruntime or tensorrt (default auto: TensorRT with a GPU, "
+                        "else torch on CUDA, else ONNX Runtime on the CPU)")
+    p.add_argument("--precision", default=None, metavar="P",
+                   help="fp32, fp16 or bf16 (default: fp16 on a GPU, fp32 on the CPU)")
+    p.add_argument("--device", default=None, metavar="DEV", help="cpu, cuda or cuda:N (default: the runtime's best)")
+
+
+def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> object:
+    """The RuntimeOptions the command line asks for (validated)."""
+    from henshin.engine.runtimes import RuntimeOptions
+
+    return RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch)
 
 
 def parse_param_pairs(pairs: list[str]) -> dict[str, str]:
@@ -100,6 +113,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         pipeline=PipelineConfig(tracker=TrackerConfig(max_faces=args.max_faces), smooth_radius=args.smooth,
                                 batch_frames=args.batch, progress=not args.quiet and sys.stderr.isatty()),
         overwrite=args.overwrite, crf=args.crf, preset=args.preset,
+        runtime=runtime_options(args, max_batch=max(8, args.batch * args.max_faces)),
     )
     stats = convert(job)
     doc = stats.to_json() | {"input": str(args.input), "output": str(args.output), "filter": args.filter,
@@ -126,6 +140,7 @@ def _run_live(args: argparse.Namespace) -> int:
     if args.max_faces < 1:
         raise OptionError(f"--max-faces expects a whole number of at least 1, got {args.max_faces}.")
     filter_params, composite = split_params(args.filter, parse_param_pairs(args.param))
+    runtime = runtime_options(args, max_batch=max(1, args.max_faces))
     source = open_live_source(args.source, args.width, args.height, args.fps, args.loop)
     sinks: list = []
     runner_box: list = []
@@ -140,7 +155,7 @@ def _run_live(args: argparse.Namespace) -> int:
             else:
                 sink = NullLiveSink()
             sinks.append(sink)
-        filt = create_filter(args.filter, filter_params)
+        filt = create_filter(args.filter, filter_params, runtime)
     except BaseException:
         for sink in sinks:
             sink.close()

@@ -38,6 +38,7 @@ class ConvertJob:
     overwrite: bool = False
     crf: int = 18
     preset: str = "veryfast"
+    runtime: Any = None  # RuntimeOptions; None: auto
 
 
 def split_params(filter_name: str, raw: dict[str, str]) -> tuple[Any, CompositeParams]:
@@ -68,10 +69,11 @@ def convert(job: ConvertJob) -> RunStats:
         source.close()
         raise
     try:
-        sink = _open_sink(job, source, kind)
-        filt = create_filter(job.filter, filter_params)
-        job.pipeline.composite = composite
+        # The filter first: a missing model or runtime is reported before any output exists.
+        filt = create_filter(job.filter, filter_params, job.runtime)
         try:
+            sink = _open_sink(job, source, kind)
+            job.pipeline.composite = composite
             stats = Pipeline(source, filt, sink, job.pipeline).run()
         finally:
             filt.close()

@@ -23,7 +23,7 @@ from henshin.errors import OptionError
 FILTERS: dict[str, type[Filter]] = {}
 # Modules that register filters when imported; imported on first lookup so
 # that `import henshin.filters` stays cheap.
-_FILTER_MODULES = ("henshin.filters.style",)
+_FILTER_MODULES = ("henshin.filters.style", "henshin.filters.fns")
 
 
 class Filter(ABC):

@@ -8,7 +8,7 @@ blend of styles is one forward pass.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +19,7 @@ import numpy as np
 
 from henshin.errors import ModelError, OptionError
 from henshin.filters.base import Filter, check_range, register
+from henshin.filters.networks import pad_to_multiple, runtime_options
 
 NUM_STYLES = 26
 
@@ -77,16 +78,6 @@ def bundled_model(name: str) -> Path:
     return path
 
 
-def onnx_session(path: Path, threads: int = 0) -> object:
-    """An ONNX Runtime CPU session with the thread count set from the machine."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 @register
 class StyleFilter(Filter):
     """Fast style transfer (26 built-in styles, blendable) on faces or the whole frame."""
@@ -96,8 +87,10 @@ class StyleFilter(Filter):
 
     def __init__(self, params: StyleParams, runtime: Any = None) -> None:
         super().__init__(params, runtime)
-        self._session = onnx_session(bundled_model("multistyle26"), params.threads)
+        self._path = bundled_model("multistyle26")
         self._weights = style_weights(params)
+        self._runtimes: dict[tuple[int, int], Any] = {}
+        self.runtime_for(params.size, params.size)  # open the session now: errors show at start
 
     def set_params(self, **changes: str) -> None:
         super().set_params(**changes)
@@ -107,22 +100,26 @@ class StyleFilter(Filter):
     def opacity(self) -> float:
         return self.params.strength if self.scope == "face" else 1.0
 
+    def runtime_for(self, h: int, w: int) -> Any:
+        """The network for (3, h, w) images, built on first use (ONNX Runtime on the CPU here)."""
+        if (h, w) not in self._runtimes:
+            options = runtime_options(self.runtime)
+            if self.params.threads:
+                options = dataclasses.replace(options, threads=self.params.threads)
+            self._runtimes[h, w] = options.build(
+                "multistyle26", [("image", (3, h, w)), ("style_weights", (NUM_STYLES,))],
+                onnx=self._path, batched=(True, False))
+        return self._runtimes[h, w]
+
     def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
-        n, _, h, w = batch.shape
         # The network downsamples by 4: reflect-pad to a multiple of 4, crop after.
-        ph, pw = (-h) % 4, (-w) % 4
         unit = (batch + 1.0) * 0.5
-        out = np.empty_like(batch)
+        padded, h, w = pad_to_multiple(unit, 4)
+        run = self.runtime_for(*padded.shape[-2:])
+        out = np.asarray(run(np.ascontiguousarray(padded), self._weights), np.float32)[:, :, :h, :w]
         # Faces are mixed with the original by the compositor (see `opacity`).
-        strength = self.params.strength if self.scope == "frame" else 1.0
-        for i in range(n):  # the exported graph has a fixed batch of 1
-            x = unit[i : i + 1]
-            if ph or pw:
-                x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
-            y = self._session.run(None, {"image": np.ascontiguousarray(x), "style_weights": self._weights})[0]
-            y = y[:, :, :h, :w]
-            if strength < 1.0:
-                y = unit[i : i + 1] + (y - unit[i : i + 1]) * strength
-            out[i] = y[0] * 2.0 - 1.0
+        if self.scope == "frame" and self.params.strength < 1.0:
+            out = unit + (out - unit) * self.params.strength
+        out = out * 2.0 - 1.0
         np.clip(out, -1.0, 1.0, out=out)
         return out
