@@ -247,6 +247,7 @@ def onnx_file(spec: NetworkSpec, options: RuntimeOptions) -> Path:
     if path.exists():
         log.warning("cached ONNX graph %s is damaged or stale; exporting it again.", path)
         path.unlink()
+    log.info("exporting %s to ONNX (once; cached in %s)", spec.key, path.parent)
     buffer = io.BytesIO()
     export_onnx(spec, buffer)
     write_cached(path, buffer.getvalue(), meta)
