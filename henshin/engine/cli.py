@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="what this machine can run: GPU, runtimes, virtual camera, models")
     p.set_defaults(run=_run_doctor)
+
+    from henshin.engine.models_cli import add_models_parser
+
+    add_models_parser(sub)
     return parser
 
 

