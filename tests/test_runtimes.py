@@ -311,3 +311,24 @@ def test_transformer_net_has_the_official_parameter_names() -> None:
     want = {f"{n}.conv2d.{p}" for n, *_ in OFFICIAL_CONVS for p in ("weight", "bias")}
     want |= {f"{n}.{p}" for n, _ in OFFICIAL_NORMS for p in ("weight", "bias")}
     assert names == want
+
+
+def test_models_compile_builds_once_and_reports_parity(fns_file: Path, home: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "import", "fns-candy", str(fns_file)]) == 0
+    capsys.readouterr()
+    assert main(["models", "compile", "fns-candy", "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "fns-candy: onnxruntime" in out and "max abs error" in out
+    error = float(out.split("max abs error")[1].split()[0])
+    assert error < 1e-2
+    exported = sorted((home / "compiled").glob("fns-candy-*.onnx"))
+    assert len(exported) == 1
+    stamp = exported[0].stat().st_mtime_ns
+    assert main(["models", "compile", "fns-candy", "--size", "64"]) == 0  # found in the cache, not rebuilt
+    assert exported[0].stat().st_mtime_ns == stamp
+    assert main(["models", "compile", "gnr"]) == 2
+    assert "no network to compile" in capsys.readouterr().err
+    if not rt.has_module("tensorrt"):
+        assert main(["models", "compile", "fns-candy", "--runtime", "tensorrt"]) == 2
+        assert "TensorRT is not installed" in capsys.readouterr().err

@@ -35,7 +35,30 @@ def add_models_parser(subparsers: Any) -> Any:
     q = sub.add_parser("verify", help="re-check hashes and that each stored file loads into its network")
     q.add_argument("name", nargs="?", metavar="NAME", help="one model (default: every model present)")
     q.set_defaults(run=_run_verify)
+
+    q = sub.add_parser("compile", help="build a model's ONNX graph or TensorRT engine ahead of time")
+    q.add_argument("name", metavar="NAME", help="model name (multistyle26, fns-candy, ...)")
+    q.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "tensorrt"],
+                   help="what to build for (default onnxruntime)")
+    q.add_argument("--precision", default=None, help="fp32 or fp16 (default: fp16 for TensorRT, fp32 otherwise)")
+    q.add_argument("--max-batch", type=int, default=8, metavar="N", help="largest batch the engine takes (default 8)")
+    q.add_argument("--size", type=int, default=256, help="crop side the network runs at (default 256)")
+    q.set_defaults(run=_run_compile)
     return sub
+
+
+def _run_compile(args: argparse.Namespace) -> int:
+    from henshin.engine.compile import compile_model
+    from henshin.engine.runtimes import RuntimeOptions
+
+    options = RuntimeOptions(runtime=args.runtime, precision=args.precision, max_batch=args.max_batch)
+    result = compile_model(args.name, options, args.size)
+    print(f"{result['model']}: {result['runtime']} at {result['size']}x{result['size']} ready "
+          f"in {result['seconds']} s (cached; later runs load it)")
+    for key, value in result.items():
+        if key.endswith("max_abs_err"):
+            print(f"  {key.removesuffix('_max_abs_err')} vs eager fp32 torch: max abs error {value}")
+    return 0
 
 
 def _run_list(args: argparse.Namespace) -> int:

@@ -218,15 +218,13 @@ def cache_key(spec: NetworkSpec, **parts: Any) -> str:
 
 
 def cache_dir(options: RuntimeOptions) -> Path:
-    """Where compiled artefacts live: ``$HENSHIN_HOME/compiled`` or the user cache dir."""
+    """Where compiled artefacts live: ``<henshin cache>/compiled`` (``$HENSHIN_HOME`` or the user cache dir)."""
     if options.cache_dir is not None:
         root = options.cache_dir
-    elif os.environ.get("HENSHIN_HOME"):
-        root = Path(os.environ["HENSHIN_HOME"]) / "compiled"
     else:
-        from platformdirs import user_cache_dir
+        from henshin.engine.models import cache_root
 
-        root = Path(user_cache_dir("henshin")) / "compiled"
+        root = cache_root() / "compiled"
     root.mkdir(parents=True, exist_ok=True)
     return root
 

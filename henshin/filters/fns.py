@@ -97,10 +97,9 @@ def load_transformer(path: Path) -> Any:
     """
     torch = _torch()
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"{path} is not a loadable weights-only checkpoint ({str(exc).splitlines()[0]}).") from None
+    from henshin.engine.checkpoints import load_checkpoint  # weights only, allow-listed types
+
+    state = load_checkpoint(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path} is not a fast-neural-style checkpoint: expected a state dict of tensors.")
     state = {k: v for k, v in state.items() if not _STALE_KEY.search(k)}
