@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -35,3 +37,87 @@ def feather(mask: np.ndarray, erode_px: float, blur_px: float) -> np.ndarray:
         k = 2 * int(np.ceil(3 * sigma)) + 1
         out = cv2.GaussianBlur(out, (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
     return out
+
+
+# -- one signature, two paths: NumPy/OpenCV arrays or torch tensors ----------
+# The region masks and the warp's support use these; a torch tensor stays on its
+# device. Border handling matches between the paths (outside counts as inside
+# for erosion, as zero for the blur), so the two agree up to edge pixels.
+
+
+def is_torch(x: object) -> bool:
+    """True for a torch tensor (checked without importing torch)."""
+    return type(x).__module__.startswith("torch")
+
+
+def fill_polygon(polygon: Any, shape: tuple[int, int], offset: tuple[float, float] = (0, 0)) -> Any:
+    """A hard (H, W) float32 mask, 1 at pixel centres inside the polygon ((K, 2) points).
+
+    A NumPy polygon gives a NumPy mask (OpenCV fill, 4-bit sub-pixel vertices);
+    a torch polygon gives a mask on its device (even-odd test at pixel centres).
+    """
+    if is_torch(polygon):
+        return _fill_polygon_torch(polygon, shape, offset)
+    shift = 4
+    pts = np.round((np.asarray(polygon, np.float64)[:, :2] - np.asarray(offset)) * (1 << shift)).astype(np.int32)
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=shift)
+    return mask.astype(np.float32)
+
+
+def erode(mask: Any, radius: float) -> Any:
+    """Shrink a (H, W) float32 mask by ``radius`` pixels (elliptic element, rounded)."""
+    r = int(round(radius))
+    if r <= 0:
+        return mask
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    if not is_torch(mask):
+        return cv2.erode(mask, element)
+    import torch.nn.functional as F
+
+    # a minimum over the element's offsets; beyond the border counts as inside (+inf)
+    h, w = mask.shape
+    padded = F.pad(mask[None, None], (r, r, r, r), value=float("inf"))[0, 0]
+    out = mask.clone()
+    for dy, dx in zip(*np.nonzero(element), strict=True):
+        out = out.minimum(padded[dy:dy + h, dx:dx + w])
+    return out
+
+
+def blur(mask: Any, sigma: float) -> Any:
+    """Gaussian blur of a (H, W) float32 mask (kernel 2·⌈3σ⌉+1, zeros beyond the border)."""
+    if sigma <= 0:
+        return mask
+    k = 2 * int(np.ceil(3 * sigma)) + 1
+    if not is_torch(mask):
+        return cv2.GaussianBlur(mask, (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
+    import torch.nn.functional as F
+
+    g = mask.new_tensor(cv2.getGaussianKernel(k, sigma)[:, 0])
+    out = F.conv2d(mask[None, None], g.view(1, 1, k, 1), padding=(k // 2, 0))
+    return F.conv2d(out, g.view(1, 1, 1, k), padding=(0, k // 2))[0, 0]
+
+
+def _fill_polygon_torch(polygon: Any, shape: tuple[int, int], offset: tuple[float, float]) -> Any:
+    import torch
+
+    h, w = shape
+    pts = polygon[:, :2].to(torch.float64) - polygon.new_tensor(offset, dtype=torch.float64)
+    xs = torch.arange(w, device=pts.device, dtype=torch.float64)[None]
+    ys = torch.arange(h, device=pts.device, dtype=torch.float64)[:, None]
+    inside = torch.zeros((h, w), dtype=torch.bool, device=pts.device)
+    edges = torch.zeros_like(inside)
+    for (ax, ay), (bx, by) in zip(pts.tolist(), pts.roll(-1, 0).tolist(), strict=True):
+        if ay != by:  # even-odd rule at pixel centres: count crossings of a ray to +x
+            spans = (ys >= min(ay, by)) & (ys < max(ay, by))
+            inside ^= spans & (xs < ax + (ys - ay) * ((bx - ax) / (by - ay)))
+        # OpenCV also sets the pixels its line drawing puts on each edge: one per
+        # step along the edge's major axis, the nearest on the minor one.
+        if abs(bx - ax) >= abs(by - ay):
+            on = (xs >= min(ax, bx) - 0.5) & (xs <= max(ax, bx) + 0.5)
+            y_at = ay + (xs - ax) * ((by - ay) / (bx - ax)) if bx != ax else ys * 0 + ay
+            edges |= on & ((ys - y_at).abs() <= 0.5)
+        else:
+            on = (ys >= min(ay, by) - 0.5) & (ys <= max(ay, by) + 0.5)
+            edges |= on & ((xs - (ax + (ys - ay) * ((bx - ax) / (by - ay)))).abs() <= 0.5)
+    return (inside | edges).to(torch.float32)
