@@ -58,11 +58,18 @@ class AlignedFace:
     matrix: 2×3 affine from frame pixels to crop pixels (crop_from_frame).
     quad: the oriented-square parameters (cx, cy, ax, ay) it was built from,
     centre and half-side vector along the crop's x axis.
+    points: (478, 3) landmarks smoothed over time like the quad (None: not smoothed).
     """
 
     face: Face
     quad: np.ndarray
     matrix: np.ndarray
+    points: np.ndarray | None = None
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        """The smoothed landmarks where there are some, else the tracker's."""
+        return self.face.landmarks if self.points is None else self.points
 
 
 @dataclass(slots=True)
@@ -74,4 +81,5 @@ class Work:
     faces: list[AlignedFace] = field(default_factory=list)
     crops: np.ndarray | None = None  # (N, 3, S, S) float32 in [-1, 1]
     filtered: np.ndarray | None = None  # (N, 3, S', S') float32 in [-1, 1]
+    patches: list | None = None  # FacePatch from a landmark filter
     output: np.ndarray | None = None  # (H, W, 3) uint8 RGB

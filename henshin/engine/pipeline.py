@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from henshin.engine.align import CentredSmoother, ffhq_quad, quad_matrix
-from henshin.engine.composite import CompositeParams, composite
+from henshin.engine.composite import CompositeParams, composite, paste_patches
 from henshin.engine.frame import AlignedFace, Work
 from henshin.engine.sinks import Sink
 from henshin.engine.sources import Source
 from henshin.engine.tracking import FaceTracker, TrackerConfig
-from henshin.filters.base import Filter
+from henshin.filters.base import Filter, LandmarkFilter
 from henshin.kernels.warp import crop_from_frame, to_uint8_image, to_unit_tensor
 
 _END = object()
@@ -231,19 +231,25 @@ class Pipeline:
 
     def _align(self, items: list[Work]) -> Iterator[Work]:
         for work in items:
-            quads = {face.track_id: ffhq_quad(face.landmarks) for face in work.tracked}
-            for ready, smoothed in self._smoother.push(work, quads):
+            # The quad and the landmarks are smoothed together: one vector per face.
+            states = {face.track_id: np.concatenate([ffhq_quad(face.landmarks), face.landmarks.ravel()])
+                      for face in work.tracked}
+            for ready, smoothed in self._smoother.push(work, states):
                 yield self._crop(ready, smoothed)
 
     def _align_flush(self) -> Iterator[Work]:
         for ready, smoothed in self._smoother.flush():
             yield self._crop(ready, smoothed)
 
-    def _crop(self, work: Work, quads: dict[int, np.ndarray]) -> Work:
+    def _crop(self, work: Work, states: dict[int, np.ndarray]) -> Work:
         size = self.filter.input_size
-        work.faces = [AlignedFace(face, quads[face.track_id], quad_matrix(quads[face.track_id], size))
-                      for face in work.tracked]
-        if work.faces:
+        work.faces = []
+        for face in work.tracked:
+            state = states[face.track_id]
+            quad, points = state[:4], state[4:].reshape(face.landmarks.shape)
+            work.faces.append(AlignedFace(face, quad, quad_matrix(quad, size), points))
+        # A landmark filter works on the frame itself: no crops to cut.
+        if work.faces and not isinstance(self.filter, LandmarkFilter):
             work.crops = crop_from_frame(work.frame.image, np.stack([f.matrix for f in work.faces]), size)
         return work
 
@@ -253,6 +259,12 @@ class Pipeline:
             yield work
 
     def _filter(self, items: list[Work]) -> list[Work]:
+        if isinstance(self.filter, LandmarkFilter):
+            for w in items:
+                if w.faces:
+                    w.patches = self.filter.edit(w.frame.image, [f.landmarks for f in w.faces],
+                                                 [f.face.track_id for f in w.faces])
+            return items
         # Faces of several frames go through the filter as one batch.
         with_crops = [w for w in items if w.crops is not None]
         if with_crops:
@@ -269,7 +281,9 @@ class Pipeline:
     def _composite(self, items: list[Work]) -> Iterator[Work]:
         for work in items:
             image = work.frame.image
-            if work.filtered is None:
+            if work.patches is not None:
+                work.output = paste_patches(image, work.patches, self.filter.opacity)
+            elif work.filtered is None:
                 work.output = image
             elif self.filter.scope == "frame":
                 work.output = to_uint8_image(work.filtered[0])

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from henshin.engine.align import OneEuro, ffhq_quad, quad_matrix
-from henshin.engine.composite import CompositeParams, composite
+from henshin.engine.composite import CompositeParams, composite, paste_patches
 from henshin.engine.frame import AlignedFace, Frame
 from henshin.engine.tracking import FaceTracker, TrackerConfig
-from henshin.filters.base import Filter
+from henshin.filters.base import Filter, LandmarkFilter
 from henshin.kernels.warp import crop_from_frame, to_uint8_image, to_unit_tensor
 
 
@@ -42,6 +42,7 @@ class FrameProcessor:
     def __post_init__(self) -> None:
         self._tracker: FaceTracker | None = None
         self._euro: dict[int, OneEuro] = {}
+        self._euro_points: dict[int, OneEuro] = {}
 
     def __call__(self, frame: Frame) -> tuple[np.ndarray, int]:
         """The filtered image and the number of faces it had."""
@@ -53,6 +54,10 @@ class FrameProcessor:
         faces = self._timed("track", self._track, frame)
         if not faces:
             return frame.image, 0
+        if isinstance(self.filter, LandmarkFilter):
+            patches = self._timed("filter", self.filter.edit, frame.image, [f.landmarks for f in faces],
+                                  [f.face.track_id for f in faces])
+            return self._timed("composite", paste_patches, frame.image, patches, self.filter.opacity), len(faces)
         size = self.filter.input_size
         crops = self._timed("align", crop_from_frame, frame.image, np.stack([f.matrix for f in faces]), size)
         out = self._timed("filter", self.filter.process, crops, [f.face.track_id for f in faces])
@@ -73,7 +78,10 @@ class FrameProcessor:
         for face in self._tracker(frame.image):
             euro = self._euro.setdefault(face.track_id, OneEuro(self.smoothing.min_cutoff, self.smoothing.beta))
             quad = euro(ffhq_quad(face.landmarks), now)
-            aligned.append(AlignedFace(face, quad, quad_matrix(quad, self.filter.input_size)))
+            # Landmarks get their own One Euro: landmark filters warp and mask by them.
+            smooth = self._euro_points.setdefault(face.track_id, OneEuro(self.smoothing.min_cutoff, self.smoothing.beta))
+            points = smooth(face.landmarks, now)
+            aligned.append(AlignedFace(face, quad, quad_matrix(quad, self.filter.input_size), points))
         return aligned
 
     def _timed(self, stage: str, fn, *args):  # noqa: ANN001, ANN202 - thin timing wrapper

@@ -5,6 +5,11 @@ A filter is batch in, batch out: ``(N, 3, S, S)`` float32 in [-1, 1] →
 or the whole frame (``frame``) and the crop size it wants. Parameters are a
 dataclass per filter, so the command line, presets and live control share one
 typed description.
+
+A ``LandmarkFilter`` works at frame resolution instead of on crops: it gets the
+frame and each face's smoothed landmarks and returns, per face, a patch of new
+pixels with its own mask, which the compositor blends in (warps and region
+tints, which a crop's resampling would blur and which need no network).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import importlib
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -23,7 +29,8 @@ from henshin.errors import OptionError
 FILTERS: dict[str, type[Filter]] = {}
 # Modules that register filters when imported; imported on first lookup so
 # that `import henshin.filters` stays cheap.
-_FILTER_MODULES = ("henshin.filters.style", "henshin.filters.fns")
+_FILTER_MODULES = ("henshin.filters.style", "henshin.filters.fns", "henshin.filters.warp",
+                   "henshin.filters.tint")
 
 
 class Filter(ABC):
@@ -71,6 +78,41 @@ class Filter(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most filters hold nothing
         """Release sessions and buffers."""
+
+
+@dataclass(slots=True)
+class FacePatch:
+    """New pixels for one region of the frame and where to use them.
+
+    roi: (x0, y0, x1, y1) in frame pixels; pixels: (y1-y0, x1-x0, 3) uint8 or
+    float32 0..255 RGB; mask: (y1-y0, x1-x0) float32 in [0, 1]. Outside the mask
+    (mask 0) the frame keeps its exact bytes.
+    """
+
+    roi: tuple[int, int, int, int]
+    pixels: np.ndarray
+    mask: np.ndarray
+
+
+class LandmarkFilter(Filter):
+    """A face filter that works on the frame itself, guided by each face's landmarks.
+
+    The engine tracks and smooths faces as for any face filter (centred window
+    offline, One Euro live), then calls ``edit`` instead of ``process``; no crops
+    are cut. It needs no network, so ``runtime`` is ignored.
+    """
+
+    @abstractmethod
+    def edit(self, image: np.ndarray, landmarks: Sequence[np.ndarray], track_ids: Sequence[int]) -> list[FacePatch]:
+        """Patches for the faces of one frame.
+
+        image: (H, W, 3) uint8 RGB (read only); landmarks: per face, (478, 3)
+        float smoothed landmarks in frame pixels; track_ids: the faces' ids.
+        An empty list leaves the frame exactly as it was.
+        """
+
+    def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
+        raise TypeError(f"filter {self.name} works on frames with landmarks; call edit(), not process().")
 
 
 def register(cls: type[Filter]) -> type[Filter]:
