@@ -409,6 +409,15 @@ def test_live_warp_follows_set_strength(moving_face):
         processor.close()
 
 
+def test_live_command_runs_a_landmark_filter(clip, tmp_path):
+    stats = tmp_path / "live.json"
+    code = main(["-q", "live", "--source", str(clip[0]), "--sink", "null", "--filter", "warp",
+                 "--param", "preset=smile_lift", "--stats", str(stats)])
+    assert code == 0
+    doc = json.loads(stats.read_text())
+    assert doc["frames_processed"] > 10 and doc["stage_ms"]["filter"] > 0
+
+
 def test_convert_command_runs_warp_and_tint(face_png, tmp_path):
     for args in (["--filter", "warp", "--param", "preset=big_eyes", "--param", "strength=0.7"],
                  ["--filter", "tint", "--param", "region=lips", "--param", "color=#b03050"]):

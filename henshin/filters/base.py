@@ -112,7 +112,8 @@ class LandmarkFilter(Filter):
         """
 
     def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
-        raise TypeError(f"filter {self.name} works on frames with landmarks; call edit(), not process().")
+        """No crop path: crops pass through unchanged (the engine calls ``edit``; warm-ups may call this)."""
+        return batch
 
 
 def register(cls: type[Filter]) -> type[Filter]:
