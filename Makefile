@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml scripts/system-libs.sh
 	./scripts/system-libs.sh
@@ -31,8 +31,13 @@ lint: setup
 	$(VENV)/bin/ruff check henshin tests bench
 	$(VENV)/bin/ruff format --check henshin tests bench
 
+# Every scenario, warm-up and 3 repeats each; figures into bench/results/
+# (bench.json, bench.md, bench.png). bench-quick: short clips, one run, minutes.
 bench: setup
-	$(PY) -m bench.convert
+	$(PY) -m bench
+
+bench-quick: setup
+	$(PY) -m bench --quick
 
 clean:
 	rm -rf $(VENV) demo bench/results
