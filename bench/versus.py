@@ -293,3 +293,22 @@ def _from_rows(result: dict[str, Any]) -> dict[str, Any]:
              f"max_abs_err in {result.get('error_units', 'output units')} against {result.get('reference', 'eager fp32')}"]
     return {"title": "runtimes: per network, runtime and batch", "cases": cases, "pairs": pairs,
             "skipped": skipped, "notes": notes}
+
+
+# -- landmark filters per frame (bench.geometry) ------------------------------------
+
+
+@scenario("geometry", "landmark filters: ms per 1280x720 frame for each warp preset and tint region")
+def geometry(quick: bool) -> dict[str, Any]:
+    """``bench.geometry.measure`` in the suite's format; reported as not available without it."""
+    try:
+        from bench.geometry import measure
+    except ImportError as exc:
+        return {"title": "geometry", "notes": [f"not available: {exc}"]}
+    figures = measure(repeats=5 if quick else 30)
+    cases = [{"name": f"{family} {key} 1280x720", "ms": {"median": f["median_ms"], "min": f["min_ms"],
+                                                         "max": f["max_ms"]}}
+             for family in ("warp", "tint") for key, f in figures.get(family, {}).items()]
+    notes = [f"the filter's own work plus pasting its patch, one face, {figures.get('repeats')} repeats after "
+             "warm-up; tracking not included (see offline-720p)"]
+    return {"title": "landmark filters per 1280x720 frame", "cases": cases, "notes": notes, "raw": figures}
