@@ -16,11 +16,12 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.clips import Clip, flicker_of, make_clip
-from bench.suite import repeat, scenario, spread, timed
+from bench.suite import measured, peaks, repeat, repeat_each, scenario, spread
 from henshin.engine.convert import DEFAULT_FILTER, ConvertJob, convert
 from henshin.engine.pipeline import STAGES, PipelineConfig
 from henshin.filters.base import available_filters, create_filter, param_names, parse_params
@@ -28,7 +29,7 @@ from henshin.filters.base import available_filters, create_filter, param_names, 
 # Frames per clip, (quick, full): a frame-scope network at 1080p takes seconds per frame on a CPU.
 FRAMES = {("face", 720): (24, 90), ("frame", 720): (3, 12),
           ("face", 1080): (16, 60), ("frame", 1080): (3, 6)}
-BATCHES = {True: (1, 8), False: (1, 2, 8)}  # besides the default 4
+BATCHES = {True: (1, 4, 8), False: (1, 2, 4, 8)}  # frames per filter batch; 4 is the default
 
 
 def runnable_filters() -> tuple[list[tuple[str, bool]], list[dict[str, str]]]:
@@ -46,19 +47,23 @@ def runnable_filters() -> tuple[list[tuple[str, bool]], list[dict[str, str]]]:
     return runnable, skipped
 
 
-def offline_case(clip: Clip, work: Path, quick: bool, name: str = DEFAULT_FILTER,
-                 params: dict[str, str] | None = None, batch_frames: int = 4) -> dict[str, Any]:
-    """Convert ``clip`` with one filter (warm-up, repeats); fps, stage ms, memory and flicker."""
+def offline_run(clip: Clip, out: Path, name: str = DEFAULT_FILTER, params: dict[str, str] | None = None,
+                batch_frames: int = 4) -> Callable[[], dict[str, Any]]:
+    """One ``henshin convert`` of ``clip`` into ``out``: its stats, wall time and memory peak."""
     params = dict(params or {})
-    out = work / "out.mp4"
 
     def once() -> dict[str, Any]:
         job = ConvertJob(clip.path, out, filter=name, params=params, overwrite=True,
                          pipeline=PipelineConfig(progress=False, batch_frames=batch_frames))
-        stats, call_s = timed(lambda: convert(job))
-        return {**stats.to_json(), "call_s": round(call_s, 3)}
+        return convert(job).to_json()
 
-    runs, memory = repeat(once, quick)
+    return measured(once)
+
+
+def offline_summary(clip: Clip, out: Path, runs: list[dict[str, Any]], name: str = DEFAULT_FILTER,
+                    params: dict[str, str] | None = None, batch_frames: int = 4) -> dict[str, Any]:
+    """A case from the runs of one conversion: fps spread, median stage ms, memory, flicker."""
+    params = dict(params or {})
     last = runs[-1]
     scope = params.get("scope", "face")
     return {
@@ -70,9 +75,29 @@ def offline_case(clip: Clip, work: Path, quick: bool, name: str = DEFAULT_FILTER
         "frames": last["frames_out"],
         "faces_per_frame": round(last["faces"] / max(last["frames_out"], 1), 2),
         "flicker": flicker_of(clip, out),
-        **memory.as_case(),
+        **peaks(runs),
         "runs": runs,
     }
+
+
+def offline_case(clip: Clip, work: Path, quick: bool, name: str = DEFAULT_FILTER,
+                 params: dict[str, str] | None = None, batch_frames: int = 4) -> dict[str, Any]:
+    """Convert ``clip`` with one filter (warm-up, repeats) and summarise it as a case."""
+    out = work / "out.mp4"
+    runs = repeat(offline_run(clip, out, name, params, batch_frames), quick)
+    return offline_summary(clip, out, runs, name, params, batch_frames)
+
+
+def batch_sweep(clip: Clip, work: Path, quick: bool, name: str) -> list[dict[str, Any]]:
+    """The same conversion at each batch size, run round-robin so machine drift hits all alike."""
+    batches = BATCHES[quick]
+    outs = [work / f"out-b{b}.mp4" for b in batches]
+    runs = repeat_each([offline_run(clip, out, name, batch_frames=b) for b, out in zip(batches, outs, strict=True)],
+                       quick)
+    cases = [offline_summary(clip, out, r, name, batch_frames=b) for b, out, r in zip(batches, outs, runs, strict=True)]
+    for case in cases:
+        case["name"] += " sweep"
+    return cases
 
 
 def offline(height: int, quick: bool, sweep: bool) -> dict[str, Any]:
@@ -89,8 +114,7 @@ def offline(height: int, quick: bool, sweep: bool) -> dict[str, Any]:
             if has_frame_scope:
                 cases.append(offline_case(frame_clip, work, quick, name, {"scope": "frame"}))
         if sweep and runnable:
-            for batch in BATCHES[quick]:
-                cases.append(offline_case(face_clip, work, quick, runnable[0][0], batch_frames=batch))
+            cases += batch_sweep(face_clip, work, quick, runnable[0][0])
     notes = [f"filters run: {', '.join(n for n, _ in runnable)}; frame scope where the filter has a scope parameter",
              "fps: frames / pipeline wall time (filter set-up excluded); stages overlap in threads"]
     return {"title": f"offline {width}x{height}: each filter, face and frame scope", "cases": cases,

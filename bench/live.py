@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.clips import make_clip
 from bench.convert import runnable_filters
-from bench.suite import repeat, scenario, spread
+from bench.suite import measured, peaks, repeat, scenario, spread
 from henshin.engine.camera import RealtimeFileSource
 from henshin.engine.convert import split_params
 from henshin.engine.live import LiveConfig, LiveRunner
@@ -43,7 +43,7 @@ def live_case(clip_path: Path, name: str, frames: int, quick: bool,
             filt.close()
         return stats.to_json(processor.stage_s)
 
-    runs, memory = repeat(once, quick)
+    runs = repeat(measured(once), quick)
     latency = {p: round(statistics.median(r["latency_ms"][p] for r in runs), 2) for p in ("p50", "p95", "p99")}
     return {
         "name": f"{name} live 1280x720@30",
@@ -53,7 +53,7 @@ def live_case(clip_path: Path, name: str, frames: int, quick: bool,
         "latency_ms": latency,
         "stage_ms": {k: round(statistics.median(r["stage_ms"][k] for r in runs), 2) for k in runs[0]["stage_ms"]},
         "frames_captured": runs[-1]["frames_captured"], "frames_dropped": runs[-1]["frames_dropped"],
-        **memory.as_case(),
+        **peaks(runs),
         "runs": runs,
     }
 

@@ -24,7 +24,8 @@ What a scenario returns (JSON-able; keys beyond these are kept in the JSON)::
                                          # median over repeats of ms per frame spent in each stage
       "latency_ms":  {"p50": .., "p95": .., "p99": ..},        # live cases
       "flicker":     {"input": .., "output": .., "ratio": ..}, # inside the face area, 8-bit levels
-      "peak_rss_mb": ..,                 # peak resident memory during the timed repeats
+      "peak_rss_mb": ..,                 # the process's peak resident memory during a timed run (largest
+                                         # over repeats; includes what earlier runs left resident)
       "peak_gpu_mb": ..,                 # torch's peak CUDA allocation, None without CUDA
     }
     Spread = {"median": .., "min": .., "max": .., "runs": [..]}
@@ -52,9 +53,9 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -120,7 +121,6 @@ class Memory:
 
     rss_mb: float | None = None
     gpu_mb: float | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
 
     def as_case(self) -> dict[str, Any]:
         """The ``peak_rss_mb`` / ``peak_gpu_mb`` keys of a case."""
@@ -136,7 +136,7 @@ def peak_memory() -> Iterator[Memory]:
     possible, it is ``ru_maxrss``, the process's peak up to the block's end.
     """
     memory = Memory()
-    resettable = _reset_rss_peak()
+    _reset_rss_peak()
     cuda = _torch_cuda()
     if cuda is not None:
         cuda.synchronize()
@@ -145,7 +145,6 @@ def peak_memory() -> Iterator[Memory]:
         yield memory
     finally:
         memory.rss_mb = round(_rss_peak_mb(), 1)
-        memory.fields["rss_peak_scope"] = "block" if resettable else "process"
         if cuda is not None:
             cuda.synchronize()
             memory.gpu_mb = round(cuda.max_memory_allocated() / 2**20, 1)
@@ -187,38 +186,47 @@ def _torch_cuda() -> Any:
     return None
 
 
-def repeat(fn: Callable[[], T], quick: bool) -> tuple[list[T], Memory]:
-    """Run ``fn`` for the plan's warm-up (discarded), then its repeats under a memory peak."""
-    steps = plan(quick)
-    for _ in range(steps.warmup):
-        fn()
-    with peak_memory() as memory:
-        runs = [fn() for _ in range(steps.repeats)]
-    return runs, memory
+def repeat(fn: Callable[[], T], quick: bool) -> list[T]:
+    """Run ``fn`` for the plan's warm-up (discarded), then its timed repeats."""
+    return repeat_each([fn], quick)[0]
 
 
-def repeat_pair(a: Callable[[], T], b: Callable[[], T], quick: bool) -> tuple[list[T], list[T]]:
-    """Warm both up, then alternate a, b, a, b ... so drift in the machine hits both alike.
+def repeat_each(fns: Sequence[Callable[[], T]], quick: bool) -> list[list[T]]:
+    """Warm each up, then run them round-robin (a, b, c, a, b, c ...); the runs of each.
 
-    A pair is always warmed up, quick or not: with one timed run each, whichever
-    side ran first would otherwise pay the process's cold start alone.
+    Round-robin spreads drift in the machine (other work starting, thermal) over
+    every contender alike instead of letting it fall on whichever ran last.
+    Several contenders are always warmed up, quick or not: with one timed run
+    each, the first would otherwise pay the process's cold start alone.
     """
     steps = plan(quick)
-    for _ in range(max(steps.warmup, 1)):
-        a()
-        b()
-    runs_a, runs_b = [], []
+    for _ in range(steps.warmup if len(fns) == 1 else max(steps.warmup, 1)):
+        for fn in fns:
+            fn()
+    runs: list[list[T]] = [[] for _ in fns]
     for _ in range(steps.repeats):
-        runs_a.append(a())
-        runs_b.append(b())
-    return runs_a, runs_b
+        for fn, out in zip(fns, runs, strict=True):
+            out.append(fn())
+    return runs
 
 
-def timed(fn: Callable[[], T]) -> tuple[T, float]:
-    """``fn()``'s result and its wall time in seconds."""
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
+def measured(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """Wrap one run: its ``wall_s`` and ``peak_rss_mb`` / ``peak_gpu_mb`` are added to what it returns."""
+
+    def run() -> dict[str, Any]:
+        with peak_memory() as memory:
+            start = time.perf_counter()
+            out = fn()
+            wall = time.perf_counter() - start
+        return {**out, "wall_s": round(wall, 3), **memory.as_case()}
+
+    return run
+
+
+def peaks(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The largest ``peak_rss_mb`` / ``peak_gpu_mb`` over measured runs."""
+    gpu = [r["peak_gpu_mb"] for r in runs if r.get("peak_gpu_mb") is not None]
+    return {"peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "peak_gpu_mb": max(gpu) if gpu else None}
 
 
 def pair(name: str, unit: str, baseline: tuple[str, float], candidate: tuple[str, float],
@@ -260,7 +268,9 @@ def run_isolated(name: str, quick: bool, log: Path) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "bench", "--worker", name, "--worker-out", str(result_file)]
         if quick:
             cmd.append("--quick")
-        env = {**os.environ, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        root = str(Path(__file__).resolve().parent.parent)  # so ``-m bench`` resolves from any working directory
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path, "GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
         with log.open("a") as out:
             out.write(f"\n==== {name} ====\n")
             out.flush()

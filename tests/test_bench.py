@@ -72,3 +72,12 @@ def test_a_failed_scenario_is_reported_not_raised():
          "skipped": [{"case": "filter fns", "reason": "no weights"}], "wall_s": 0.1, "peak_rss_mb": 1.0}]}
     text = report.markdown(doc)
     assert "ERROR RuntimeError: boom" in text and "skipped filter fns: no weights" in text
+
+
+def test_contenders_are_warmed_up_then_run_round_robin():
+    from bench.suite import repeat_each
+
+    calls = []
+    runs = repeat_each([lambda: calls.append("a") or "a", lambda: calls.append("b") or "b"], quick=False)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then three alternating repeats
+    assert runs == [["a"] * 3, ["b"] * 3]
