@@ -92,6 +92,11 @@ def test_options_are_validated() -> None:
         RuntimeOptions(precision="int4")  # type: ignore[arg-type]
     with pytest.raises(OptionError, match="--max-batch"):
         RuntimeOptions(max_batch=0)
+    with pytest.raises(OptionError, match="--compile applies to the torch runtime"):
+        RuntimeOptions(runtime="onnxruntime", compile=True)
+    with pytest.raises(OptionError, match="--cuda-graphs applies to the torch runtime"):
+        RuntimeOptions(runtime="tensorrt", cuda_graphs=True)
+    assert RuntimeOptions(runtime="auto", compile=True, cuda_graphs=True).compile  # applies if torch is chosen
 
 
 def test_torch_runtime_refuses_half_precision_on_the_cpu() -> None:
@@ -245,6 +250,8 @@ def test_cli_runtime_errors_are_one_sentence(clip: tuple[Path, np.ndarray], tmp_
     assert "ONNX graph only" in err and "--runtime onnxruntime" in err
     assert main(["convert", str(src), str(tmp_path / "c.mp4"), "--runtime", "fast"]) == 2
     assert "--runtime expects one of" in capsys.readouterr().err
+    assert main(["convert", str(src), str(tmp_path / "d.mp4"), "--runtime", "onnxruntime", "--compile"]) == 2
+    assert "--compile applies to the torch runtime" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written for a refused run
 
 
@@ -290,6 +297,14 @@ def test_cuda_graphs_replay_matches_eager(fns_file: Path) -> None:
     eager = spec.module.cuda()(x)
     assert torch.allclose(first, eager, atol=1e-3)
     assert torch.allclose(second, eager.flip(0), atol=1e-3)
+
+
+@cuda
+@pytest.mark.gpu
+def test_torch_compile_matches_eager(fns_file: Path) -> None:
+    spec = NetworkSpec("fns-test", (("image", (3, 64, 64)),), module=load_transformer(fns_file))
+    compiled = rt.TorchRuntime(spec, RuntimeOptions(runtime="torch", device="cuda", precision="fp32", compile=True))
+    assert rt.parity(spec, compiled, batch=2) < 0.05
 
 
 @cuda

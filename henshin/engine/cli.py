@@ -84,13 +84,17 @@ def _add_filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default=None, metavar="P",
                    help="fp32, fp16 or bf16 (default: fp16 on a GPU, fp32 on the CPU)")
     p.add_argument("--device", default=None, metavar="DEV", help="cpu, cuda or cuda:N (default: the runtime's best)")
+    p.add_argument("--compile", action="store_true", help="torch runtime: compile the network with torch.compile")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="torch runtime on a GPU: capture each input shape once as a CUDA graph and replay it")
 
 
 def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> object:
     """The RuntimeOptions the command line asks for (validated)."""
     from henshin.engine.runtimes import RuntimeOptions
 
-    return RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch)
+    return RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch,
+                          compile=args.compile, cuda_graphs=args.cuda_graphs)
 
 
 def parse_param_pairs(pairs: list[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ that changes with the weights, the shapes, the precision and the software.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import io
@@ -85,6 +86,9 @@ class RuntimeOptions:
             raise OptionError(f"--precision expects fp32, fp16 or bf16, got {self.precision!r}.")
         if self.max_batch < 1:
             raise OptionError(f"--max-batch expects a whole number of at least 1, got {self.max_batch}.")
+        if (self.compile or self.cuda_graphs) and self.runtime in ("onnxruntime", "tensorrt"):
+            flag = "--compile" if self.compile else "--cuda-graphs"
+            raise OptionError(f"{flag} applies to the torch runtime; drop it or use --runtime torch.")
 
     def build(self, key: str, inputs: Sequence[tuple[str, tuple[int, ...]]], *, module: Any = None,
               onnx: Path | None = None, batched: Sequence[bool] = ()) -> Runtime:
@@ -365,7 +369,8 @@ class TorchRuntime:
             raise OptionError(f"precision {precision} needs a CUDA device; use fp32 on the CPU.")
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.precision = precision
-        module = spec.module.eval().to(self.device, self.dtype)
+        # A copy: moving or casting in place would change the caller's module under it.
+        module = copy.deepcopy(spec.module).eval().to(self.device, self.dtype)
         if self.device.type == "cuda":
             module = module.to(memory_format=torch.channels_last)
         self.module = torch.compile(module, mode="max-autotune-no-cudagraphs") if options.compile else module
