@@ -63,12 +63,18 @@ def machine_line(m: dict[str, Any]) -> str:
 
 
 def speed(case: dict[str, Any]) -> str:
-    """``13.2 fps (12.9–13.5)`` or ``3.21 ms (3.10–3.30)``."""
+    """``13.2 fps (12.9–13.5)`` or ``3.21 ms (3.10–3.30)``; runtime cases add throughput and max error."""
+    text = ""
     for key, unit in (("fps", "fps"), ("ms", "ms")):
         s = case.get(key)
         if s:
-            return f"{_num(s['median'])} {unit} ({_num(s.get('min'))}–{_num(s.get('max'))})"
-    return ""
+            text = f"{_num(s['median'])} {unit} ({_num(s.get('min'))}–{_num(s.get('max'))})"
+            break
+    if case.get("throughput_ips") is not None:
+        text += f", {_num(case['throughput_ips'])} img/s"
+    if case.get("max_abs_err") is not None:
+        text += f", max err {case['max_abs_err']:.2g}"
+    return text
 
 
 def stage_cells(case: dict[str, Any]) -> list[str]:

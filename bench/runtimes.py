@@ -149,7 +149,7 @@ def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1,
                         "latency_ms": round(median, 3), "latency_min_ms": round(min(times), 3),
                         "latency_max_ms": round(max(times), 3),
                         "throughput_ips": round(b * 1000 / median, 1),
-                        "max_abs_err": round(float(np.abs(out - reference[b]).max()) * net.to_levels, 4),
+                        "max_abs_err": float(f"{float(np.abs(out - reference[b]).max()) * net.to_levels:.3g}"),
                     })
     return {"size": size, "batches": list(batches), "repeats": repeats, "rows": rows, "pairs": _pairs(rows),
             "reference": "first runtime listed per network (eager fp32 on CUDA, torch CPU / ONNX Runtime CPU here)",
