@@ -347,3 +347,25 @@ def test_models_compile_builds_once_and_reports_parity(fns_file: Path, home: Pat
     if not rt.has_module("tensorrt"):
         assert main(["models", "compile", "fns-candy", "--runtime", "tensorrt"]) == 2
         assert "TensorRT is not installed" in capsys.readouterr().err
+
+
+def test_style_filter_serves_every_frame_size_from_one_onnxruntime_session() -> None:
+    from henshin.filters.style import StyleFilter, StyleParams
+
+    filt = StyleFilter(StyleParams(scope="frame", style=3), RuntimeOptions(runtime="onnxruntime"))
+    try:
+        start = filt.runtime_for(256, 256)
+        assert filt.runtime_for(72, 128) is start
+        rng = np.random.default_rng(0)
+        frame = rng.random((1, 3, 70, 126), dtype=np.float32) * 2 - 1  # padded to 72x128 inside
+        out = filt.process(frame, [-1])
+        assert out.shape == frame.shape
+        # the same picture a session opened for that size gives
+        fresh = RuntimeOptions(runtime="onnxruntime").build(
+            "multistyle26", [("image", (3, 72, 128)), ("style_weights", (26,))], onnx=filt._path,
+            batched=(True, False))
+        padded = np.pad((frame + 1) * 0.5, ((0, 0), (0, 0), (0, 2), (0, 2)), mode="reflect")
+        want = np.clip(fresh(padded, filt._weights)[:, :, :70, :126] * 2 - 1, -1, 1)
+        assert np.abs(out - want).max() < 1e-5
+    finally:
+        filt.close()

@@ -103,6 +103,11 @@ class StyleFilter(Filter):
     def runtime_for(self, h: int, w: int) -> Any:
         """The network for (3, h, w) images, built on first use (ONNX Runtime on the CPU here)."""
         if (h, w) not in self._runtimes:
+            # The graph's height and width are free: an ONNX Runtime session serves every size.
+            opened = next(iter(self._runtimes.values()), None)
+            if getattr(opened, "name", "") == "onnxruntime":
+                self._runtimes[h, w] = opened
+                return opened
             options = runtime_options(self.runtime)
             if self.params.threads:
                 options = dataclasses.replace(options, threads=self.params.threads)
