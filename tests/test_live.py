@@ -127,10 +127,8 @@ def test_control_commands_change_the_output_mid_run(live_clip):
         return min((np.abs(img.astype(int) - o).max(axis=2) > 40).mean() for o in originals) > 0.003
 
     changed = [styled(img) for img in sink.images]
-    # styled before the toggle, untouched after it; frames in flight (more on a loaded machine) may
-    # still be styled just after it, so the check after it is on the last third of the run
-    assert len(changed) >= 30
-    assert any(changed[:8]) and not any(changed[-len(changed) // 3:])
+    # styled before the toggle, untouched after it (allowing for frames in flight)
+    assert any(changed[:8]) and not any(changed[15:])
 
 
 def test_apply_command_sets_parameters_and_switches_filters():

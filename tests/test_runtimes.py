@@ -355,6 +355,7 @@ def test_style_filter_serves_every_frame_size_from_one_onnxruntime_session() -> 
     filt = StyleFilter(StyleParams(scope="frame", style=3), RuntimeOptions(runtime="onnxruntime"))
     try:
         start = filt.runtime_for(256, 256)
+        assert start.accepts((3, 72, 128)) and not start.accepts((1, 72, 128))
         assert filt.runtime_for(72, 128) is start
         rng = np.random.default_rng(0)
         frame = rng.random((1, 3, 70, 126), dtype=np.float32) * 2 - 1  # padded to 72x128 inside
@@ -369,3 +370,18 @@ def test_style_filter_serves_every_frame_size_from_one_onnxruntime_session() -> 
         assert np.abs(out - want).max() < 1e-5
     finally:
         filt.close()
+
+
+def test_fns_filter_reuses_eager_torch_but_not_a_fixed_size_onnx_graph(fns_file: Path, home: Path) -> None:
+    from henshin.filters.fns import FnsFilter, FnsParams
+
+    params = FnsParams(weights=str(fns_file))
+    eager = FnsFilter(params, RuntimeOptions(runtime="torch"))
+    assert eager.runtime_for(64, 64) is eager.runtime_for(64, 48)  # one copy of the network
+    exported = FnsFilter(params, RuntimeOptions(runtime="onnxruntime"))
+    square = exported.runtime_for(64, 64)
+    assert square.accepts((3, 64, 64)) and not square.accepts((3, 64, 48))
+    wide = exported.runtime_for(64, 48)
+    assert wide is not square and wide.accepts((3, 64, 48))
+    x = np.random.default_rng(1).random((2, 3, 64, 48), dtype=np.float32) * 2 - 1
+    assert np.abs(exported.process(x, [0, 1]) - eager.process(x, [0, 1])).max() < 1e-3

@@ -42,6 +42,10 @@ class Runtime(Protocol):
 
     def __call__(self, *inputs: Any) -> Any: ...
 
+    def accepts(self, sample: tuple[int, ...]) -> bool:
+        """Whether it runs first inputs of this per-sample shape (C, H, W), not only the one it was built for."""
+        ...
+
 
 @dataclass(frozen=True)
 class NetworkSpec:
@@ -387,6 +391,9 @@ class TorchRuntime:
         out = out.float()
         return out.cpu().numpy() if as_numpy else out
 
+    def accepts(self, sample: tuple[int, ...]) -> bool:
+        return True  # eager torch (compiled or graphed: per shape, inside) runs any size
+
     def _tensor(self, x: Any) -> Any:
         import torch
 
@@ -454,6 +461,11 @@ class OnnxRuntime:
         self._names = [i.name for i in self.session.get_inputs()]
         first = self.session.get_inputs()[0].shape
         self.fixed_batch = first[0] if isinstance(first[0], int) else None
+        self._sample_dims = first[1:]  # ints where the graph fixes a size, names or None where it is free
+
+    def accepts(self, sample: tuple[int, ...]) -> bool:
+        return len(sample) == len(self._sample_dims) and all(
+            not isinstance(d, int) or d == n for d, n in zip(self._sample_dims, sample, strict=True))
 
     def __call__(self, *inputs: Any) -> Any:
         torch_in = not isinstance(inputs[0], np.ndarray)

@@ -90,6 +90,10 @@ class TensorRTRuntime:
         self._inputs = expected
         first = next(name for i, (name, _) in enumerate(spec.inputs) if spec.is_batched(i))
         self.max_batch = int(engine.get_tensor_profile_shape(first, 0)[2][0])
+        self._sample = dict(spec.inputs)[first]
+
+    def accepts(self, sample: tuple[int, ...]) -> bool:
+        return tuple(sample) == tuple(self._sample)  # the profile fixes every size but the batch
 
     def _deserialize(self, plan: bytes) -> Any:
         try:

@@ -20,7 +20,12 @@ import numpy as np
 
 from henshin.errors import ModelError
 from henshin.filters.base import Filter, check_range, register
-from henshin.filters.networks import pad_to_multiple, runtime_options, weights_path
+from henshin.filters.networks import (
+    pad_to_multiple,
+    runtime_for_shape,
+    runtime_options,
+    weights_path,
+)
 
 MODELS = ("candy", "mosaic", "rain-princess", "udnie")
 
@@ -155,7 +160,7 @@ class FnsFilter(Filter):
         path = weights_path(f"fns-{self.params.model}", self.params.weights)
         self.net = load_transformer(path)
         self.key = f"fns-{self.params.model}" if not self.params.weights else f"fns-{path.stem}"
-        self._runtimes: dict[tuple[int, int], Any] = {}
+        self._runtimes: dict[tuple[int, ...], Any] = {}
 
     def set_params(self, **changes: str) -> None:
         old = (self.params.model, self.params.weights)
@@ -168,11 +173,9 @@ class FnsFilter(Filter):
         return self.params.strength if self.scope == "face" else 1.0
 
     def runtime_for(self, h: int, w: int) -> Any:
-        """The compiled network for (3, h, w) inputs, built on first use."""
-        if (h, w) not in self._runtimes:
-            self._runtimes[h, w] = runtime_options(self.runtime).build(
-                self.key, [("image", (3, h, w))], module=self.net)
-        return self._runtimes[h, w]
+        """The compiled network for (3, h, w) inputs, built on first use (eager torch serves every size)."""
+        return runtime_for_shape(self._runtimes, (3, h, w), lambda: runtime_options(self.runtime).build(
+            self.key, [("image", (3, h, w))], module=self.net))
 
     def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
         padded, h, w = pad_to_multiple(batch, 4)

@@ -7,6 +7,7 @@ defaults when a filter is built directly (in tests, or from Python).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,19 @@ def runtime_options(runtime: Any) -> Any:
     from henshin.engine.runtimes import RuntimeOptions
 
     return RuntimeOptions()
+
+
+def runtime_for_shape(opened: dict[tuple[int, ...], Any], sample: tuple[int, ...],
+                      build: Callable[[], Any]) -> Any:
+    """The runtime for first inputs of per-sample shape ``sample``.
+
+    One already opened that accepts the shape is reused (eager torch, or an ONNX graph
+    whose sizes are free); otherwise ``build`` makes one for it. ``opened`` is the
+    filter's cache, keyed by shape.
+    """
+    if sample not in opened:
+        opened[sample] = next((r for r in opened.values() if r.accepts(sample)), None) or build()
+    return opened[sample]
 
 
 def weights_path(model: str, explicit: str = "") -> Path:

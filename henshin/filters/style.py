@@ -19,7 +19,7 @@ import numpy as np
 
 from henshin.errors import ModelError, OptionError
 from henshin.filters.base import Filter, check_range, register
-from henshin.filters.networks import pad_to_multiple, runtime_options
+from henshin.filters.networks import pad_to_multiple, runtime_for_shape, runtime_options
 
 NUM_STYLES = 26
 
@@ -89,7 +89,7 @@ class StyleFilter(Filter):
         super().__init__(params, runtime)
         self._path = bundled_model("multistyle26")
         self._weights = style_weights(params)
-        self._runtimes: dict[tuple[int, int], Any] = {}
+        self._runtimes: dict[tuple[int, ...], Any] = {}
         self.runtime_for(params.size, params.size)  # open the session now: errors show at start
 
     def set_params(self, **changes: str) -> None:
@@ -101,20 +101,18 @@ class StyleFilter(Filter):
         return self.params.strength if self.scope == "face" else 1.0
 
     def runtime_for(self, h: int, w: int) -> Any:
-        """The network for (3, h, w) images, built on first use (ONNX Runtime on the CPU here)."""
-        if (h, w) not in self._runtimes:
-            # The graph's height and width are free: an ONNX Runtime session serves every size.
-            opened = next(iter(self._runtimes.values()), None)
-            if getattr(opened, "name", "") == "onnxruntime":
-                self._runtimes[h, w] = opened
-                return opened
+        """The network for (3, h, w) images, built on first use (ONNX Runtime on the CPU here).
+
+        The graph's height and width are free, so one ONNX Runtime session serves every size.
+        """
+        def build() -> Any:
             options = runtime_options(self.runtime)
             if self.params.threads:
                 options = dataclasses.replace(options, threads=self.params.threads)
-            self._runtimes[h, w] = options.build(
-                "multistyle26", [("image", (3, h, w)), ("style_weights", (NUM_STYLES,))],
-                onnx=self._path, batched=(True, False))
-        return self._runtimes[h, w]
+            return options.build("multistyle26", [("image", (3, h, w)), ("style_weights", (NUM_STYLES,))],
+                                 onnx=self._path, batched=(True, False))
+
+        return runtime_for_shape(self._runtimes, (3, h, w), build)
 
     def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
         # The network downsamples by 4: reflect-pad to a multiple of 4, crop after.
