@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from henshin.engine.metrics import flicker
-from henshin.engine.samples import SampleSpec, write_sample
+from henshin.samples import SampleSpec, write_sample
 
 # The face inside the 512×512 astronaut photo (x 150–300, y 50–220), as the tests use it.
 PHOTO_FACE_BOX = np.array([[150, 50], [300, 50], [300, 220], [150, 220]], np.float64)
@@ -54,7 +54,7 @@ def make_clip(folder: Path, width: int, height: int, frames: int, faces: int = 1
 
 
 def _affines(spec: SampleSpec) -> np.ndarray:
-    from henshin.engine.samples import motion
+    from henshin.samples import motion
 
     return motion(spec)[0]
 

@@ -22,11 +22,11 @@ import numpy as np
 
 from bench.common import report
 from henshin.engine.composite import paste_patches
-from henshin.engine.samples import SampleSpec, background, motion, portrait, render
 from henshin.engine.tracking import FaceTracker
 from henshin.filters.base import LandmarkFilter
 from henshin.filters.tint import TintFilter, TintParams
 from henshin.filters.warp import BUILTIN_PRESETS, WarpFilter, WarpParams
+from henshin.samples import SampleSpec, background, motion, portrait, render
 
 TINTS = (("lips", "#b03050"), ("irises", "#3070d0"), ("skin", "auto"))
 

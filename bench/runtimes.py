@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import report
-from henshin.engine import runtimes as rt
-from henshin.engine.runtimes import NetworkSpec, RuntimeOptions
+from henshin import runtimes as rt
+from henshin.runtimes import NetworkSpec, RuntimeOptions
 
 
 @dataclasses.dataclass
@@ -45,7 +45,7 @@ def _fns(size: int) -> NetworkSpec:
     from henshin.filters.fns import load_transformer, transformer_net
 
     try:
-        from henshin.engine.models import model_path
+        from henshin.models.store import model_path
 
         module = load_transformer(model_path("fns-candy"))
     except Exception:  # noqa: BLE001 - no registry or no download: seeded weights, same layout and cost

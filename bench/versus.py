@@ -31,13 +31,13 @@ from bench.suite import measured, pair, peaks, repeat_each, scenario, spread
 from henshin.engine.align import ffhq_quad, quad_matrix
 from henshin.engine.composite import composite
 from henshin.engine.convert import DEFAULT_FILTER, ConvertJob, convert, split_params
-from henshin.engine.frame import AlignedFace
 from henshin.engine.pipeline import STAGES, PipelineConfig
 from henshin.engine.sinks import VideoFileSink
 from henshin.engine.sources import VideoSource
 from henshin.engine.tracking import FaceTracker
 from henshin.filters.base import create_filter
 from henshin.kernels.warp import crop_from_frame, to_uint8_image, to_unit_tensor
+from henshin.types import AlignedFace
 
 STYLE = 7  # any of the 26; one that changes the picture a lot, so a mismatch would show
 # Tolerances for "the same picture", mean absolute difference in 8-bit levels:
@@ -262,7 +262,7 @@ def runtimes(quick: bool) -> dict[str, Any]:
     result = measure(quick)
     if "cases" not in result:
         result = {**_from_rows(result), "raw": result}
-    from henshin.engine.runtimes import cuda_available
+    from henshin.runtimes import cuda_available
 
     if not cuda_available():
         reason = "no CUDA device here (torch.cuda.is_available() is False)"

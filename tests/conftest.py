@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from henshin.engine.samples import SampleSpec, background, portrait, write_sample
+from henshin.samples import SampleSpec, background, portrait, write_sample
 
 # Small enough to be quick on two cores, face large enough to be found reliably.
 CLIP = SampleSpec(width=480, height=360, frames=36, fps=24, face_height=1.3)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from henshin.engine.align import CentredSmoother, OneEuro, ffhq_quad, quad_matrix
-from henshin.engine.samples import portrait
 from henshin.engine.sources import open_source
 from henshin.engine.tracking import FaceTracker
 from henshin.kernels.warp import crop_from_frame, frame_from_crop, quad_roi
+from henshin.samples import portrait
 from tests.conftest import CLIP
 
 

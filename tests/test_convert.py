@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from henshin.engine.cli import main
+from henshin.cli.main import main
 from henshin.engine.convert import ConvertJob, convert
 from henshin.engine.pipeline import PipelineConfig
 from tests.conftest import CLIP, audio_seconds, decode_video

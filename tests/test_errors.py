@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from henshin.engine.cli import main
+from henshin.cli.main import main
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:

@@ -6,14 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from henshin import landmarks
 from henshin.engine.align import ffhq_quad, quad_matrix
 from henshin.engine.composite import CompositeParams, composite, face_mask
-from henshin.engine.frame import AlignedFace
-from henshin.engine.samples import SampleSpec, background, motion, portrait, render
 from henshin.engine.tracking import FaceTracker, TrackerConfig
+from henshin.kernels import landmarks
 from henshin.kernels.masks import polygon_mask
 from henshin.kernels.warp import crop_from_frame, quad_roi
+from henshin.samples import SampleSpec, background, motion, portrait, render
+from henshin.types import AlignedFace
 
 
 def _frames(spec: SampleSpec):

@@ -9,15 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from henshin import landmarks as lm
-from henshin.engine.cli import main
+from henshin.cli.main import main
 from henshin.engine.composite import paste_patches
-from henshin.engine.frame import Frame
 from henshin.engine.live import apply_command
 from henshin.engine.metrics import flicker
 from henshin.engine.pipeline import Pipeline, PipelineConfig
 from henshin.engine.process import FrameProcessor
-from henshin.engine.samples import SampleSpec, background, motion, portrait, render
 from henshin.engine.tracking import FaceTracker
 from henshin.errors import BadInputError, InputNotFoundError, OptionError
 from henshin.filters.base import available_filters, create_filter, parse_params
@@ -34,8 +31,11 @@ from henshin.filters.warp import (
     preset_displacements,
     warp_face,
 )
+from henshin.kernels import landmarks as lm
 from henshin.kernels.flow import landmark_flow, warp_by_flow
 from henshin.kernels.masks import fill_polygon
+from henshin.samples import SampleSpec, background, motion, portrait, render
+from henshin.types import Frame
 
 torch = pytest.importorskip("torch")
 

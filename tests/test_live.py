@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import pyvirtualcam
 
+from henshin.cli.main import main
 from henshin.engine.camera import RealtimeFileSource
-from henshin.engine.cli import main
-from henshin.engine.frame import Frame
 from henshin.engine.live import LiveRunner, apply_command
 from henshin.engine.live_sinks import NullLiveSink
 from henshin.engine.process import FrameProcessor
-from henshin.engine.samples import SampleSpec, write_sample
 from henshin.errors import OptionError
 from henshin.filters.base import Filter, create_filter, register
 from henshin.filters.style import StyleParams
+from henshin.samples import SampleSpec, write_sample
+from henshin.types import Frame
 
 
 class RecordingBackend:

@@ -21,11 +21,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from henshin.engine import models  # noqa: E402
-from henshin.engine.checkpoints import load_checkpoint, load_state_strict, save_safetensors  # noqa: E402
-from henshin.engine.cli import main  # noqa: E402
+from henshin.cli.main import main  # noqa: E402
 from henshin.errors import InputNotFoundError, ModelError, OptionError  # noqa: E402
 from henshin.filters.fns import load_transformer, transformer_net  # noqa: E402
+from henshin.models import store as models  # noqa: E402
+from henshin.models.checkpoints import load_checkpoint, load_state_strict, save_safetensors  # noqa: E402
 
 # -- fixtures -------------------------------------------------------------------------------
 

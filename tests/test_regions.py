@@ -6,19 +6,19 @@ import cv2
 import numpy as np
 import pytest
 
-from henshin import landmarks as lm
+from henshin.cli.main import main
 from henshin.engine.align import ffhq_quad, quad_matrix
-from henshin.engine.cli import main
 from henshin.engine.composite import CompositeParams, composite, paste_patches
-from henshin.engine.frame import AlignedFace
-from henshin.engine.samples import portrait
 from henshin.engine.tracking import FaceTracker
 from henshin.errors import OptionError
 from henshin.filters.base import parse_params
 from henshin.filters.tint import TintFilter, TintParams
+from henshin.kernels import landmarks as lm
 from henshin.kernels.color import chroma_gate, recolor
 from henshin.kernels.regions import REGIONS, region_box, region_mask
 from henshin.kernels.warp import crop_from_frame, quad_roi
+from henshin.samples import portrait
+from henshin.types import AlignedFace
 
 torch = pytest.importorskip("torch")
 
@@ -195,7 +195,7 @@ def test_tint_options_are_checked():
 
 def test_compositor_region_keeps_a_filter_to_the_lips(face):
     image, points = face
-    from henshin.engine.frame import Face
+    from henshin.types import Face
 
     quad = ffhq_quad(points)
     aligned = AlignedFace(Face(0, points), quad, quad_matrix(quad, 256), points)

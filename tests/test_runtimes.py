@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from henshin.engine import runtimes as rt
-from henshin.engine.cli import main
-from henshin.engine.runtimes import NetworkSpec, RuntimeOptions, choose_runtime
-from henshin.errors import OptionError, RuntimeUnavailableError
+from henshin import runtimes as rt
+from henshin.cli.main import main
+from henshin.errors import ModelError, OptionError, RuntimeUnavailableError
 from henshin.filters.fns import load_transformer, transformer_net
+from henshin.runtimes import NetworkSpec, RuntimeOptions, choose_runtime
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 tensorrt = pytest.mark.skipif(not rt.has_module("tensorrt"), reason="needs TensorRT")
@@ -130,7 +130,7 @@ def test_wrong_fns_checkpoint_is_refused_with_the_key(tmp_path: Path, damage: st
     else:
         state["res6.conv1.conv2d.weight"] = torch.zeros(1)
     torch.save(state, path)
-    with pytest.raises(rt.ModelError, match="not a fast-neural-style checkpoint.*res[36].conv1.conv2d.weight"):
+    with pytest.raises(ModelError, match="not a fast-neural-style checkpoint.*res[36].conv1.conv2d.weight"):
         load_transformer(path)
 
 
@@ -190,17 +190,17 @@ def test_cache_key_follows_weights_shapes_and_settings() -> None:
     assert key != rt.cache_key(spec, precision="fp16")
 
 
-def test_engine_key_follows_gpu_and_tensorrt_version() -> None:
-    from henshin.engine.tensorrt import engine_key
+def test_plan_key_follows_gpu_and_tensorrt_version() -> None:
+    from henshin.runtimes.tensorrt import plan_key
 
     spec = NetworkSpec("n", (("x", (3, 16, 16)),), module=torch.nn.Conv2d(3, 4, 3))
     options = RuntimeOptions(runtime="tensorrt")
-    key = engine_key(spec, options, "NVIDIA H100", "10.3.0")
-    assert key == engine_key(spec, options, "NVIDIA H100", "10.3.0")
-    assert key != engine_key(spec, options, "NVIDIA A100", "10.3.0")
-    assert key != engine_key(spec, options, "NVIDIA H100", "10.4.0")
-    assert key != engine_key(spec, RuntimeOptions(runtime="tensorrt", max_batch=16), "NVIDIA H100", "10.3.0")
-    assert key != engine_key(spec, RuntimeOptions(runtime="tensorrt", precision="fp32"), "NVIDIA H100", "10.3.0")
+    key = plan_key(spec, options, "NVIDIA H100", "10.3.0")
+    assert key == plan_key(spec, options, "NVIDIA H100", "10.3.0")
+    assert key != plan_key(spec, options, "NVIDIA A100", "10.3.0")
+    assert key != plan_key(spec, options, "NVIDIA H100", "10.4.0")
+    assert key != plan_key(spec, RuntimeOptions(runtime="tensorrt", max_batch=16), "NVIDIA H100", "10.3.0")
+    assert key != plan_key(spec, RuntimeOptions(runtime="tensorrt", precision="fp32"), "NVIDIA H100", "10.3.0")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "record", "no-record"])
@@ -362,8 +362,8 @@ def test_style_filter_serves_every_frame_size_from_one_onnxruntime_session() -> 
         out = filt.process(frame, [-1])
         assert out.shape == frame.shape
         # the same picture a session opened for that size gives
-        fresh = RuntimeOptions(runtime="onnxruntime").build(
-            "multistyle26", [("image", (3, 72, 128)), ("style_weights", (26,))], onnx=filt._path,
+        fresh = rt.build(
+            RuntimeOptions(runtime="onnxruntime"), "multistyle26", [("image", (3, 72, 128)), ("style_weights", (26,))], onnx=filt._path,
             batched=(True, False))
         padded = np.pad((frame + 1) * 0.5, ((0, 0), (0, 0), (0, 2), (0, 2)), mode="reflect")
         want = np.clip(fresh(padded, filt._weights)[:, :, :70, :126] * 2 - 1, -1, 1)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from henshin.landmarks import MOUTH_LEFT, MOUTH_RIGHT, eye_centers
+from henshin.kernels.landmarks import MOUTH_LEFT, MOUTH_RIGHT, eye_centers
 
 
 def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:

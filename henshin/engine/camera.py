@@ -10,9 +10,9 @@ from pathlib import Path
 
 import cv2
 
-from henshin.engine.frame import Frame
 from henshin.engine.sources import VideoSource
 from henshin.errors import BadInputError, InputNotFoundError
+from henshin.types import Frame
 
 
 class CameraSource:

@@ -9,13 +9,13 @@ from typing import Literal
 
 import numpy as np
 
-from henshin.engine.frame import AlignedFace
 from henshin.filters.base import FacePatch, check_range
 from henshin.kernels.blend import blend_into, match_colour
+from henshin.kernels.landmarks import FACE_OVAL
 from henshin.kernels.masks import feather, polygon_mask
 from henshin.kernels.regions import region_mask
 from henshin.kernels.warp import frame_from_crop, quad_roi, scale_matrix
-from henshin.landmarks import FACE_OVAL
+from henshin.types import AlignedFace
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 
 from henshin.engine.composite import CompositeParams
-from henshin.engine.frame import Frame
 from henshin.engine.process import FrameProcessor
 from henshin.errors import HenshinError, OptionError
 from henshin.filters.base import (
@@ -34,6 +33,7 @@ from henshin.filters.base import (
     param_names,
     parse_params,
 )
+from henshin.types import Frame
 
 log = logging.getLogger("henshin")
 

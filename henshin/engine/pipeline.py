@@ -19,12 +19,12 @@ import numpy as np
 
 from henshin.engine.align import CentredSmoother, ffhq_quad, quad_matrix
 from henshin.engine.composite import CompositeParams, composite, paste_patches
-from henshin.engine.frame import AlignedFace, Work
 from henshin.engine.sinks import Sink
 from henshin.engine.sources import Source
 from henshin.engine.tracking import FaceTracker, TrackerConfig
 from henshin.filters.base import Filter, LandmarkFilter
 from henshin.kernels.warp import crop_from_frame, to_uint8_image, to_unit_tensor
+from henshin.types import AlignedFace, Work
 
 _END = object()
 STAGES = ("decode", "track", "align", "filter", "composite", "encode")

@@ -14,10 +14,10 @@ import numpy as np
 
 from henshin.engine.align import OneEuro, ffhq_quad, quad_matrix
 from henshin.engine.composite import CompositeParams, composite, paste_patches
-from henshin.engine.frame import AlignedFace, Frame
 from henshin.engine.tracking import FaceTracker, TrackerConfig
 from henshin.filters.base import Filter, LandmarkFilter
 from henshin.kernels.warp import crop_from_frame, to_uint8_image, to_unit_tensor
+from henshin.types import AlignedFace, Frame
 
 
 @dataclass

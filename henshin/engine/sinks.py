@@ -18,9 +18,9 @@ import av
 import cv2
 import numpy as np
 
-from henshin.engine.frame import Frame
 from henshin.engine.sources import IMAGE_SUFFIXES
 from henshin.errors import BadInputError, OptionError, OutputError
+from henshin.types import Frame
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".m4v"})
 # Audio codecs an MP4/MOV/MKV can carry as they are; anything else is re-encoded to AAC.

@@ -16,8 +16,8 @@ import av
 import cv2
 import numpy as np
 
-from henshin.engine.frame import Frame
 from henshin.errors import BadInputError, InputNotFoundError
+from henshin.types import Frame
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_STILL_RATE = Fraction(25)

@@ -16,8 +16,8 @@ import cv2
 import mediapipe as mp
 import numpy as np
 
-from henshin.engine.frame import Face
-from henshin.landmarks import eye_centers
+from henshin.kernels.landmarks import eye_centers
+from henshin.types import Face
 
 MESH_SIZE = 256  # side of the square region the face mesh sees
 ROI_SCALE = 1.7  # region side / landmark box side; mediapipe's tracker uses about 1.5

@@ -23,9 +23,9 @@ from henshin.filters.base import Filter, check_range, register
 from henshin.filters.networks import (
     pad_to_multiple,
     runtime_for_shape,
-    runtime_options,
     weights_path,
 )
+from henshin.runtimes import build
 
 MODELS = ("candy", "mosaic", "rain-princess", "udnie")
 
@@ -102,7 +102,7 @@ def load_transformer(path: Path) -> Any:
     """
     torch = _torch()
     path = Path(path)
-    from henshin.engine.checkpoints import load_checkpoint  # weights only, allow-listed types
+    from henshin.models.checkpoints import load_checkpoint  # weights only, allow-listed types
 
     state = load_checkpoint(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -174,8 +174,8 @@ class FnsFilter(Filter):
 
     def runtime_for(self, h: int, w: int) -> Any:
         """The compiled network for (3, h, w) inputs, built on first use (eager torch serves every size)."""
-        return runtime_for_shape(self._runtimes, (3, h, w), lambda: runtime_options(self.runtime).build(
-            self.key, [("image", (3, h, w))], module=self.net))
+        return runtime_for_shape(self._runtimes, (3, h, w), lambda: build(
+            self.runtime, self.key, [("image", (3, h, w))], module=self.net))
 
     def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
         padded, h, w = pad_to_multiple(batch, 4)

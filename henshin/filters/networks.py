@@ -18,7 +18,7 @@ def runtime_options(runtime: Any) -> Any:
     """``runtime`` or, when None, the default options (``auto``)."""
     if runtime is not None:
         return runtime
-    from henshin.engine.runtimes import RuntimeOptions
+    from henshin.runtimes import RuntimeOptions
 
     return RuntimeOptions()
 
@@ -48,7 +48,7 @@ def weights_path(model: str, explicit: str = "") -> Path:
         if not path.is_file():
             raise InputNotFoundError(f"weights file {path} does not exist; check the path given with --param weights=.")
         return path
-    from henshin.engine.models import model_path
+    from henshin.models.store import model_path
 
     return model_path(model)
 

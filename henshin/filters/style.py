@@ -20,6 +20,7 @@ import numpy as np
 from henshin.errors import ModelError, OptionError
 from henshin.filters.base import Filter, check_range, register
 from henshin.filters.networks import pad_to_multiple, runtime_for_shape, runtime_options
+from henshin.runtimes import build
 
 NUM_STYLES = 26
 
@@ -105,14 +106,14 @@ class StyleFilter(Filter):
 
         The graph's height and width are free, so one ONNX Runtime session serves every size.
         """
-        def build() -> Any:
+        def make() -> Any:
             options = runtime_options(self.runtime)
             if self.params.threads:
                 options = dataclasses.replace(options, threads=self.params.threads)
-            return options.build("multistyle26", [("image", (3, h, w)), ("style_weights", (NUM_STYLES,))],
-                                 onnx=self._path, batched=(True, False))
+            return build(options, "multistyle26", [("image", (3, h, w)), ("style_weights", (NUM_STYLES,))],
+                         onnx=self._path, batched=(True, False))
 
-        return runtime_for_shape(self._runtimes, (3, h, w), build)
+        return runtime_for_shape(self._runtimes, (3, h, w), make)
 
     def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
         # The network downsamples by 4: reflect-pad to a multiple of 4, crop after.

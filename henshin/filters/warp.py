@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from henshin import landmarks as lm
 from henshin.errors import BadInputError, InputNotFoundError, OptionError
 from henshin.filters.base import FacePatch, LandmarkFilter, check_range, register
+from henshin.kernels import landmarks as lm
 from henshin.kernels.flow import grid_step, landmark_flow, warp_by_flow
 
 PRESET_DIR = Path(__file__).parent / "presets"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from henshin import landmarks as lm
+from henshin.kernels import landmarks as lm
 from henshin.kernels.masks import blur, fill_polygon, is_torch
 
 Roi = tuple[int, int, int, int]

@@ -1,11 +1,11 @@
-"""The TensorRT runtime: ONNX → engine (FP16, a batch profile, a timing cache), cached on disk.
+"""The TensorRT runtime: ONNX → plan (FP16, a batch profile, a timing cache), cached on disk.
 
 Written for the TensorRT 10 Python API (named I/O tensors, ``execute_async_v3``).
-Inputs and outputs are torch CUDA tensors bound by address, and the engine runs on
+Inputs and outputs are torch CUDA tensors bound by address, and the plan runs on
 the current torch CUDA stream, so it orders with the rest of the frame's GPU work
-without a synchronisation. Engines are cached under a key made of the network's
+without a synchronisation. Plans are cached under a key made of the network's
 weights hash, the input shapes, the batch range, the precision, the GPU name and
-the TensorRT version; a cached engine whose bytes do not match its record, or
+the TensorRT version; a cached plan whose bytes do not match its record, or
 that TensorRT refuses to load, is rebuilt and never used.
 """
 
@@ -17,15 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from henshin.engine.runtimes import (
-    NetworkSpec,
-    RuntimeOptions,
-    cache_dir,
-    cache_key,
-    read_cached,
-    write_cached,
-)
 from henshin.errors import ModelError, OptionError, RuntimeUnavailableError
+from henshin.runtimes.cache import cache_dir, cache_key, read_cached, write_cached
+from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 
 log = logging.getLogger("henshin")
 
@@ -44,15 +38,15 @@ def _modules() -> tuple[Any, Any]:
     return trt, torch
 
 
-def engine_key(spec: NetworkSpec, options: RuntimeOptions, gpu: str, trt_version: str) -> str:
-    """What a TensorRT engine depends on, as a short hash."""
+def plan_key(spec: NetworkSpec, options: RuntimeOptions, gpu: str, trt_version: str) -> str:
+    """What a TensorRT plan depends on, as a short hash."""
     precision = options.precision or "fp16"
     return cache_key(spec, runtime="tensorrt", precision=precision, max_batch=options.max_batch,
                      gpu=gpu, tensorrt=trt_version)
 
 
 class TensorRTRuntime:
-    """A TensorRT engine built from the network's ONNX graph (or loaded from the cache)."""
+    """A TensorRT plan built from the network's ONNX graph (or loaded from the cache), deserialized and run."""
 
     name = "tensorrt"
 
@@ -66,18 +60,18 @@ class TensorRTRuntime:
         self._trt, self._torch = trt, torch
         self._logger = trt.Logger(trt.Logger.WARNING)
         gpu = torch.cuda.get_device_name(self.device)
-        self.plan_path = cache_dir(options) / f"{spec.key}-{engine_key(spec, options, gpu, trt.__version__)}.plan"
+        self.plan_path = cache_dir(options) / f"{spec.key}-{plan_key(spec, options, gpu, trt.__version__)}.plan"
         meta = {"network": spec.key, "gpu": gpu, "tensorrt": trt.__version__, "precision": self.precision,
                 "max_batch": options.max_batch, "inputs": spec.inputs}
         plan = read_cached(self.plan_path, meta)
         engine = self._deserialize(plan) if plan is not None else None
         if plan is not None and engine is None:
-            log.warning("cached TensorRT engine %s does not load; building it again.", self.plan_path)
+            log.warning("cached TensorRT plan %s does not load; building it again.", self.plan_path)
         if engine is None:
             plan = self._build(onnx_path, gpu)
             engine = self._deserialize(plan)
             if engine is None:
-                raise ModelError(f"TensorRT built an engine for {spec.key} that it cannot load; delete {self.plan_path.parent} and retry.")
+                raise ModelError(f"TensorRT built a plan for {spec.key} that it cannot load; delete {self.plan_path.parent} and retry.")
             write_cached(self.plan_path, plan, meta)
         self.engine = engine
         self.context = engine.create_execution_context()
@@ -86,7 +80,7 @@ class TensorRTRuntime:
         self._outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         expected = [name for name, _ in spec.inputs]
         if sorted(self._inputs) != sorted(expected):
-            raise ModelError(f"TensorRT engine {self.plan_path} has inputs {self._inputs}, expected {expected}; delete it and retry.")
+            raise ModelError(f"TensorRT plan {self.plan_path} has inputs {self._inputs}, expected {expected}; delete it and retry.")
         self._inputs = expected
         first = next(name for i, (name, _) in enumerate(spec.inputs) if spec.is_batched(i))
         self.max_batch = int(engine.get_tensor_profile_shape(first, 0)[2][0])
@@ -103,7 +97,7 @@ class TensorRTRuntime:
 
     def _build(self, onnx_path: Path, gpu: str) -> bytes:
         trt = self._trt
-        log.info("building a TensorRT %s engine for %s on %s (once; cached in %s)", self.precision, self.spec.key,
+        log.info("building a TensorRT %s plan for %s on %s (once; cached in %s)", self.precision, self.spec.key,
                  gpu, self.plan_path.parent)
         builder = trt.Builder(self._logger)
         network = builder.create_network(0)
@@ -131,7 +125,7 @@ class TensorRTRuntime:
         config.add_optimization_profile(profile)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
-            raise ModelError(f"TensorRT could not build an engine for {self.spec.key}; run with HENSHIN_NATIVE_LOGS=1 to see why.")
+            raise ModelError(f"TensorRT could not build a plan for {self.spec.key}; run with HENSHIN_NATIVE_LOGS=1 to see why.")
         tmp = timing_path.with_name(timing_path.name + ".partial")
         tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
         tmp.replace(timing_path)

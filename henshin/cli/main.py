@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="what this machine can run: GPU, runtimes, virtual camera, models")
     p.set_defaults(run=_run_doctor)
 
-    from henshin.engine.models_cli import add_models_parser
+    from henshin.cli.models import add_models_parser
 
     add_models_parser(sub)
     return parser
@@ -91,7 +91,7 @@ def _add_filter_options(p: argparse.ArgumentParser) -> None:
 
 def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> object:
     """The RuntimeOptions the command line asks for (validated)."""
-    from henshin.engine.runtimes import RuntimeOptions
+    from henshin.runtimes import RuntimeOptions
 
     return RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch,
                           compile=args.compile, cuda_graphs=args.cuda_graphs)
@@ -192,7 +192,7 @@ def _run_live(args: argparse.Namespace) -> int:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
-    from henshin.engine.samples import SampleSpec, write_sample
+    from henshin.samples import SampleSpec, write_sample
 
     if args.output.suffix.lower() != ".mp4":
         raise OptionError(f"sample output should end in .mp4, got {args.output}.")
@@ -222,7 +222,7 @@ def _run_filters(args: argparse.Namespace) -> int:
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
-    from henshin.engine.doctor import checks, render
+    from henshin.cli.doctor import checks, render
 
     print(render(checks()))
     return 0

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from henshin.errors import ModelError
+from henshin import runtimes as rt
+from henshin.errors import ModelError, OptionError
+from henshin.runtimes import RuntimeOptions
 
 
 def add_models_parser(subparsers: Any) -> Any:
@@ -48,9 +52,6 @@ def add_models_parser(subparsers: Any) -> Any:
 
 
 def _run_compile(args: argparse.Namespace) -> int:
-    from henshin.engine.compile import compile_model
-    from henshin.engine.runtimes import RuntimeOptions
-
     options = RuntimeOptions(runtime=args.runtime, precision=args.precision, max_batch=args.max_batch)
     result = compile_model(args.name, options, args.size)
     print(f"{result['model']}: {result['runtime']} at {result['size']}x{result['size']} ready "
@@ -62,7 +63,7 @@ def _run_compile(args: argparse.Namespace) -> int:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from henshin.engine import models as m
+    from henshin.models import store as m
 
     registry = m.default_registry()
     rows = []
@@ -95,7 +96,7 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _run_pull(args: argparse.Namespace) -> int:
-    from henshin.engine import models as m
+    from henshin.models import store as m
 
     registry = m.default_registry()
     for name in dict.fromkeys(args.names):
@@ -106,14 +107,14 @@ def _run_pull(args: argparse.Namespace) -> int:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    from henshin.engine import models as m
+    from henshin.models import store as m
 
     m.import_model(args.name, args.path, safetensors=args.safetensors)
     return 0
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from henshin.engine import models as m
+    from henshin.models import store as m
 
     verdicts = m.verify(args.name)
     for v in verdicts:
@@ -131,3 +132,38 @@ def _run_verify(args: argparse.Namespace) -> int:
         raise ModelError(f"{len(failed)} model{'s' if len(failed) > 1 else ''} failed verification "
                          f"({', '.join(failed)}); fetch {'them' if len(failed) > 1 else 'it'} again: {fixes}.")
     return 0
+
+
+# Registry model name → (filter, its params) that runs it.
+COMPILABLE: dict[str, tuple[str, dict[str, str]]] = {
+    "multistyle26": ("style", {}),
+    **{f"fns-{m}": ("fns", {"model": m}) for m in ("candy", "mosaic", "rain-princess", "udnie")},
+}
+
+
+def compile_model(name: str, options: RuntimeOptions, size: int = 256) -> dict[str, Any]:
+    """Build ``name``'s network for ``options`` at ``size``×``size`` crops; returns what was done."""
+    from henshin.filters.base import create_filter, filter_class, parse_params
+
+    if name not in COMPILABLE:
+        raise OptionError(f"{name} has no network to compile in this version; compilable: {', '.join(COMPILABLE)}.")
+    filter_name, params = COMPILABLE[name]
+    cls = filter_class(filter_name)
+    start = time.perf_counter()
+    filt = create_filter(filter_name, parse_params(cls.Params, {**params, "size": str(size)}), options)
+    try:
+        runtime = filt.runtime_for(size, size)
+        result: dict[str, Any] = {"model": name, "runtime": rt.describe(runtime), "size": size,
+                                  "seconds": round(time.perf_counter() - start, 2)}
+        module = getattr(filt, "net", None)
+        if module is not None:
+            spec = rt.NetworkSpec(getattr(filt, "key", name), (("image", (3, size, size)),), module=module)
+            check = runtime if isinstance(runtime, rt.OnnxRuntime) else rt.OnnxRuntime(
+                spec, dataclasses.replace(options, device="cpu"), rt.onnx_file(spec, options))
+            scale = 1.0  # fast-neural-style outputs 0..255: the error is in 8-bit levels already
+            result["onnx_max_abs_err"] = round(rt.parity(spec, check, batch=2) * scale, 5)
+            if check is not runtime:
+                result[f"{runtime.name}_max_abs_err"] = round(rt.parity(spec, runtime, batch=2), 5)
+    finally:
+        filt.close()
+    return result

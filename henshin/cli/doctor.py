@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from henshin.engine.runtimes import (
+from henshin.runtimes import (
     RuntimeOptions,
     cache_dir,
     choose_runtime,
@@ -111,7 +111,7 @@ def _bundled() -> Check:
 
 
 def _models() -> Check:
-    from henshin.engine.models import default_registry, models_dir, status
+    from henshin.models.store import default_registry, models_dir, status
 
     states = {entry.name: status(entry) for entry in default_registry()}
     have = [name for name, state in states.items() if state in ("present", "bundled")]

@@ -1,4 +1,4 @@
-"""The model registry and cache: which released checkpoints exist, where they are, and getting them.
+"""The model store: where released checkpoints are cached, and getting, importing and verifying them.
 
 The registry is data (``models.toml``, shipped with the package): one entry per
 model with its files' official URLs, sizes, SHA-256 where known, licence and the
@@ -11,7 +11,6 @@ downloads and copies are written under ``NAME.part`` first.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import json
@@ -19,24 +18,22 @@ import os
 import re
 import shutil
 import sys
-import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from importlib import resources
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from henshin.errors import InputNotFoundError, ModelError, OptionError
+from henshin.models.registry import ModelEntry, ModelFile, Registry, default_registry
 
 CONNECT_TIMEOUT_S = 10.0  # per socket operation: an offline machine fails at once, a stalled one soon
 CHUNK = 1 << 20
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 # -- where things live -------------------------------------------------------------------
@@ -54,108 +51,6 @@ def cache_root() -> Path:
 def models_dir() -> Path:
     """Where downloaded and imported models are stored: ``<cache>/models``."""
     return cache_root() / "models"
-
-
-# -- the registry ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """One file of a model: where it comes from and what it must hash to (empty: unknown)."""
-
-    name: str
-    url: str = ""
-    size: int = 0
-    sha256: str = ""
-    archive_member: str = ""
-    package: str = ""
-    package_version: str = ""
-
-    @property
-    def archive_name(self) -> str:
-        """The archive's file name in ``models/.downloads`` (from the URL's path)."""
-        return Path(urllib.parse.urlparse(self.url).path).name or "archive.zip"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """A known model: its files, licence, source and the filter it serves."""
-
-    name: str
-    title: str
-    family: str
-    filter: str
-    licence: str
-    source: str
-    files: tuple[ModelFile, ...]
-    page: str = ""
-    check: tuple[str, ...] = ()
-    keep: tuple[str, ...] = ()
-    loader: str = ""
-    note: str = ""
-
-    @property
-    def bundled(self) -> bool:
-        """True when every file ships inside an installed package (nothing to download)."""
-        return all(f.package for f in self.files)
-
-    @property
-    def size(self) -> int:
-        """Total size in bytes, 0 when any file's size is unknown."""
-        return sum(f.size for f in self.files) if all(f.size for f in self.files) else 0
-
-
-@dataclass
-class Registry:
-    """The known models by name; built from ``models.toml`` (or any TOML in that layout)."""
-
-    entries: dict[str, ModelEntry] = field(default_factory=dict)
-
-    @classmethod
-    def from_toml(cls, text: str, origin: str = "models.toml") -> Registry:
-        """Parse registry TOML; a malformed entry raises ModelError naming it."""
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ModelError(f"{origin} is not valid TOML ({exc}).") from None
-        return cls({name: _entry(name, table, origin) for name, table in data.items()})
-
-    def get(self, name: str) -> ModelEntry:
-        """The entry called ``name``; an unknown name raises OptionError with the closest one."""
-        if name in self.entries:
-            return self.entries[name]
-        close = difflib.get_close_matches(name, list(self.entries), n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise OptionError(f"unknown model {name!r}; {hint}see `henshin models list` for the known models.")
-
-    def __iter__(self) -> Iterator[ModelEntry]:
-        return iter(self.entries.values())
-
-
-def _entry(name: str, table: dict[str, Any], origin: str) -> ModelEntry:
-    try:
-        files = tuple(ModelFile(**f) for f in table.pop("files"))
-        entry = ModelEntry(name=name, files=files, check=tuple(table.pop("check", ())),
-                           keep=tuple(table.pop("keep", ())), **table)
-    except (KeyError, TypeError) as exc:
-        raise ModelError(f"model {name!r} in {origin} is malformed ({exc}).") from None
-    bad = [f.name for f in files if "/" in f.name or "\\" in f.name or f.name.startswith(".")
-           or not (f.url or f.package)]
-    if not _NAME.match(name) or not files or bad:
-        raise ModelError(f"model {name!r} in {origin} is malformed: expected a lower-case name and files "
-                         f"with a plain file name and a url or package{', got ' + ', '.join(bad) if bad else ''}.")
-    return entry
-
-
-@cache
-def _packaged_registry() -> Registry:
-    text = (resources.files("henshin.engine") / "models.toml").read_text(encoding="utf-8")
-    return Registry.from_toml(text)
-
-
-def default_registry() -> Registry:
-    """The registry shipped with henshin."""
-    return _packaged_registry()
 
 
 # -- the cache ---------------------------------------------------------------------------
@@ -287,7 +182,7 @@ def _check_structure(entry: ModelEntry, mf: ModelFile, path: Path) -> str:
     suffix = Path(mf.name).suffix.lower()
     if suffix == ".onnx":
         return _check_onnx(entry, path)
-    from henshin.engine.checkpoints import load_checkpoint
+    from henshin.models.checkpoints import load_checkpoint
 
     obj = load_checkpoint(path)
     if suffix == ".npy" and getattr(getattr(obj, "dtype", None), "kind", "") not in ("f", "i", "u"):
@@ -567,7 +462,7 @@ def _convert(entry: ModelEntry, mf: ModelFile, src: Path, say: Callable[[str], N
     try:
         import safetensors  # noqa: F401
 
-        from henshin.engine.checkpoints import load_checkpoint, save_safetensors
+        from henshin.models.checkpoints import load_checkpoint, save_safetensors
     except ImportError:
         raise ModelError("--safetensors needs the safetensors package; install it with: "
                          "pip install 'henshin[torch]'.") from None

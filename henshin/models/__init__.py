@@ -1,0 +1,1 @@
+"""Model weights: the registry (``models.toml``), the store (pull, import, verify) and safe checkpoint loading."""

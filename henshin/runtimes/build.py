@@ -1,0 +1,59 @@
+"""Building a runtime: ``auto`` resolved, the artefacts made or found in the cache, the choice printed once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from henshin.runtimes.export import onnx_file
+from henshin.runtimes.onnx_runtime import OnnxRuntime
+from henshin.runtimes.options import NetworkSpec, Runtime, RuntimeOptions, choose_runtime
+from henshin.runtimes.torch_runtime import TorchRuntime
+
+log = logging.getLogger("henshin")
+
+
+def build(options: RuntimeOptions | None, key: str, inputs: Sequence[tuple[str, tuple[int, ...]]], *,
+          module: Any = None, onnx: Path | None = None, batched: Sequence[bool] = ()) -> Runtime:
+    """Build a runtime for one network from its parts (``options`` None: the defaults, ``auto``)."""
+    spec = NetworkSpec(key=key, inputs=tuple((n, tuple(s)) for n, s in inputs), module=module,
+                       onnx=onnx, batched=tuple(batched))
+    return build_runtime(spec, options or RuntimeOptions())
+
+
+def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
+    """Build the runtime ``options`` ask for (``auto`` resolved), ready to call."""
+    name = choose_runtime(options.runtime, spec.module is not None)
+    if name == "torch":
+        runtime: Runtime = TorchRuntime(spec, options)
+    elif name == "tensorrt":
+        from henshin.runtimes.tensorrt import TensorRTRuntime
+
+        runtime = TensorRTRuntime(spec, options, onnx_file(spec, options))
+    else:
+        runtime = OnnxRuntime(spec, options, onnx_file(spec, options))
+    _announce(f"runtime for {spec.key}: {describe(runtime)}"
+              + (" (chosen by auto)" if options.runtime == "auto" else ""))
+    return runtime
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def _announce(message: str) -> None:
+    """Log a line once per process (the runtime choice is printed once at start)."""
+    if message not in _ANNOUNCED:
+        _ANNOUNCED.add(message)
+        log.info("%s", message)
+
+
+def describe(runtime: Runtime) -> str:
+    """One line: the runtime, its device and precision."""
+    if isinstance(runtime, OnnxRuntime):
+        return f"onnxruntime ({', '.join(p.removesuffix('ExecutionProvider') for p in runtime.providers)}, {runtime.threads} threads)"
+    device = getattr(runtime, "device", "?")
+    return f"{runtime.name} ({device}, {getattr(runtime, 'precision', 'fp32')})"
+
+
