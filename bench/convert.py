@@ -22,9 +22,11 @@ from typing import Any
 
 from bench.clips import Clip, flicker_of, make_clip
 from bench.suite import measured, peaks, repeat, repeat_each, scenario, spread
+from henshin.engine.chains import build_filter
 from henshin.engine.convert import DEFAULT_FILTER, ConvertJob, convert
-from henshin.engine.pipeline import STAGES, PipelineConfig
-from henshin.filters.base import available_filters, create_filter, param_names, parse_params
+from henshin.engine.offline import OfflineConfig
+from henshin.engine.stats import STAGES
+from henshin.filters.base import available_filters, param_names, parse_params
 
 # Frames per clip, (quick, full): a frame-scope network at 1080p takes seconds per frame on a CPU.
 FRAMES = {("face", 720): (24, 90), ("frame", 720): (3, 12),
@@ -39,7 +41,7 @@ def runnable_filters() -> tuple[list[tuple[str, bool]], list[dict[str, str]]]:
     for name in sorted(filters, key=lambda n: (n != DEFAULT_FILTER, n)):
         cls = filters[name]
         try:
-            create_filter(name, parse_params(cls.Params, {})).close()
+            build_filter(name, parse_params(cls.Params, {}), None, None).close()
         except Exception as exc:  # noqa: BLE001 - ModelError (no weights) above all; any other is reported too
             skipped.append({"case": f"filter {name}", "reason": str(exc).splitlines()[0]})
             continue
@@ -54,7 +56,7 @@ def offline_run(clip: Clip, out: Path, name: str = DEFAULT_FILTER, params: dict[
 
     def once() -> dict[str, Any]:
         job = ConvertJob(clip.path, out, filter=name, params=params, overwrite=True,
-                         pipeline=PipelineConfig(progress=False, batch_frames=batch_frames))
+                         scheduling=OfflineConfig(progress=False, batch_frames=batch_frames))
         return convert(job).to_json()
 
     return measured(once)

@@ -27,6 +27,7 @@ from henshin.filters.base import LandmarkFilter
 from henshin.filters.tint import TintFilter, TintParams
 from henshin.filters.warp import BUILTIN_PRESETS, WarpFilter, WarpParams
 from henshin.samples import SampleSpec, background, motion, portrait, render
+from henshin.types import FaceContext
 
 TINTS = (("lips", "#b03050"), ("irises", "#3070d0"), ("skin", "auto"))
 
@@ -45,11 +46,11 @@ def _frame(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _time(filt: LandmarkFilter, image: np.ndarray, points: np.ndarray, repeats: int) -> dict[str, float]:
     for _ in range(3):
-        paste_patches(image, filt.edit(image, [points], [0]))
+        paste_patches(image, filt.edit(image, [FaceContext(0, landmarks=points)]))
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        paste_patches(image, filt.edit(image, [points], [0]))
+        paste_patches(image, filt.edit(image, [FaceContext(0, landmarks=points)]))
         runs.append((time.perf_counter() - start) * 1000)
     return {"median_ms": round(statistics.median(runs), 2), "min_ms": round(min(runs), 2),
             "max_ms": round(max(runs), 2)}

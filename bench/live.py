@@ -20,11 +20,11 @@ from bench.clips import make_clip
 from bench.convert import runnable_filters
 from bench.suite import measured, peaks, repeat, scenario, spread
 from henshin.engine.camera import RealtimeFileSource
-from henshin.engine.convert import split_params
+from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.live import LiveConfig, LiveRunner
-from henshin.engine.live_sinks import NullLiveSink
-from henshin.engine.process import FrameProcessor
-from henshin.filters.base import create_filter
+from henshin.engine.sinks import NullSink
+from henshin.engine.smoothing import OneEuroSmoother
+from henshin.engine.stages import FaceStages
 
 
 def live_case(clip_path: Path, name: str, frames: int, quick: bool,
@@ -33,15 +33,14 @@ def live_case(clip_path: Path, name: str, frames: int, quick: bool,
     raw = dict(params or {})
 
     def once() -> dict[str, Any]:
-        filter_params, composite = split_params(name, raw)
-        filt = create_filter(name, filter_params)
-        processor = FrameProcessor(filt, composite)
+        graph = FilterGraph(ChainRequest(name, params=raw))
+        stages = FaceStages(graph, OneEuroSmoother(), frame_rate=30.0)
         try:
-            stats = LiveRunner(RealtimeFileSource(clip_path, loop=True), processor, [NullLiveSink()],
+            stats = LiveRunner(RealtimeFileSource(clip_path, loop=True), stages, [NullSink()],
                                LiveConfig(max_frames=frames)).run()
         finally:
-            filt.close()
-        return stats.to_json(processor.stage_s)
+            graph.close()
+        return stats.to_json()
 
     runs = repeat(measured(once), quick)
     latency = {p: round(statistics.median(r["latency_ms"][p] for r in runs), 2) for p in ("p50", "p95", "p99")}

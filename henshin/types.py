@@ -1,10 +1,15 @@
-"""The plain data types that travel through the pipeline."""
+"""The plain data types that travel between the engine and the filters.
+
+Arrays are NumPy on the CPU path and torch tensors on the GPU path; the shapes and
+ranges below hold for both. Nothing here imports the engine or a filter.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,10 +39,9 @@ class Frame:
 
 @dataclass(slots=True)
 class Face:
-    """One tracked face in one frame.
+    """One tracked face in one frame, as the tracker saw it.
 
     landmarks: (478, 3) float32; x and y in frame pixels, z in the same scale as x.
-    box: (x0, y0, x1, y1) of the landmarks in frame pixels.
     """
 
     track_id: int
@@ -45,6 +49,7 @@ class Face:
 
     @property
     def box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the landmarks in frame pixels."""
         xy = self.landmarks[:, :2]
         x0, y0 = xy.min(0)
         x1, y1 = xy.max(0)
@@ -53,33 +58,79 @@ class Face:
 
 @dataclass(slots=True)
 class AlignedFace:
-    """A face with its alignment.
+    """A tracked face after smoothing: what cropping, filters and masks use.
 
-    matrix: 2×3 affine from frame pixels to crop pixels (crop_from_frame).
-    quad: the oriented-square parameters (cx, cy, ax, ay) it was built from,
-    centre and half-side vector along the crop's x axis.
-    points: (478, 3) landmarks smoothed over time like the quad (None: not smoothed).
+    landmarks: (478, 3) smoothed over time, frame pixels. quad: the oriented
+    FFHQ square (cx, cy, ax, ay) smoothed with them: its centre and half-side
+    vector along the crop's x axis (``crop_from_frame`` matrices come from it).
     """
 
-    face: Face
+    track_id: int
+    landmarks: np.ndarray
     quad: np.ndarray
-    matrix: np.ndarray
-    points: np.ndarray | None = None
-
-    @property
-    def landmarks(self) -> np.ndarray:
-        """The smoothed landmarks where there are some, else the tracker's."""
-        return self.face.landmarks if self.points is None else self.points
 
 
 @dataclass(slots=True)
-class Work:
-    """A frame and everything computed for it so far; what the stages pass along."""
+class FacePatch:
+    """New pixels for one region of the frame and where to use them.
 
-    frame: Frame
-    tracked: list[Face] = field(default_factory=list)
-    faces: list[AlignedFace] = field(default_factory=list)
-    crops: np.ndarray | None = None  # (N, 3, S, S) float32 in [-1, 1]
-    filtered: np.ndarray | None = None  # (N, 3, S', S') float32 in [-1, 1]
-    patches: list | None = None  # FacePatch from a landmark filter
-    output: np.ndarray | None = None  # (H, W, 3) uint8 RGB
+    roi: (x0, y0, x1, y1) in frame pixels; pixels: (y1-y0, x1-x0, 3) uint8 or
+    float32 0..255 RGB; mask: (y1-y0, x1-x0) float32 in [0, 1]. Outside the mask
+    (mask 0) the frame keeps its exact bytes.
+    """
+
+    roi: tuple[int, int, int, int]
+    pixels: Any
+    mask: Any
+
+
+Consumes = Literal["crops", "frame", "landmarks"]
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """What a filter consumes, declared, so the engine never guesses.
+
+    consumes: ``crops`` (aligned square face crops), ``frame`` (the whole frame)
+    or ``landmarks`` (the frame and each face's landmarks; the filter returns
+    patches). size: the crop side. value_range/layout: what the batch holds, e.g.
+    (0, 1) NCHW float32; the engine converts uint8 into it in one step and back
+    once. array/device: a NumPy batch on the CPU, or a torch tensor on ``device``.
+    devices: where the filter can run at all. mask: where the compositor uses a
+    crop filter's output: the face mask (``face``) or the whole crop inside a
+    feathered border (``crop``, for filters that change the face's outline).
+    temporal: the filter wants its previous output for the same track.
+    """
+
+    consumes: Consumes = "crops"
+    size: int = 256
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    array: Literal["numpy", "torch"] = "numpy"
+    device: str = "cpu"
+    devices: tuple[str, ...] = ("cpu",)
+    mask: Literal["face", "crop"] = "face"
+    border: float = 0.1
+    temporal: bool = False
+
+
+@dataclass(slots=True)
+class FaceContext:
+    """What a filter is told about one batch item besides its pixels.
+
+    track_id: the face's track (-1 for a whole frame); state: the filter's own
+    per-track state from ``start_track`` (None for a whole frame); index/time:
+    the frame's number and presentation time in seconds; matrix: the 2×3
+    ``crop_from_frame`` affine at the filter's crop size (None for a whole frame);
+    landmarks: (478, 3) smoothed landmarks in frame pixels (None for a whole
+    frame without faces); previous: this track's (or the frame's) previous output
+    in the filter's range and layout, for filters whose spec is ``temporal``.
+    """
+
+    track_id: int
+    state: Any = None
+    index: int = 0
+    time: float = 0.0
+    matrix: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
+    previous: Any = None

@@ -69,3 +69,67 @@ def audio_seconds(path: Path) -> float:
         stream = container.streams.audio[0]
         samples = sum(frame.samples for frame in container.decode(stream))
         return samples / stream.codec_context.sample_rate
+
+
+class FramesSource:
+    """A list of images as a source at 24 fps (what the schedulers read)."""
+
+    def __init__(self, images: list[np.ndarray], fps: int = 24) -> None:
+        self.images = images
+        self.height, self.width = images[0].shape[:2]
+        self.frame_rate, self.time_base = Fraction(fps), Fraction(1, fps)
+        self.frame_count, self.path = len(images), None
+
+    def __iter__(self):
+        from henshin.types import Frame
+
+        for i, image in enumerate(self.images):
+            yield Frame(image, i, i, self.time_base)
+
+    def close(self) -> None:
+        pass
+
+
+class KeepSink:
+    """A sink that keeps what it gets (and takes live repeats)."""
+
+    repeats = True
+
+    def __init__(self) -> None:
+        self.images: list[np.ndarray] = []
+        self.frames: list = []
+        self.closed = self.aborted = False
+
+    def write(self, frame, image: np.ndarray) -> None:
+        self.frames.append(frame)
+        self.images.append(image)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def stages_for(chain: str, smooth: int | None = 4, faces: dict[int, str] | None = None, **params: str):
+    """FaceStages over a chain: a centred window of ``smooth`` frames, or One Euro live (``smooth=None``)."""
+    from henshin.engine.chains import ChainRequest, FilterGraph
+    from henshin.engine.smoothing import CentredSmoother, OneEuroSmoother
+    from henshin.engine.stages import FaceStages
+
+    graph = FilterGraph(ChainRequest(chain, faces or {}, params))
+    return FaceStages(graph, OneEuroSmoother() if smooth is None else CentredSmoother(smooth))
+
+
+def run_offline_frames(images: list[np.ndarray], chain: str, smooth: int = 4, **params: str) -> list[np.ndarray]:
+    """Images through a chain with the offline scheduler; the output images."""
+    from henshin.engine.offline import OfflineConfig, run_offline
+
+    stages = stages_for(chain, smooth, **params)
+    sink = KeepSink()
+    try:
+        run_offline(FramesSource(images), stages, sink, OfflineConfig(progress=False))
+    finally:
+        stages.close()
+        stages.graph.close()
+    return sink.images

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from henshin.engine.align import CentredSmoother, OneEuro, ffhq_quad, quad_matrix
+from henshin.engine.align import ffhq_quad, quad_matrix
+from henshin.engine.smoothing import CentredSmoother, OneEuro
 from henshin.engine.sources import open_source
 from henshin.engine.tracking import FaceTracker
 from henshin.kernels.warp import crop_from_frame, frame_from_crop, quad_roi

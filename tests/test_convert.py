@@ -11,7 +11,7 @@ import pytest
 
 from henshin.cli.main import main
 from henshin.engine.convert import ConvertJob, convert
-from henshin.engine.pipeline import PipelineConfig
+from henshin.engine.offline import OfflineConfig
 from tests.conftest import CLIP, audio_seconds, decode_video
 
 
@@ -66,7 +66,7 @@ def test_face_changes_and_background_stays(clip, converted):
 def test_faceless_video_passes_through_with_a_warning(faceless_clip, tmp_path, caplog):
     out = tmp_path / "same.mp4"
     with caplog.at_level(logging.WARNING, logger="henshin"):
-        stats = convert(ConvertJob(faceless_clip, out, pipeline=PipelineConfig(progress=False)))
+        stats = convert(ConvertJob(faceless_clip, out, scheduling=OfflineConfig(progress=False)))
     assert stats.frames_out == 8 and stats.frames_with_faces == 0
     assert "no face was found" in caplog.text
     src, _, _ = decode_video(faceless_clip)
@@ -77,7 +77,7 @@ def test_faceless_video_passes_through_with_a_warning(faceless_clip, tmp_path, c
 def test_frame_scope_styles_the_whole_frame(clip, tmp_path):
     out = tmp_path / "frame.mp4"
     job = ConvertJob(clip[0], out, params={"scope": "frame", "style": "5"},
-                     pipeline=PipelineConfig(progress=False))
+                     scheduling=OfflineConfig(progress=False))
     stats = convert(job)
     assert stats.frames_out == CLIP.frames
     src, _, _ = decode_video(clip[0])

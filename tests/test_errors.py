@@ -126,11 +126,11 @@ def test_failure_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = StyleFilter.process
 
-    def failing(self, batch, ids):
+    def failing(self, batch, faces):
         calls["n"] += 1
         if calls["n"] > 3:
             raise RuntimeError("simulated crash in the filter")
-        return real(self, batch, ids)
+        return real(self, batch, faces)
 
     monkeypatch.setattr(StyleFilter, "process", failing)
     out = tmp_path / "out.mp4"

@@ -13,7 +13,7 @@ from henshin.kernels import landmarks
 from henshin.kernels.masks import polygon_mask
 from henshin.kernels.warp import crop_from_frame, quad_roi
 from henshin.samples import SampleSpec, background, motion, portrait, render
-from henshin.types import AlignedFace
+from henshin.types import AlignedFace, FilterSpec
 
 
 def _frames(spec: SampleSpec):
@@ -97,17 +97,20 @@ def test_max_faces_is_respected():
 
 
 def _aligned(face) -> AlignedFace:
-    quad = ffhq_quad(face.landmarks)
-    return AlignedFace(face, quad, quad_matrix(quad, 256))
+    return AlignedFace(face.track_id, face.landmarks, ffhq_quad(face.landmarks))
+
+
+def _matrix(face: AlignedFace) -> np.ndarray:
+    return quad_matrix(face.quad, 256)
 
 
 def test_background_pixels_are_untouched(astronaut_face):
     image = portrait()
     face = _aligned(astronaut_face)
-    crop = crop_from_frame(image, face.matrix[None], 256)
+    crop = crop_from_frame(image, _matrix(face)[None], 256)
     filtered = -crop  # an obvious change everywhere in the crop
     params = CompositeParams()
-    out = composite(image, [face], filtered, 256, params)
+    out = composite(image, [face], filtered, FilterSpec(), params)
     changed = np.any(out != image, axis=2)
     oval = polygon_mask(astronaut_face.landmarks[list(landmarks.FACE_OVAL)], image.shape[:2]) > 0
     assert changed.any()
@@ -119,7 +122,7 @@ def test_background_pixels_are_untouched(astronaut_face):
 
 def test_mask_is_feathered_and_eroded(astronaut_face):
     face = _aligned(astronaut_face)
-    roi = quad_roi(face.matrix, 256, (512, 512))
+    roi = quad_roi(_matrix(face), 256, (512, 512))
     soft = face_mask(face, roi, CompositeParams(feather=0.1, erode=0.03))
     hard = face_mask(face, roi, CompositeParams(feather=0.0, erode=0.0))
     assert soft.max() == pytest.approx(1.0, abs=1e-3)
@@ -130,10 +133,10 @@ def test_mask_is_feathered_and_eroded(astronaut_face):
 def test_colour_match_pulls_the_face_towards_the_original(astronaut_face):
     image = portrait()
     face = _aligned(astronaut_face)
-    crop = crop_from_frame(image, face.matrix[None], 256)
+    crop = crop_from_frame(image, _matrix(face)[None], 256)
     tinted = crop.copy()
     tinted[:, 2] = np.clip(tinted[:, 2] + 0.6, -1, 1)  # far too blue
-    roi = quad_roi(face.matrix, 256, (512, 512))
+    roi = quad_roi(_matrix(face), 256, (512, 512))
     alpha = face_mask(face, roi, CompositeParams())
     x0, y0, x1, y1 = roi
 
@@ -141,8 +144,8 @@ def test_colour_match_pulls_the_face_towards_the_original(astronaut_face):
         diff = out[y0:y1, x0:x1, 2].astype(float) - image[y0:y1, x0:x1, 2]
         return float((np.abs(diff) * alpha).sum() / alpha.sum())
 
-    plain = composite(image, [face], tinted, 256, CompositeParams())
-    matched = composite(image, [face], tinted, 256, CompositeParams(color_match=1.0))
+    plain = composite(image, [face], tinted, FilterSpec(), CompositeParams())
+    matched = composite(image, [face], tinted, FilterSpec(), CompositeParams(color_match=1.0))
     assert blue_error(matched) < blue_error(plain) / 3
 
 
@@ -151,3 +154,40 @@ def test_mask_follows_subpixel_motion(astronaut_face):
     a = polygon_mask(pts, (512, 512))
     b = polygon_mask(pts + [0.25, 0.0, 0.0], (512, 512))
     assert 0 < np.abs(a - b).sum() < 0.5 * cv2.countNonZero((a > 0).astype(np.uint8))
+
+
+def test_mask_edge_follows_the_smoothed_landmarks(astronaut_face):
+    """The mask comes from the landmarks the crop followed (the smoothed ones), not the tracker's raw ones."""
+    raw = _aligned(astronaut_face)
+    shifted = AlignedFace(raw.track_id, raw.landmarks + np.float32([6.0, 0.0, 0.0]), raw.quad)
+    roi = quad_roi(_matrix(raw), 256, (512, 512))
+    a = face_mask(raw, roi, CompositeParams())
+    b = face_mask(shifted, roi, CompositeParams())
+    cols = np.arange(a.shape[1])
+    centre_a = (a.sum(0) * cols).sum() / a.sum()
+    centre_b = (b.sum(0) * cols).sum() / b.sum()
+    assert centre_b - centre_a == pytest.approx(6.0, abs=0.5)
+
+
+def test_mask_is_reused_while_the_face_stays_put(astronaut_face):
+    from henshin.engine.composite import Compositor
+
+    image = portrait()
+    face = _aligned(astronaut_face)
+    crop = crop_from_frame(image, _matrix(face)[None], 256)[0]
+    compositor = Compositor()
+    calls = []
+    real = compositor._mask.__func__
+
+    def counting(self, *args):
+        out = real(self, *args)
+        calls.append(id(out))
+        return out
+
+    compositor._mask = counting.__get__(compositor)
+    for _ in range(3):
+        compositor.paste(image.copy(), face, -crop, _matrix(face), FilterSpec(), CompositeParams())
+    moved = AlignedFace(face.track_id, face.landmarks + np.float32([1.0, 0.0, 0.0]), face.quad)
+    compositor.paste(image.copy(), moved, -crop, _matrix(face), FilterSpec(), CompositeParams())
+    assert calls[0] == calls[1] == calls[2]  # the same mask object: built once
+    assert calls[3] != calls[0]  # moved by a pixel: built again

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from henshin.cli.main import main
+from henshin.engine.chains import apply_command
 from henshin.engine.composite import paste_patches
-from henshin.engine.live import apply_command
+from henshin.engine.live import process_frame
 from henshin.engine.metrics import flicker
-from henshin.engine.pipeline import Pipeline, PipelineConfig
-from henshin.engine.process import FrameProcessor
 from henshin.engine.tracking import FaceTracker
 from henshin.errors import BadInputError, InputNotFoundError, OptionError
-from henshin.filters.base import available_filters, create_filter, parse_params
+from henshin.filters.base import parse_params, register
+from henshin.filters.tint import TintFilter
 from henshin.filters.warp import (
     BUILTIN_PRESETS,
     FEATURES,
@@ -35,7 +35,8 @@ from henshin.kernels import landmarks as lm
 from henshin.kernels.flow import landmark_flow, warp_by_flow
 from henshin.kernels.masks import fill_polygon
 from henshin.samples import SampleSpec, background, motion, portrait, render
-from henshin.types import Frame
+from henshin.types import FaceContext, Frame
+from tests.conftest import run_offline_frames, stages_for
 
 torch = pytest.importorskip("torch")
 
@@ -146,7 +147,7 @@ def test_zero_strength_is_the_identity(big_face):
     for preset in BUILTIN_PRESETS:
         assert warp_face(image, points, load_preset(preset), 0.0, 0.6) is None
         filt = WarpFilter(WarpParams(preset=preset, strength=0.0))
-        out = paste_patches(image, filt.edit(image, [points], [0]))
+        out = paste_patches(image, filt.edit(image, [FaceContext(0, landmarks=points)]))
         assert np.array_equal(out, image), preset
 
 
@@ -295,39 +296,6 @@ def test_unknown_preset_missing_file_and_bad_strength():
 
 # -- the engine: offline, live, stability -------------------------------------
 
-class _Frames:
-    """A source over frames in memory."""
-
-    def __init__(self, images: list[np.ndarray]) -> None:
-        self.images = images
-        self.height, self.width = images[0].shape[:2]
-        self.frame_rate, self.time_base = Fraction(24), Fraction(1, 24)
-        self.frame_count, self.path = len(images), None
-
-    def __iter__(self):
-        for i, image in enumerate(self.images):
-            yield Frame(image, i, i, self.time_base)
-
-    def close(self) -> None:
-        pass
-
-
-class _Keep:
-    """A sink that keeps what it gets."""
-
-    def __init__(self) -> None:
-        self.images: list[np.ndarray] = []
-
-    def write(self, frame: Frame, image: np.ndarray) -> None:
-        self.images.append(image)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def moving_face() -> tuple[list[np.ndarray], np.ndarray]:
     """24 rendered frames of the astronaut moving and turning slowly, and a mask of where her face goes."""
@@ -344,10 +312,22 @@ def moving_face() -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def _convert(frames: list[np.ndarray], name: str, **params: str) -> list[np.ndarray]:
-    filt = create_filter(name, parse_params(available_filters()[name].Params, params))
-    sink = _Keep()
-    Pipeline(_Frames(frames), filt, sink, PipelineConfig(progress=False)).run()
-    return sink.images
+    return run_offline_frames(frames, name, **params)
+
+
+_rng = np.random.default_rng(1)
+
+
+@register
+class JitteryTint(TintFilter):
+    """The tint fed landmarks with one pixel of frame-to-frame jitter (what unsmoothed tracking gives)."""
+
+    name = "test-jittery-tint"
+
+    def edit(self, image, faces):
+        for face in faces:
+            face.landmarks = face.landmarks + np.r_[_rng.normal(0, 1.0, 2), 0.0].astype(np.float32)
+        return super().edit(image, faces)
 
 
 @pytest.mark.parametrize("name, params", [("warp", {"preset": "big_eyes"}), ("warp", {"preset": "symmetrize"}),
@@ -363,19 +343,9 @@ def test_offline_output_does_not_flicker_more_than_the_input(moving_face, name, 
 def test_the_flicker_check_catches_jittery_landmarks(moving_face):
     # The control for the test above: the same tint fed landmarks with one pixel
     # of frame-to-frame jitter (what unsmoothed tracking gives) does flicker more.
-    from henshin.filters.tint import TintFilter, TintParams
-
-    rng = np.random.default_rng(1)
-
-    class Jittery(TintFilter):
-        def edit(self, image, landmarks, track_ids):
-            shaken = [p + np.r_[rng.normal(0, 1.0, 2), 0.0] for p in landmarks]
-            return super().edit(image, shaken, track_ids)
-
     frames, area = moving_face
-    sink = _Keep()
-    Pipeline(_Frames(frames), Jittery(TintParams()), sink, PipelineConfig(progress=False)).run()
-    assert flicker(sink.images, area) > flicker(frames, area) * 1.02
+    out = run_offline_frames(frames, "test-jittery-tint")
+    assert flicker(out, area) > flicker(frames, area) * 1.02
 
 
 def test_offline_warp_keeps_the_background(moving_face):
@@ -388,25 +358,28 @@ def test_offline_warp_keeps_the_background(moving_face):
 
 def test_live_warp_follows_set_strength(moving_face):
     frames, _ = moving_face
-    processor = FrameProcessor(create_filter("warp", WarpParams(preset="big_eyes", strength=1.0)))
+    stages = stages_for("warp", smooth=None, preset="big_eyes", strength="1.0")
+    graph = stages.graph
     try:
-        full, faces = processor(Frame(frames[0], 0, captured_at=0))
-        assert faces == 1 and np.any(full != frames[0])
-        apply_command(processor, "set strength 0.5")
-        assert processor.filter.params.strength == 0.5
-        half, _ = processor(Frame(frames[0], 1, captured_at=40_000_000))
-        apply_command(processor, "set strength 0")
-        none, _ = processor(Frame(frames[0], 2, captured_at=80_000_000))
+        work = process_frame(stages, Frame(frames[0], 0, 0, Fraction(1, 25)))
+        full = work.output
+        assert len(work.faces) == 1 and np.any(full != frames[0])
+        apply_command(graph, "set strength 0.5")
+        assert graph.default.links[0].filter.params.strength == 0.5
+        half = process_frame(stages, Frame(frames[0], 1, 1, Fraction(1, 25))).output
+        apply_command(graph, "set strength 0")
+        none = process_frame(stages, Frame(frames[0], 2, 2, Fraction(1, 25))).output
         assert np.array_equal(none, frames[0])
         # half strength moves pixels about half as far: its change is smaller than the full one's
         assert 0 < np.abs(half.astype(int) - frames[0]).sum() < np.abs(full.astype(int) - frames[0]).sum()
-        apply_command(processor, "set preset narrow_nose")
-        apply_command(processor, "filter tint region=irises color=#3070d0")
-        assert processor.filter.name == "tint"
-        tinted, _ = processor(Frame(frames[0], 3, captured_at=120_000_000))
+        apply_command(graph, "set preset narrow_nose")
+        apply_command(graph, "filter tint region=irises color=#3070d0")
+        assert graph.default.links[0].name == "tint"
+        tinted = process_frame(stages, Frame(frames[0], 3, 3, Fraction(1, 25))).output
         assert np.any(tinted != frames[0])
     finally:
-        processor.close()
+        stages.close()
+        graph.close()
 
 
 def test_live_command_runs_a_landmark_filter(clip, tmp_path):

@@ -14,14 +14,15 @@ import pyvirtualcam
 
 from henshin.cli.main import main
 from henshin.engine.camera import RealtimeFileSource
-from henshin.engine.live import LiveRunner, apply_command
-from henshin.engine.live_sinks import NullLiveSink
-from henshin.engine.process import FrameProcessor
+from henshin.engine.chains import ChainRequest, FilterGraph, apply_command
+from henshin.engine.live import LiveRunner
+from henshin.engine.sinks import NullSink
+from henshin.engine.smoothing import OneEuroSmoother
+from henshin.engine.stages import FaceStages
 from henshin.errors import OptionError
-from henshin.filters.base import Filter, create_filter, register
-from henshin.filters.style import StyleParams
+from henshin.filters.base import Filter, register
 from henshin.samples import SampleSpec, write_sample
-from henshin.types import Frame
+from henshin.types import FaceContext, Frame
 
 
 class RecordingBackend:
@@ -65,9 +66,13 @@ class SlowFilter(Filter):
     name = "test-slow"
     Params = SlowParams
 
-    def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
+    def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
         time.sleep(self.params.delay_ms / 1000)
         return -batch
+
+
+def _stages(chain: str, **params: str) -> FaceStages:
+    return FaceStages(FilterGraph(ChainRequest(chain, params=params)), OneEuroSmoother())
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +105,11 @@ def test_virtual_camera_receives_frames_through_pyvirtualcam(live_clip, tmp_path
 
 def test_slow_filter_drops_frames_and_latency_stays_bounded(live_clip):
     source = RealtimeFileSource(live_clip)
-    processor = FrameProcessor(create_filter("test-slow", SlowParams(delay_ms=100)))
-    runner = LiveRunner(source, processor, [NullLiveSink()])
+    runner = LiveRunner(source, _stages("test-slow", delay_ms="100"), [NullSink()])
     stats = runner.run()
-    assert stats.frames_captured == 45
+    assert stats.frames_in == 45
     assert stats.frames_dropped > 10
-    assert stats.frames_processed + stats.frames_dropped == stats.frames_captured
+    assert stats.frames_processed + stats.frames_dropped == stats.frames_in
     lat = np.array(stats.latencies_ms)
     # No backlog: the last frames wait no longer than the first ones did.
     assert np.median(lat[-5:]) < np.median(lat[1:6]) + 60
@@ -115,8 +119,7 @@ def test_slow_filter_drops_frames_and_latency_stays_bounded(live_clip):
 
 def test_control_commands_change_the_output_mid_run(live_clip):
     sink = _Recorder()
-    processor = FrameProcessor(create_filter("style", StyleParams(style=2)))
-    runner = LiveRunner(RealtimeFileSource(live_clip), processor, [sink])
+    runner = LiveRunner(RealtimeFileSource(live_clip), _stages("style", style="2"), [sink])
     sink.on_frame = lambda n: runner.command("toggle") if n == 10 else None
     stats = runner.run()
     assert stats.frames_processed > 5
@@ -132,20 +135,22 @@ def test_control_commands_change_the_output_mid_run(live_clip):
 
 
 def test_apply_command_sets_parameters_and_switches_filters():
-    processor = FrameProcessor(create_filter("style", StyleParams()))
-    apply_command(processor, "set strength 0.5")
-    assert processor.filter.params.strength == 0.5
-    apply_command(processor, "step style 3")
-    assert processor.filter.params.style == 3
-    apply_command(processor, "set feather 0.2")
-    assert processor.composite.feather == 0.2
-    apply_command(processor, "filter test-slow delay_ms=1")
-    assert processor.filter.name == "test-slow" and processor.filter.params.delay_ms == 1
-    assert apply_command(processor, "quit") == "quit"
+    graph = FilterGraph(ChainRequest("style"))
+    apply_command(graph, "set strength 0.5")
+    assert graph.default.links[0].filter.params.strength == 0.5
+    apply_command(graph, "step style 3")
+    assert graph.default.links[0].filter.params.style == 3
+    apply_command(graph, "set feather 0.2")
+    assert graph.composite.feather == 0.2
+    apply_command(graph, "filter test-slow delay_ms=1")
+    (link,) = graph.default.links
+    assert link.name == "test-slow" and link.filter.params.delay_ms == 1
+    assert [old.name for old in graph.retired] == ["style"]  # ended and closed by the stages before the next frame
+    assert apply_command(graph, "quit") == "quit"
     with pytest.raises(OptionError, match="unknown control command"):
-        apply_command(processor, "dance")
+        apply_command(graph, "dance")
     with pytest.raises(OptionError, match="expects a value from 0 to 1"):
-        apply_command(processor, "set feather 7")
+        apply_command(graph, "set feather 7")
 
 
 class _Failing:
@@ -169,12 +174,12 @@ class _Failing:
 def test_source_failing_mid_stream_ends_cleanly():
     source = _Failing()
     sink = _Recorder()
-    runner = LiveRunner(source, FrameProcessor(create_filter("test-slow", SlowParams(delay_ms=1))), [sink])
+    runner = LiveRunner(source, _stages("test-slow", delay_ms="1"), [sink])
     stats = runner.run()
     assert stats.end_reason == "source failed"
-    assert stats.frames_captured == 5 and stats.frames_processed >= 1
+    assert stats.frames_in == 5 and stats.frames_processed >= 1
     assert source.closed and sink.closed
-    assert stats.to_json({})["frames_out"] == len(sink.images)
+    assert stats.to_json()["frames_out"] == len(sink.images)
 
 
 def test_missing_camera_and_missing_virtual_camera(capsys, live_clip):
@@ -196,15 +201,20 @@ def test_max_frames_stops_the_run(live_clip, tmp_path):
 
 
 class _Recorder:
+    repeats = True
+
     def __init__(self) -> None:
         self.images: list[np.ndarray] = []
         self.closed = False
         self.on_frame = None
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, frame: Frame, image: np.ndarray) -> None:
         self.images.append(image)
         if self.on_frame:
             self.on_frame(len(self.images))
 
     def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
         self.closed = True

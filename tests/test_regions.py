@@ -18,7 +18,7 @@ from henshin.kernels.color import chroma_gate, recolor
 from henshin.kernels.regions import REGIONS, region_box, region_mask
 from henshin.kernels.warp import crop_from_frame, quad_roi
 from henshin.samples import portrait
-from henshin.types import AlignedFace
+from henshin.types import AlignedFace, FaceContext, FilterSpec
 
 torch = pytest.importorskip("torch")
 
@@ -144,7 +144,7 @@ def _mean_in(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def test_lip_tint_moves_the_lips_to_the_colour_and_nothing_else(face):
     image, points = face
     filt = TintFilter(TintParams(region="lips", color="#b03050", strength=1.0))
-    out = paste_patches(image, filt.edit(image, [points], [0]))
+    out = paste_patches(image, filt.edit(image, [FaceContext(0, landmarks=points)]))
     lips = _full_mask(points, "lips", image.shape[:2])
     core = lips > 0.9
     before, after = _mean_in(image, core), _mean_in(out, core)
@@ -157,18 +157,18 @@ def test_lip_tint_moves_the_lips_to_the_colour_and_nothing_else(face):
 def test_iris_colour_and_zero_strength(face):
     image, points = face
     blue = TintFilter(TintParams(region="irises", color="#3070d0", strength=1.0))
-    out = paste_patches(image, blue.edit(image, [points], [0]))
+    out = paste_patches(image, blue.edit(image, [FaceContext(0, landmarks=points)]))
     irises = _full_mask(points, "irises", image.shape[:2]) > 0.9
     b0, b1 = _mean_in(image, irises), _mean_in(out, irises)
     assert b1[2] - b1[0] > b0[2] - b0[0] + 40  # much bluer than red now
     off = TintFilter(TintParams(region="irises", strength=0.0))
-    assert np.array_equal(paste_patches(image, off.edit(image, [points], [0])), image)
+    assert np.array_equal(paste_patches(image, off.edit(image, [FaceContext(0, landmarks=points)])), image)
 
 
 def test_skin_evening_lowers_colour_spread_on_the_skin(face):
     image, points = face
     out = paste_patches(image, TintFilter(TintParams(region="skin", color="auto", strength=1.0))
-                        .edit(image, [points], [0]))
+                        .edit(image, [FaceContext(0, landmarks=points)]))
     mask = _full_mask(points, "skin", image.shape[:2])
     # skin: inside the region and of skin colour (hair over the forehead is left alone)
     skin = (mask > 0.9) & (chroma_gate(image, mask) > 0.5)
@@ -195,14 +195,13 @@ def test_tint_options_are_checked():
 
 def test_compositor_region_keeps_a_filter_to_the_lips(face):
     image, points = face
-    from henshin.types import Face
-
     quad = ffhq_quad(points)
-    aligned = AlignedFace(Face(0, points), quad, quad_matrix(quad, 256), points)
-    crop = crop_from_frame(image, aligned.matrix[None], 256)
-    out = composite(image, [aligned], -crop, 256, CompositeParams(region="lips"))
+    aligned = AlignedFace(0, points, quad)
+    matrix = quad_matrix(quad, 256)
+    crop = crop_from_frame(image, matrix[None], 256)
+    out = composite(image, [aligned], -crop, FilterSpec(), CompositeParams(region="lips"))
     changed = np.any(out != image, axis=2)
-    roi = quad_roi(aligned.matrix, 256, image.shape[:2])
+    roi = quad_roi(matrix, 256, image.shape[:2])
     lips = np.zeros(image.shape[:2], np.float32)
     lips[roi[1]:roi[3], roi[0]:roi[2]] = region_mask(points, "lips", roi, 0.25 * 0.08 * np.hypot(*quad[2:]))
     assert changed.sum() > 0.8 * (lips > 0.5).sum()

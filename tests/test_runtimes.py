@@ -14,6 +14,7 @@ from henshin.cli.main import main
 from henshin.errors import ModelError, OptionError, RuntimeUnavailableError
 from henshin.filters.fns import load_transformer, transformer_net
 from henshin.runtimes import NetworkSpec, RuntimeOptions, choose_runtime
+from henshin.types import FaceContext
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 tensorrt = pytest.mark.skipif(not rt.has_module("tensorrt"), reason="needs TensorRT")
@@ -358,15 +359,16 @@ def test_style_filter_serves_every_frame_size_from_one_onnxruntime_session() -> 
         assert start.accepts((3, 72, 128)) and not start.accepts((1, 72, 128))
         assert filt.runtime_for(72, 128) is start
         rng = np.random.default_rng(0)
-        frame = rng.random((1, 3, 70, 126), dtype=np.float32) * 2 - 1  # padded to 72x128 inside
-        out = filt.process(frame, [-1])
+        frame = rng.random((1, 3, 70, 126), dtype=np.float32)  # [0, 1], padded to 72x128 inside
+        assert filt.spec.value_range == (0.0, 1.0)
+        out = filt.process(frame, [FaceContext(-1)])
         assert out.shape == frame.shape
         # the same picture a session opened for that size gives
         fresh = rt.build(
             RuntimeOptions(runtime="onnxruntime"), "multistyle26", [("image", (3, 72, 128)), ("style_weights", (26,))], onnx=filt._path,
             batched=(True, False))
-        padded = np.pad((frame + 1) * 0.5, ((0, 0), (0, 0), (0, 2), (0, 2)), mode="reflect")
-        want = np.clip(fresh(padded, filt._weights)[:, :, :70, :126] * 2 - 1, -1, 1)
+        padded = np.pad(frame, ((0, 0), (0, 0), (0, 2), (0, 2)), mode="reflect")
+        want = np.clip(fresh(padded, filt._weights)[:, :, :70, :126], 0, 1)
         assert np.abs(out - want).max() < 1e-5
     finally:
         filt.close()
@@ -383,5 +385,6 @@ def test_fns_filter_reuses_eager_torch_but_not_a_fixed_size_onnx_graph(fns_file:
     assert square.accepts((3, 64, 64)) and not square.accepts((3, 64, 48))
     wide = exported.runtime_for(64, 48)
     assert wide is not square and wide.accepts((3, 64, 48))
-    x = np.random.default_rng(1).random((2, 3, 64, 48), dtype=np.float32) * 2 - 1
-    assert np.abs(exported.process(x, [0, 1]) - eager.process(x, [0, 1])).max() < 1e-3
+    x = np.random.default_rng(1).random((2, 3, 64, 48), dtype=np.float32) * 255
+    faces = [FaceContext(0), FaceContext(1)]
+    assert np.abs(exported.process(x, faces) - eager.process(x, faces)).max() < 1e-2

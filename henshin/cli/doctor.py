@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import os
 import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from henshin.runtimes import (
     RuntimeOptions,
@@ -77,7 +79,7 @@ def _vcam() -> Check:
         if Path("/sys/module/v4l2loopback").exists():
             devices = sorted(p.name for p in Path("/sys/devices/virtual/video4linux").glob("video*"))
             return Check("virtual camera", f"v4l2loopback loaded ({', '.join(devices) or 'no devices'})", bool(devices))
-        from henshin.engine.live_sinks import VCAM_HELP
+        from henshin.engine.screens import VCAM_HELP
 
         return Check("virtual camera", "v4l2loopback is not loaded", False, VCAM_HELP["linux"])
     return Check("virtual camera", "OBS Virtual Camera (checked when `henshin live` starts)", True)
@@ -129,3 +131,15 @@ def render(items: list[Check]) -> str:
         if not c.ok and c.fix:
             lines.append(f"    {'':<{width}}  fix: {c.fix}")
     return os.linesep.join(lines)
+
+
+def add_parser(sub: Any) -> None:
+    """The ``doctor`` subcommand."""
+    p = sub.add_parser("doctor", help="what this machine can run: GPU, runtimes, virtual camera, models")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report."""
+    print(render(checks()))
+    return 0

@@ -15,7 +15,7 @@ from henshin.errors import ModelError, OptionError
 from henshin.runtimes import RuntimeOptions
 
 
-def add_models_parser(subparsers: Any) -> Any:
+def add_parser(subparsers: Any) -> Any:
     """Add ``models`` and its actions to the top-level subparsers; returns the actions' subparsers."""
     p = subparsers.add_parser("models", help="list, pull, import and verify model weights")
     sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -143,14 +143,15 @@ COMPILABLE: dict[str, tuple[str, dict[str, str]]] = {
 
 def compile_model(name: str, options: RuntimeOptions, size: int = 256) -> dict[str, Any]:
     """Build ``name``'s network for ``options`` at ``size``×``size`` crops; returns what was done."""
-    from henshin.filters.base import create_filter, filter_class, parse_params
+    from henshin.engine.chains import build_filter
+    from henshin.filters.base import filter_class, parse_params
 
     if name not in COMPILABLE:
         raise OptionError(f"{name} has no network to compile in this version; compilable: {', '.join(COMPILABLE)}.")
     filter_name, params = COMPILABLE[name]
     cls = filter_class(filter_name)
     start = time.perf_counter()
-    filt = create_filter(filter_name, parse_params(cls.Params, {**params, "size": str(size)}), options)
+    filt = build_filter(filter_name, parse_params(cls.Params, {**params, "size": str(size)}), options, None)
     try:
         runtime = filt.runtime_for(size, size)
         result: dict[str, Any] = {"model": name, "runtime": rt.describe(runtime), "size": size,

@@ -1,21 +1,33 @@
-"""Putting filtered faces back: inverse warp, feathered face mask, colour match, blend."""
+"""Putting filtered faces back: inverse warp, feathered mask, colour match, blend.
+
+Each filtered crop is warped back into its face's box with the inverse of the
+matrix it was cut with and blended in inside a mask built from the *smoothed*
+landmarks (the same ones the crop followed): the face oval pulled in and
+feathered, one face region, or — for a filter that changes the face's outline
+(spec ``mask="crop"``) — the whole crop inside a feathered border. Pixels
+outside every mask keep their exact bytes. The same code runs on NumPy frames
+and on torch tensors on the filter's device.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from henshin.filters.base import FacePatch, check_range
+from henshin.engine.align import quad_matrix
+from henshin.errors import OptionError
 from henshin.kernels.blend import blend_into, match_colour
 from henshin.kernels.landmarks import FACE_OVAL
-from henshin.kernels.masks import feather, polygon_mask
+from henshin.kernels.masks import feather_mask, is_torch
 from henshin.kernels.regions import region_mask
-from henshin.kernels.warp import frame_from_crop, quad_roi, scale_matrix
-from henshin.types import AlignedFace
+from henshin.kernels.warp import batch_to_pixels, frame_from_crop, quad_roi, scale_matrix
+from henshin.types import AlignedFace, FacePatch, FilterSpec
+
+MASK_REUSE_PX = 0.05  # a face whose oval moved less than this (max over points) reuses its mask
 
 
 @dataclass(frozen=True)
@@ -33,66 +45,120 @@ class CompositeParams:
     region: Literal["oval", "skin", "lips", "inner_mouth", "eyes", "irises", "brows"] = "oval"
 
     def __post_init__(self) -> None:
-        check_range("feather", self.feather, 0.0, 1.0)
-        check_range("erode", self.erode, 0.0, 0.5)
-        check_range("color_match", self.color_match, 0.0, 1.0)
+        for key, value, low, high in (("feather", self.feather, 0.0, 1.0), ("erode", self.erode, 0.0, 0.5),
+                                      ("color_match", self.color_match, 0.0, 1.0)):
+            if not low <= value <= high:
+                raise OptionError(f"parameter {key} expects a value from {low:g} to {high:g}, got {value:g}.")
 
 
-def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: CompositeParams) -> np.ndarray:
-    """Soft (h, w) float32 mask of the face oval inside ``roi``, eroded and feathered.
+def face_width(face: AlignedFace) -> float:
+    """Half the FFHQ square's side: about the face's width in pixels."""
+    return math.hypot(face.quad[2], face.quad[3])
 
-    With a ``region`` other than the oval: that region's soft mask, from the
-    smoothed landmarks.
+
+def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: CompositeParams, device: Any = None) -> Any:
+    """Soft (h, w) float32 mask of the face oval inside ``roi``, pulled in and feathered.
+
+    The ramp starts ``erode`` face widths inside the oval and reaches 1 after
+    two ``feather`` widths more, so nothing outside the oval ever changes. With
+    a ``region`` other than the oval: that region's soft mask. Built from the
+    smoothed landmarks. ``device``: None for NumPy, else a torch device.
     """
-    x0, y0, x1, y1 = roi
-    width = math.hypot(face.quad[2], face.quad[3])  # half the FFHQ square ≈ the face's width
+    width = face_width(face)
     if params.region != "oval":
-        return region_mask(face.landmarks, params.region, roi, max(0.25 * params.feather * width, 0.5))
-    hard = polygon_mask(face.face.landmarks[list(FACE_OVAL)], (y1 - y0, x1 - x0), (x0, y0))
-    # Erode by the feather width too, so the soft edge ends inside the oval:
-    # nothing outside the face oval ever changes.
-    return feather(hard, (params.erode + params.feather) * width, params.feather * width)
+        points = face.landmarks
+        if device is not None:
+            import torch
+
+            points = torch.as_tensor(np.asarray(points, np.float32), device=device)
+        return region_mask(points, params.region, roi, max(0.25 * params.feather * width, 0.5))
+    inner = params.erode * width
+    return feather_mask(face.landmarks[list(FACE_OVAL), :2], roi, inner, inner + 2 * params.feather * width, device)
 
 
-def composite(image: np.ndarray, faces: list[AlignedFace], filtered: np.ndarray,
-              crop_size: int, params: CompositeParams, opacity: float = 1.0) -> np.ndarray:
-    """A new frame with each filtered crop blended into ``image`` inside its face mask.
+def crop_mask(matrix: np.ndarray, size: int, roi: tuple[int, int, int, int], border: float, device: Any = None) -> Any:
+    """Soft mask of a whole crop in the frame: 1 inside, falling to 0 over ``border`` of its side at its edge."""
+    inverse = np.vstack([matrix, [0.0, 0.0, 1.0]])
+    corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float64)
+    quad = (np.linalg.inv(inverse) @ np.c_[corners, np.ones(4)].T)[:2].T
+    side = size / math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    return feather_mask(quad, roi, 0.0, border * side, device)
 
-    image: (H, W, 3) uint8 RGB; filtered: (N, 3, S', S') float32 in [-1, 1],
-    taken from crops of side ``crop_size``; ``opacity`` scales every mask. Pixels
-    outside every mask (and every pixel at opacity 0) keep their exact bytes.
-    """
-    out = image.copy()
-    if opacity <= 0:
-        return out
-    for face, crop in zip(faces, filtered, strict=True):
-        roi = quad_roi(face.matrix, crop_size, image.shape[:2])
+
+class Compositor:
+    """Blends filtered crops into frames, reusing a face's mask while its landmarks stay put."""
+
+    def __init__(self) -> None:
+        self._masks: dict[int, tuple[np.ndarray, tuple, Any]] = {}
+
+    def forget(self, track_id: int) -> None:
+        """Drop a track's cached mask (it ended)."""
+        self._masks.pop(track_id, None)
+
+    def paste(self, canvas: Any, face: AlignedFace, output: Any, matrix: np.ndarray, spec: FilterSpec,
+              params: CompositeParams, opacity: float = 1.0) -> None:
+        """Blend one filtered crop into ``canvas`` ((H, W, 3) uint8, in place).
+
+        output: (3, S', S') or (S', S', 3) in ``spec.value_range``; matrix: the
+        frame→crop affine at ``spec.size``; ``opacity`` scales the mask.
+        """
+        if opacity <= 0:
+            return
+        roi = quad_roi(matrix, spec.size, canvas.shape[:2])
         if roi is None:
-            continue
-        matrix = scale_matrix(face.matrix, crop.shape[-1] / crop_size)
-        pixels = (crop.transpose(1, 2, 0) + 1.0) * 127.5
-        warped = frame_from_crop(pixels, matrix, roi)
-        alpha = face_mask(face, roi, params)
+            return
+        side = output.shape[-1] if spec.layout == "NCHW" else output.shape[-2]
+        at_output = scale_matrix(matrix, side / spec.size)
+        warped = frame_from_crop(batch_to_pixels(output, spec.value_range, spec.layout), at_output, roi)
+        device = canvas.device if is_torch(canvas) else None
+        alpha = self._mask(face, roi, matrix, spec, params, device)
         if opacity < 1:
-            alpha *= opacity
+            alpha = alpha * opacity
         x0, y0, x1, y1 = roi
-        target = out[y0:y1, x0:x1]
+        target = canvas[y0:y1, x0:x1]
         if params.color_match > 0:
-            warped = match_colour(warped, target.astype(np.float32), alpha, params.color_match)
+            reference = target.float() if device is not None else target.astype(np.float32)
+            warped = match_colour(warped, reference, alpha, params.color_match)
         blend_into(target, warped, alpha)
+
+    def _mask(self, face: AlignedFace, roi: tuple, matrix: np.ndarray, spec: FilterSpec, params: CompositeParams,
+              device: Any) -> Any:
+        if spec.mask == "crop":
+            return crop_mask(matrix, spec.size, roi, spec.border, device)
+        key = (roi, params, str(device))
+        oval = np.asarray(face.landmarks[list(FACE_OVAL), :2], np.float32)
+        cached = self._masks.get(face.track_id)
+        if cached is not None and cached[1] == key and np.abs(cached[0] - oval).max() < MASK_REUSE_PX:
+            return cached[2]
+        mask = face_mask(face, roi, params, device)
+        self._masks[face.track_id] = (oval, key, mask)
+        return mask
+
+
+def composite(image: np.ndarray, faces: Sequence[AlignedFace], outputs: Any, spec: FilterSpec,
+              params: CompositeParams, opacity: float = 1.0) -> np.ndarray:
+    """A new frame with each face's filtered crop blended in (no mask reuse); see ``Compositor.paste``.
+
+    outputs: (N, ...) one item per face, in ``spec``'s range and layout.
+    """
+    out = image.clone() if is_torch(image) else image.copy()
+    compositor = Compositor()
+    for face, output in zip(faces, outputs, strict=True):
+        compositor.paste(out, face, output, quad_matrix(face.quad, spec.size), spec, params, opacity)
     return out
 
 
-def paste_patches(image: np.ndarray, patches: Sequence[FacePatch], opacity: float = 1.0) -> np.ndarray:
+def paste_patches(image: Any, patches: Sequence[FacePatch], opacity: float = 1.0) -> Any:
     """A new frame with each landmark filter's patch blended into ``image`` inside its own mask.
 
     Pixels where every mask is 0 (and every pixel at opacity 0) keep their exact bytes.
     """
-    out = image.copy()
+    out = image.clone() if is_torch(image) else image.copy()
     if opacity <= 0:
         return out
     for patch in patches:
         x0, y0, x1, y1 = patch.roi
         alpha = patch.mask if opacity >= 1 else patch.mask * opacity
-        blend_into(out[y0:y1, x0:x1], np.asarray(patch.pixels, np.float32), alpha)
+        pixels = patch.pixels.float() if is_torch(patch.pixels) else np.asarray(patch.pixels, np.float32)
+        blend_into(out[y0:y1, x0:x1], pixels, alpha)
     return out

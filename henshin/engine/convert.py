@@ -1,4 +1,4 @@
-"""``henshin convert``: one input through one filter into one output."""
+"""``henshin convert``: one input through a filter graph into one output (and an optional preview)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from henshin.engine.composite import CompositeParams
-from henshin.engine.pipeline import PipelineConfig, RunStats
-from henshin.engine.sinks import (
-    FolderSink,
-    ImageSink,
-    Sink,
-    VideoFileSink,
-    check_output,
-    output_kind,
-)
+from henshin.engine.chains import ChainRequest, FilterGraph
+from henshin.engine.files import FolderSink, ImageSink, VideoFileSink
+from henshin.engine.offline import OfflineConfig, run_offline
+from henshin.engine.sinks import Sink, Tee, check_output, output_kind
+from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.sources import FolderSource, ImageSource, open_source
+from henshin.engine.stages import FaceStages
+from henshin.engine.stats import RunStats
+from henshin.engine.tracking import TrackerConfig
 from henshin.errors import OptionError
-from henshin.filters.base import filter_class, param_names, parse_params
 
 log = logging.getLogger("henshin")
 
@@ -34,52 +31,40 @@ class ConvertJob:
     output: Path
     filter: str = DEFAULT_FILTER
     params: dict[str, str] = field(default_factory=dict)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    faces: dict[int, str] = field(default_factory=dict)  # --face N=CHAIN
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    smooth_radius: int = 4  # centred window half-width, in frames (0: off)
+    scheduling: OfflineConfig = field(default_factory=OfflineConfig)
     overwrite: bool = False
     crf: int = 18
     preset: str = "veryfast"
     runtime: Any = None  # RuntimeOptions; None: auto
-
-
-def split_params(filter_name: str, raw: dict[str, str]) -> tuple[Any, CompositeParams]:
-    """Parse ``--param`` pairs into the filter's params and the compositor's."""
-    cls = filter_class(filter_name)
-    composite_keys = set(param_names(CompositeParams))
-    filter_keys = set(param_names(cls.Params))
-    for key in raw:
-        if key not in filter_keys and key not in composite_keys:
-            known = ", ".join(sorted(filter_keys | composite_keys))
-            raise OptionError(f"unknown parameter {key!r} for filter {filter_name}; expected one of: {known}.")
-    filter_params = parse_params(cls.Params, {k: v for k, v in raw.items() if k in filter_keys})
-    composite = parse_params(CompositeParams, {k: v for k, v in raw.items() if k in composite_keys and k not in filter_keys})
-    return filter_params, composite
+    extra_sinks: list[Sink] = field(default_factory=list)  # a preview window, say
 
 
 def convert(job: ConvertJob) -> RunStats:
     """Run a conversion; the output appears only when it is complete."""
-    from henshin.engine.pipeline import Pipeline
-    from henshin.filters.base import create_filter
-
-    filter_params, composite = split_params(job.filter, job.params)
+    request = ChainRequest(job.filter, dict(job.faces), dict(job.params))
     kind = output_kind(job.output)
     source = open_source(job.input)
     try:
         check_output(job.output, [job.input], job.overwrite)
-    except BaseException:
-        source.close()
-        raise
-    try:
-        # The filter first: a missing model or runtime is reported before any output exists.
-        filt = create_filter(job.filter, filter_params, job.runtime)
+        # The filters first: a missing model or runtime is reported before any output exists.
+        graph = FilterGraph(request, job.runtime)
         try:
             sink = _open_sink(job, source, kind)
-            job.pipeline.composite = composite
-            stats = Pipeline(source, filt, sink, job.pipeline).run()
+            if job.extra_sinks:
+                sink = Tee([sink, *job.extra_sinks])
+            stages = FaceStages(graph, CentredSmoother(job.smooth_radius), job.tracker, float(source.frame_rate))
+            try:
+                stats = run_offline(source, stages, sink, job.scheduling)
+            finally:
+                stages.close()
         finally:
-            filt.close()
+            graph.close()
     finally:
         source.close()
-    if filt.scope == "face" and stats.frames_out and not stats.frames_with_faces:
+    if graph.needs_faces and stats.frames_out and not stats.frames_with_faces:
         log.warning("no face was found in %s; its frames were passed through unchanged.", job.input)
     return stats
 

@@ -1,49 +1,39 @@
-"""``henshin live``: camera → filter → virtual camera / preview, in real time.
+"""Live scheduling of the stages: camera → filter → virtual camera / preview / recording, in real time.
 
 Three threads and a flow limiter in front of the slow part (MediaPipe's idea):
 capture keeps only the newest frame, so when the filter is slower than the
 camera, frames are dropped before any work is spent on them, never queued;
-processing takes the newest frame when it is free; output ticks at the
-camera's frame rate, sending the newest result or repeating the last one, so
-the virtual camera keeps a steady rate. Capture→sink latency is measured for
-every processed frame.
+processing takes the newest frame when it is free and runs the same stages as
+an offline run (with One Euro smoothing, since the future is not known);
+output ticks at the camera's frame rate, sending the newest result or
+repeating the last one to the sinks that need a steady rate (a recording gets
+each frame once, at its capture timestamp). Capture→sink latency is measured
+for every processed frame.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
-from henshin.engine.composite import CompositeParams
-from henshin.engine.process import FrameProcessor
-from henshin.errors import HenshinError, OptionError
-from henshin.filters.base import (
-    available_filters,
-    create_filter,
-    filter_class,
-    param_names,
-    parse_params,
-)
+from henshin.engine.chains import apply_command
+from henshin.engine.sinks import Sink, Tee
+from henshin.engine.stages import FaceStages, Work
+from henshin.engine.stats import RunStats
+from henshin.errors import HenshinError
 from henshin.types import Frame
 
 log = logging.getLogger("henshin")
 
-
-class LiveSink(Protocol):
-    """A live output: takes images, no timestamps needed."""
-
-    def write(self, image: np.ndarray) -> None: ...
-
-    def close(self) -> None: ...
+WARM_UP_TRACK = -2  # the track id a filter's warm-up run is given (never a real face)
 
 
 @dataclass
@@ -54,57 +44,15 @@ class LiveConfig:
     overlay: bool = False  # draw fps and latency on the output
 
 
-@dataclass
-class LiveStats:
-    """Counters and timings of a live run."""
-
-    frames_captured: int = 0
-    frames_processed: int = 0
-    frames_dropped: int = 0
-    frames_out: int = 0
-    frames_repeated: int = 0
-    frames_with_faces: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-    output_s: float = 0.0
-    wall_s: float = 0.0
-    end_reason: str = ""
-
-    def to_json(self, stage_s: dict[str, float]) -> dict[str, Any]:
-        """The ``--stats`` document."""
-        lat = np.array(self.latencies_ms or [0.0])
-        n = max(self.frames_processed, 1)
-        stage_ms = {k: round(v / n * 1000, 3) for k, v in stage_s.items()}
-        stage_ms["output"] = round(self.output_s / max(self.frames_out, 1) * 1000, 3)
-        return {
-            "frames_captured": self.frames_captured,
-            "frames_processed": self.frames_processed,
-            "frames_dropped": self.frames_dropped,
-            "frames_out": self.frames_out,
-            "frames_repeated": self.frames_repeated,
-            "frames_with_faces": self.frames_with_faces,
-            "latency_ms": {
-                "p50": round(float(np.percentile(lat, 50)), 3),
-                "p95": round(float(np.percentile(lat, 95)), 3),
-                "p99": round(float(np.percentile(lat, 99)), 3),
-                "max": round(float(lat.max()), 3),
-            },
-            "fps_processed": round(self.frames_processed / self.wall_s, 3) if self.wall_s else 0.0,
-            "fps_out": round(self.frames_out / self.wall_s, 3) if self.wall_s else 0.0,
-            "wall_s": round(self.wall_s, 3),
-            "stage_ms": stage_ms,
-            "end_reason": self.end_reason,
-        }
-
-
 class LiveRunner:
-    """Runs a live source through a FrameProcessor into live sinks until told to stop."""
+    """Runs a live source through the stages into sinks until told to stop."""
 
-    def __init__(self, source: Any, processor: FrameProcessor, sinks: Iterable[LiveSink],
-                 config: LiveConfig | None = None) -> None:
-        self.source, self.processor = source, processor
-        self.sinks = list(sinks)
+    def __init__(self, source: Any, stages: FaceStages, sinks: list[Sink], config: LiveConfig | None = None) -> None:
+        self.source, self.stages = source, stages
+        self.sinks = Tee(sinks)
         self.config = config or LiveConfig()
-        self.stats = LiveStats()
+        self.stats = RunStats(mode="live")
+        self.stats.stage_s["output"] = 0.0
         self.period = 1.0 / float(source.frame_rate or 30)
         self._commands: queue.Queue[str] = queue.Queue()
         self._stop = threading.Event()
@@ -136,27 +84,33 @@ class LiveRunner:
 
     # -- the run -----------------------------------------------------------------
 
-    def run(self) -> LiveStats:
+    def run(self) -> RunStats:
         """Capture, process and output until the source ends, max frames, quit or Ctrl-C."""
         capture = threading.Thread(target=self._capture, name="henshin-capture", daemon=True)
         output = threading.Thread(target=self._output, name="henshin-output", daemon=True)
-        self._warm_up()
-        start = self._started = time.perf_counter()
-        capture.start()
-        output.start()
+        ok = False
         try:
-            self._process_loop()
-        except KeyboardInterrupt:
-            self.stop("interrupted")
+            warm_up(self.stages, self.source.width, self.source.height)
+            start = self._started = time.perf_counter()
+            capture.start()
+            output.start()
+            try:
+                self._process_loop()
+            except KeyboardInterrupt:
+                self.stop("interrupted")
+            finally:
+                self.stop(self.stats.end_reason or "end of source")
+                capture.join(timeout=5)
+                output.join(timeout=5)
+                self.stats.wall_s = time.perf_counter() - start
+            ok = self._sink_error is None
         finally:
-            self.stop(self.stats.end_reason or "end of source")
-            capture.join(timeout=5)
-            output.join(timeout=5)
-            self.stats.wall_s = time.perf_counter() - start
-            for sink in self.sinks:
-                sink.close()
+            if ok:
+                self.sinks.close()
+            else:
+                self.sinks.abort()
             self.source.close()
-            self.processor.close()
+            self.stages.close()
         if self._sink_error is not None:
             raise self._sink_error
         return self.stats
@@ -171,8 +125,8 @@ class LiveRunner:
                         self.stats.frames_dropped += 1  # never processed: dropped before work
                     self._latest = frame
                     self._latest_lock.notify()
-                self.stats.frames_captured += 1
-                if self.config.max_frames and self.stats.frames_captured >= self.config.max_frames:
+                self.stats.frames_in += 1
+                if self.config.max_frames and self.stats.frames_in >= self.config.max_frames:
                     self.stats.end_reason = self.stats.end_reason or "max frames"
                     return
             self.stats.end_reason = self.stats.end_reason or "end of source"
@@ -183,15 +137,6 @@ class LiveRunner:
             self._capture_done.set()
             with self._latest_lock:
                 self._latest_lock.notify_all()
-
-    def _warm_up(self) -> None:
-        """Run the filter once before the clock starts, so the first frames are not late."""
-        size = self.processor.filter.input_size
-        if self.processor.filter.scope == "frame":
-            shape = (1, 3, self.source.height + (-self.source.height) % 4, self.source.width + (-self.source.width) % 4)
-        else:
-            shape = (1, 3, size, size)
-        self.processor.filter.process(np.zeros(shape, np.float32), [-1])
 
     def _take_newest(self) -> Frame | None:
         with self._latest_lock:
@@ -211,11 +156,8 @@ class LiveRunner:
                 self._apply_commands()
                 if self._stop.is_set():
                     return
-                image, faces = self.processor(frame)
-                self.stats.frames_processed += 1
-                self.stats.frames_with_faces += bool(faces)
-                if self.config.overlay:
-                    image = self._draw_overlay(image)
+                work = process_frame(self.stages, frame, self.stats)
+                image = self._draw_overlay(work.output) if self.config.overlay else work.output
                 with self._out_lock:
                     self._out = (frame, image)
                     self._out_lock.notify()
@@ -227,7 +169,7 @@ class LiveRunner:
     def _output(self) -> None:
         # A fixed clock at the camera's rate: each tick sends the newest result,
         # or repeats the last one, so consumers see a steady frame rate.
-        last: np.ndarray | None = None
+        last: tuple[Frame, np.ndarray] | None = None
         tick = time.perf_counter()
         try:
             while True:
@@ -241,13 +183,13 @@ class LiveRunner:
                     item, self._out = self._out, None
                     finished = self._processing_done or self._stop.is_set()
                 if item is not None:
-                    frame, last = item
-                    self._send(last)
-                    self.stats.latencies_ms.append((time.monotonic_ns() - frame.captured_at) / 1e6)
+                    last = item
+                    self._send(*item, repeated=False)
+                    self.stats.latencies_ms.append((time.monotonic_ns() - item[0].captured_at) / 1e6)
                 elif finished:
                     return
-                elif last is not None:
-                    self._send(last)
+                elif last is not None and self.sinks.repeats:
+                    self._send(*last, repeated=True)
                     self.stats.frames_repeated += 1
                 if time.perf_counter() - tick > self.period:
                     tick = time.perf_counter()  # fell behind (slow sink): resync, don't burst
@@ -255,11 +197,10 @@ class LiveRunner:
             self._sink_error = exc
             self.stop("output failed")
 
-    def _send(self, image: np.ndarray) -> None:
+    def _send(self, frame: Frame, image: np.ndarray, repeated: bool) -> None:
         start = time.perf_counter()
-        for sink in self.sinks:
-            sink.write(image)
-        self.stats.output_s += time.perf_counter() - start
+        self.sinks.write(frame, image, repeated)
+        self.stats.stage_s["output"] += time.perf_counter() - start
         self.stats.frames_out += 1
 
     def _draw_overlay(self, image: np.ndarray) -> np.ndarray:
@@ -279,61 +220,49 @@ class LiveRunner:
             except queue.Empty:
                 return
             try:
-                if apply_command(self.processor, line) == "quit":
+                if apply_command(self.stages.graph, line) == "quit":
                     self.stop("quit")
                     return
             except HenshinError as exc:
                 log.warning("control: %s", exc)
 
 
-def apply_command(processor: FrameProcessor, line: str) -> str:
-    """Apply one control line to a processor; returns the command's verb.
+def warm_up(stages: FaceStages, width: int, height: int) -> None:
+    """Open the stages and run every network once on blank input before the clock starts, so the first frames are not late."""
+    from henshin.engine.stages import to_spec
+    from henshin.types import FaceContext, FilterSpec
 
-    ``set KEY VALUE`` · ``step KEY DELTA`` · ``filter NAME [KEY=VALUE ...]`` ·
-    ``next-filter`` · ``toggle`` · ``on`` · ``off`` · ``quit``
-    """
-    verb, *args = line.split()
-    if verb in ("quit", "exit"):
-        return "quit"
-    if verb == "toggle":
-        processor.enabled = not processor.enabled
-    elif verb in ("on", "off"):
-        processor.enabled = verb == "on"
-    elif verb == "set" and len(args) == 2:
-        _set_param(processor, args[0], args[1])
-    elif verb == "step" and len(args) == 2:
-        current = getattr(processor.filter.params, args[0], getattr(processor.composite, args[0], None))
-        if not isinstance(current, int | float) or isinstance(current, bool):
-            raise OptionError(f"step needs a numeric parameter, got {args[0]!r}.")
-        value = current + type(current)(float(args[1]))
-        _set_param(processor, args[0], f"{round(value, 6)}")
-    elif verb == "filter" and args:
-        _switch_filter(processor, args[0], dict(a.split("=", 1) for a in args[1:] if "=" in a))
-    elif verb == "next-filter":
-        names = sorted(available_filters())
-        current = processor.filter.name
-        _switch_filter(processor, names[(names.index(current) + 1) % len(names)] if current in names else names[0], {})
-    else:
-        raise OptionError(
-            f"unknown control command {line!r}; expected set KEY VALUE, step KEY DELTA, filter NAME, toggle or quit."
-        )
-    return verb
+    stages.open()
+    for link in stages.graph.links:
+        spec = link.filter.spec
+        if spec.consumes == "landmarks":
+            continue
+        side = (spec.size, spec.size) if spec.consumes == "crops" else (height, width)
+        shape = (1, 3, *side) if spec.layout == "NCHW" else (1, *side, 3)
+        blank = to_spec(np.zeros(shape, np.float32), FilterSpec(layout=spec.layout, value_range=spec.value_range), spec)
+        state = link.filter.start_track(WARM_UP_TRACK)
+        try:
+            link.filter.process(blank, [FaceContext(WARM_UP_TRACK, state)])
+        finally:
+            link.filter.end_track(WARM_UP_TRACK, state)
 
 
-def _set_param(processor: FrameProcessor, key: str, value: str) -> None:
-    if key in param_names(type(processor.filter.params)):
-        processor.filter.set_params(**{key: value})
-    elif key in param_names(CompositeParams):
-        changed = parse_params(CompositeParams, {key: value})
-        processor.composite = dataclasses.replace(processor.composite, **{key: getattr(changed, key)})
-    else:
-        raise OptionError(f"unknown parameter {key!r} for filter {processor.filter.name}.")
+def process_frame(stages: FaceStages, frame: Frame, stats: RunStats | None = None) -> Work:
+    """One frame through the stages at once (live smoothing holds nothing back); ``work.output`` is the result."""
+    stats = stats or RunStats(mode="live")
+    work = _timed(stats, "track", stages.track, Work(frame))
+    (work,) = _timed(stats, "align", lambda: list(stages.align(work)))
+    _timed(stats, "filter", stages.filter, [work])
+    _timed(stats, "composite", stages.composite, work)
+    stats.count(len(work.faces))
+    return work
 
 
-def _switch_filter(processor: FrameProcessor, name: str, params: dict[str, str]) -> None:
-    new = create_filter(name, parse_params(filter_class(name).Params, params), processor.filter.runtime)
-    old, processor.filter = processor.filter, new
-    old.close()
+def _timed(stats: RunStats, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    start = time.perf_counter()
+    out = fn(*args)
+    stats.stage_s[stage] += time.perf_counter() - start
+    return out
 
 
 def read_commands(stream: Any, runner: LiveRunner) -> Callable[[], None]:
@@ -343,7 +272,7 @@ def read_commands(stream: Any, runner: LiveRunner) -> Callable[[], None]:
         try:
             for line in stream:
                 runner.command(line)
-        except (OSError, ValueError):
+        except (OSError, ValueError, UnicodeDecodeError):
             return  # no readable stdin (closed, or captured by a test runner)
 
     thread = threading.Thread(target=loop, name="henshin-control", daemon=True)

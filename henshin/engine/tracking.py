@@ -35,6 +35,15 @@ class TrackerConfig:
     max_missing: int = 5
 
 
+@dataclass(slots=True)
+class TrackUpdate:
+    """One frame's tracking: the faces, and the track ids that started or ended with this frame."""
+
+    faces: list[Face]
+    started: list[int] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+
+
 @dataclass
 class _Track:
     track_id: int
@@ -53,11 +62,21 @@ class FaceTracker:
             model_selection=1, min_detection_confidence=self.config.min_confidence
         )
         self._tracks: list[_Track] = []
+        self._started: set[int] = set()  # tracks whose start was reported and whose end was not yet
         self._next_id = 0
         self._frames = 0
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Landmarks for every face in an (H, W, 3) uint8 RGB frame, with track ids."""
+        return self.track(image).faces
+
+    def track(self, image: np.ndarray) -> TrackUpdate:
+        """This frame's faces, and the tracks that started and ended with it.
+
+        A track starts the first time its face is returned and ends when it has
+        been missing for more than ``max_missing`` frames (or the tracker closes):
+        its id is never used again.
+        """
         cfg = self.config
         lost = False
         for track in self._live():
@@ -78,13 +97,26 @@ class FaceTracker:
                 t.mesh.close()
         self._tracks = [t for t in self._tracks if t.missing <= cfg.max_missing]
         self._frames += 1
-        return [Face(t.track_id, t.landmarks) for t in self._live()]
+        faces = [Face(t.track_id, t.landmarks) for t in self._live()]
+        after = {t.track_id for t in self._tracks}
+        # A reported track dropped inside this call (a duplicate, or missing too long) ends now.
+        ended = sorted(self._started - after)
+        self._started -= set(ended)
+        started = sorted(f.track_id for f in faces if f.track_id not in self._started)
+        self._started.update(started)
+        return TrackUpdate(faces, started, ended)
+
+    def end_all(self) -> list[int]:
+        """End every track (a shot change, or the end of the stream); returns their ids."""
+        ended = sorted(self._started)
+        for t in self._tracks:
+            t.mesh.close()
+        self._tracks, self._started = [], set()
+        return ended
 
     def close(self) -> None:
         """Release mediapipe's graphs."""
-        for t in self._tracks:
-            t.mesh.close()
-        self._tracks = []
+        self.end_all()
         self._detector.close()
 
     def _drop_duplicates(self) -> None:

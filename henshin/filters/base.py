@@ -1,10 +1,14 @@
-"""The filter interface, the filter registry and typed ``--param`` parsing.
+"""The filter interface (v2), the filter registry and typed ``--param`` parsing.
 
-A filter is batch in, batch out: ``(N, 3, S, S)`` float32 in [-1, 1] →
-``(N, 3, S', S')``. It declares whether it works on aligned faces (``face``)
-or the whole frame (``frame``) and the crop size it wants. Parameters are a
-dataclass per filter, so the command line, presets and live control share one
-typed description.
+A filter declares what it consumes in a ``FilterSpec`` (aligned face crops, the
+whole frame, or the frame with landmarks; crop size; value range and layout;
+NumPy or torch, and on which device) and the engine hands it exactly that. It
+may keep state per face: the engine calls ``start_track`` when a face first
+reaches the filter and keeps what it returns, passes it back with every batch
+item of that face (``FaceContext.state``), and calls ``end_track`` when the face
+leaves; a filter whose spec is ``temporal`` also gets its previous output for
+the same face. Parameters are a dataclass per filter, so the command line,
+presets and live control share one typed description.
 
 A ``LandmarkFilter`` works at frame resolution instead of on crops: it gets the
 frame and each face's smoothed landmarks and returns, per face, a patch of new
@@ -19,12 +23,11 @@ import importlib
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
-
-from henshin.errors import OptionError
+from henshin.errors import ModelError, OptionError
+from henshin.types import FaceContext, FacePatch, FilterSpec
 
 FILTERS: dict[str, type[Filter]] = {}
 # Modules that register filters when imported; imported on first lookup so
@@ -34,26 +37,28 @@ _FILTER_MODULES = ("henshin.filters.style", "henshin.filters.fns", "henshin.filt
 
 
 class Filter(ABC):
-    """A face (or frame) filter over batches of images in [-1, 1]."""
+    """A face (or frame) filter: a declared spec, a batch in, a batch out, optional per-face state."""
 
     name: ClassVar[str]
     Params: ClassVar[type]
 
-    def __init__(self, params: Any, runtime: Any = None) -> None:
-        # runtime: a henshin.engine.runtimes.RuntimeOptions for filters that run a
-        # network (None: the default, ``auto``); weight-free filters ignore it.
+    def __init__(self, params: Any, runtime: Any = None, weights: Mapping[str, Path] | None = None) -> None:
+        # runtime: henshin.runtimes.RuntimeOptions for filters that run a network (None: ``auto``);
+        # weights: the files of the registry models named by ``required_models``, found by the engine.
         self.params = params
         self.runtime = runtime
+        self.weights = dict(weights or {})
+
+    @classmethod
+    def required_models(cls, params: Any) -> tuple[str, ...]:
+        """Registry names of the models these parameters need (the engine finds their files)."""
+        return ()
 
     @property
-    def scope(self) -> Literal["face", "frame"]:
-        """``face``: aligned face crops go in; ``frame``: the whole frame goes in."""
-        return getattr(self.params, "scope", "face")
-
-    @property
-    def input_size(self) -> int:
-        """Side of the square crops the filter wants (face scope)."""
-        return int(getattr(self.params, "size", 256))
+    def spec(self) -> FilterSpec:
+        """What the filter consumes; by default aligned crops of ``size`` in [-1, 1], or the frame at ``scope=frame``."""
+        scope = getattr(self.params, "scope", "face")
+        return FilterSpec(consumes="frame" if scope == "frame" else "crops", size=int(getattr(self.params, "size", 256)))
 
     @property
     def opacity(self) -> float:
@@ -64,34 +69,35 @@ class Filter(ABC):
         """
         return 1.0
 
-    @abstractmethod
-    def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
-        """Filter a batch: (N, 3, H, W) float32 in [-1, 1] → (N, 3, H', W') float32 in [-1, 1].
+    def start_track(self, track_id: int) -> Any:
+        """A new face reaches this filter; what is returned is its state, handed back with each of its items."""
+        return None
 
-        ``track_ids`` names the face each image belongs to (-1 for a whole frame),
-        so a filter can keep per-face state across frames.
+    def end_track(self, track_id: int, state: Any) -> None:  # noqa: B027 - optional hook
+        """The face left (or the filter is replaced): release its state."""
+
+    @abstractmethod
+    def process(self, batch: Any, faces: Sequence[FaceContext]) -> Any:
+        """Filter a batch laid out and ranged as ``spec`` says; the output has the same layout and range.
+
+        ``faces[i]`` describes item ``i`` (its track, state, frame time, crop matrix,
+        landmarks and, for a temporal filter, its previous output). The output
+        may have another spatial size than the input (the compositor scales it).
         """
 
+    def weights_file(self, model: str) -> Path:
+        """The file of registry model ``model`` as the engine found it, or a ModelError saying how to get it."""
+        if model not in self.weights:
+            raise ModelError(f"model {model} was not given to the {self.name} filter; run "
+                             f"`henshin models pull {model}` and build the filter through the engine.")
+        return self.weights[model]
+
     def set_params(self, **changes: str) -> None:
-        """Change parameters by name from strings, validating them as at start."""
+        """Change parameters by name from strings, validating them as at start (per-face state is kept)."""
         self.params = dataclasses.replace(self.params, **_convert(type(self.params), changes))
 
     def close(self) -> None:  # noqa: B027 - optional hook, most filters hold nothing
         """Release sessions and buffers."""
-
-
-@dataclass(slots=True)
-class FacePatch:
-    """New pixels for one region of the frame and where to use them.
-
-    roi: (x0, y0, x1, y1) in frame pixels; pixels: (y1-y0, x1-x0, 3) uint8 or
-    float32 0..255 RGB; mask: (y1-y0, x1-x0) float32 in [0, 1]. Outside the mask
-    (mask 0) the frame keeps its exact bytes.
-    """
-
-    roi: tuple[int, int, int, int]
-    pixels: np.ndarray
-    mask: np.ndarray
 
 
 class LandmarkFilter(Filter):
@@ -102,18 +108,22 @@ class LandmarkFilter(Filter):
     are cut. It needs no network, so ``runtime`` is ignored.
     """
 
+    @property
+    def spec(self) -> FilterSpec:
+        return FilterSpec(consumes="landmarks")
+
     @abstractmethod
-    def edit(self, image: np.ndarray, landmarks: Sequence[np.ndarray], track_ids: Sequence[int]) -> list[FacePatch]:
+    def edit(self, image: Any, faces: Sequence[FaceContext]) -> list[FacePatch]:
         """Patches for the faces of one frame.
 
-        image: (H, W, 3) uint8 RGB (read only); landmarks: per face, (478, 3)
-        float smoothed landmarks in frame pixels; track_ids: the faces' ids.
-        An empty list leaves the frame exactly as it was.
+        image: (H, W, 3) uint8 RGB (read only); faces: per face, its context with
+        ``landmarks`` (478, 3) smoothed in frame pixels. An empty list leaves the
+        frame exactly as it was.
         """
 
-    def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
-        """No crop path: crops pass through unchanged (the engine calls ``edit``; warm-ups may call this)."""
-        return batch
+    def process(self, batch: Any, faces: Sequence[FaceContext]) -> Any:
+        """No crop path: a landmark filter edits the frame (``edit``)."""
+        raise TypeError(f"the {self.name} filter edits frames by landmarks; call edit(), not process().")
 
 
 def register(cls: type[Filter]) -> type[Filter]:
@@ -129,9 +139,9 @@ def available_filters() -> dict[str, type[Filter]]:
     return FILTERS
 
 
-def create_filter(name: str, params: Any, runtime: Any = None) -> Filter:
-    """Build the filter called ``name`` with already-parsed parameters and runtime options."""
-    return filter_class(name)(params, runtime)
+def create_filter(name: str, params: Any, runtime: Any = None, weights: Mapping[str, Path] | None = None) -> Filter:
+    """Build the filter called ``name`` with already-parsed parameters, runtime options and model files."""
+    return filter_class(name)(params, runtime, weights)
 
 
 def filter_class(name: str) -> type[Filter]:

@@ -18,14 +18,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from henshin.errors import ModelError
+from henshin.errors import InputNotFoundError, ModelError, OptionError
 from henshin.filters.base import Filter, check_range, register
-from henshin.filters.networks import (
-    pad_to_multiple,
-    runtime_for_shape,
-    weights_path,
-)
+from henshin.filters.networks import pad_to_multiple, placement, runtime_for_shape
 from henshin.runtimes import build
+from henshin.types import FaceContext, FilterSpec
 
 MODELS = ("candy", "mosaic", "rain-princess", "udnie")
 
@@ -135,8 +132,9 @@ class FnsParams:
     size: int = 256
 
     def __post_init__(self) -> None:
-        from henshin.errors import OptionError
-
+        if self.weights and not Path(self.weights).expanduser().is_file():
+            raise InputNotFoundError(f"weights file {self.weights} does not exist; check the path given with "
+                                     "--param weights=.")
         if not self.weights and self.model not in MODELS:
             raise OptionError(f"parameter model expects one of {', '.join(MODELS)}, got {self.model!r}.")
         check_range("strength", self.strength, 0.0, 1.0)
@@ -152,15 +150,28 @@ class FnsFilter(Filter):
     name = "fns"
     Params = FnsParams
 
-    def __init__(self, params: FnsParams, runtime: Any = None) -> None:
-        super().__init__(params, runtime)
+    def __init__(self, params: FnsParams, runtime: Any = None, weights: Any = None) -> None:
+        super().__init__(params, runtime, weights)
         self._load()
 
+    @classmethod
+    def required_models(cls, params: FnsParams) -> tuple[str, ...]:
+        return () if params.weights else (f"fns-{params.model}",)
+
     def _load(self) -> None:
-        path = weights_path(f"fns-{self.params.model}", self.params.weights)
+        p = self.params
+        path = Path(p.weights).expanduser() if p.weights else self.weights_file(f"fns-{p.model}")
         self.net = load_transformer(path)
-        self.key = f"fns-{self.params.model}" if not self.params.weights else f"fns-{path.stem}"
+        self.key = f"fns-{path.stem}" if p.weights else f"fns-{p.model}"
         self._runtimes: dict[tuple[int, ...], Any] = {}
+        self._array, self._device = placement(self.runtime, has_torch_module=True)
+
+    @property
+    def spec(self) -> FilterSpec:
+        # The network maps 0..255 RGB to 0..255 RGB: crops are cut straight into that range.
+        consumes = "frame" if self.params.scope == "frame" else "crops"
+        return FilterSpec(consumes=consumes, size=self.params.size, value_range=(0.0, 255.0), array=self._array,
+                          device=self._device, devices=("cpu", "cuda"))
 
     def set_params(self, **changes: str) -> None:
         old = (self.params.model, self.params.weights)
@@ -170,17 +181,16 @@ class FnsFilter(Filter):
 
     @property
     def opacity(self) -> float:
-        return self.params.strength if self.scope == "face" else 1.0
+        return self.params.strength if self.params.scope == "face" else 1.0
 
     def runtime_for(self, h: int, w: int) -> Any:
         """The compiled network for (3, h, w) inputs, built on first use (eager torch serves every size)."""
         return runtime_for_shape(self._runtimes, (3, h, w), lambda: build(
             self.runtime, self.key, [("image", (3, h, w))], module=self.net))
 
-    def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
+    def process(self, batch: Any, faces: Sequence[FaceContext]) -> Any:
         padded, h, w = pad_to_multiple(batch, 4)
-        run = self.runtime_for(*padded.shape[-2:])
-        out = np.asarray(run((padded + 1.0) * 127.5), np.float32)[:, :, :h, :w] / 127.5 - 1.0
-        if self.scope == "frame" and self.params.strength < 1.0:
+        out = self.runtime_for(*padded.shape[-2:])(padded)[:, :, :h, :w]
+        if self.params.scope == "frame" and self.params.strength < 1.0:
             out = batch + (out - batch) * self.params.strength
-        return np.clip(out, -1.0, 1.0, out=out)
+        return out.clamp(0.0, 255.0) if hasattr(out, "clamp") else np.clip(out, 0.0, 255.0)

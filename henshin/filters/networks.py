@@ -1,26 +1,40 @@
-"""What the filters that run a network share: runtime options and weights lookup.
+"""What the filters that run a network share: runtime options, where the batch lives, padding.
 
-Filters never import the engine at module level (the engine imports them); the
-engine hands each filter its runtime options, and these helpers fill in the
-defaults when a filter is built directly (in tests, or from Python).
+Filters never import the engine or the model store: the engine hands each filter
+its runtime options and the files of the models it needs; these helpers fill in
+the defaults when a filter is built directly (in tests, or from Python).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from henshin.kernels.masks import is_torch
+from henshin.runtimes import RuntimeOptions, choose_runtime, cuda_available
 
-def runtime_options(runtime: Any) -> Any:
+
+def runtime_options(runtime: Any) -> RuntimeOptions:
     """``runtime`` or, when None, the default options (``auto``)."""
-    if runtime is not None:
-        return runtime
-    from henshin.runtimes import RuntimeOptions
+    return runtime if runtime is not None else RuntimeOptions()
 
-    return RuntimeOptions()
+
+def placement(runtime: Any, has_torch_module: bool) -> tuple[str, str]:
+    """Where a network's batches live under these options: ("torch", "cuda:N") or ("numpy", "cpu").
+
+    Torch and TensorRT on a GPU take tensors that stay on the device from crop to
+    paste-back; everything on the CPU (and ONNX Runtime anywhere) takes NumPy arrays.
+    """
+    options = runtime_options(runtime)
+    name = choose_runtime(options.runtime, has_torch_module)
+    if name == "onnxruntime":
+        return "numpy", "cpu"
+    device = options.device or ("cuda" if cuda_available() else "cpu")
+    if not device.startswith("cuda"):
+        return "numpy", "cpu"
+    return "torch", device if ":" in device else "cuda:0"
 
 
 def runtime_for_shape(opened: dict[tuple[int, ...], Any], sample: tuple[int, ...],
@@ -36,27 +50,15 @@ def runtime_for_shape(opened: dict[tuple[int, ...], Any], sample: tuple[int, ...
     return opened[sample]
 
 
-def weights_path(model: str, explicit: str = "") -> Path:
-    """The weights file for registry model ``model``, or ``explicit`` when given.
-
-    A missing model raises a ModelError that names the exact command to get it.
-    """
-    from henshin.errors import InputNotFoundError
-
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise InputNotFoundError(f"weights file {path} does not exist; check the path given with --param weights=.")
-        return path
-    from henshin.models.store import model_path
-
-    return model_path(model)
-
-
-def pad_to_multiple(batch: np.ndarray, multiple: int) -> tuple[np.ndarray, int, int]:
+def pad_to_multiple(batch: Any, multiple: int) -> tuple[Any, int, int]:
     """Reflect-pad (N, C, H, W) so H and W are multiples of ``multiple``; returns it with the original H, W."""
     h, w = batch.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph or pw:
-        batch = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+        if is_torch(batch):
+            import torch.nn.functional as F
+
+            batch = F.pad(batch, (0, pw, 0, ph), mode="reflect")
+        else:
+            batch = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
     return batch, h, w

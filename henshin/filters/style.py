@@ -21,6 +21,7 @@ from henshin.errors import ModelError, OptionError
 from henshin.filters.base import Filter, check_range, register
 from henshin.filters.networks import pad_to_multiple, runtime_for_shape, runtime_options
 from henshin.runtimes import build
+from henshin.types import FaceContext, FilterSpec
 
 NUM_STYLES = 26
 
@@ -86,12 +87,18 @@ class StyleFilter(Filter):
     name = "style"
     Params = StyleParams
 
-    def __init__(self, params: StyleParams, runtime: Any = None) -> None:
-        super().__init__(params, runtime)
+    def __init__(self, params: StyleParams, runtime: Any = None, weights: Any = None) -> None:
+        super().__init__(params, runtime, weights)
         self._path = bundled_model("multistyle26")
         self._weights = style_weights(params)
         self._runtimes: dict[tuple[int, ...], Any] = {}
         self.runtime_for(params.size, params.size)  # open the session now: errors show at start
+
+    @property
+    def spec(self) -> FilterSpec:
+        # The network reads and writes [0, 1]: crops are cut straight into that range.
+        consumes = "frame" if self.params.scope == "frame" else "crops"
+        return FilterSpec(consumes=consumes, size=self.params.size, value_range=(0.0, 1.0))
 
     def set_params(self, **changes: str) -> None:
         super().set_params(**changes)
@@ -99,7 +106,7 @@ class StyleFilter(Filter):
 
     @property
     def opacity(self) -> float:
-        return self.params.strength if self.scope == "face" else 1.0
+        return self.params.strength if self.params.scope == "face" else 1.0
 
     def runtime_for(self, h: int, w: int) -> Any:
         """The network for (3, h, w) images, built on first use (ONNX Runtime on the CPU here).
@@ -115,15 +122,14 @@ class StyleFilter(Filter):
 
         return runtime_for_shape(self._runtimes, (3, h, w), make)
 
-    def process(self, batch: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
+    def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
         # The network downsamples by 4: reflect-pad to a multiple of 4, crop after.
-        unit = (batch + 1.0) * 0.5
-        padded, h, w = pad_to_multiple(unit, 4)
+        padded, h, w = pad_to_multiple(batch, 4)
         run = self.runtime_for(*padded.shape[-2:])
-        out = np.asarray(run(np.ascontiguousarray(padded), self._weights), np.float32)[:, :, :h, :w]
+        out = np.asarray(run(np.ascontiguousarray(padded), self._weights), np.float32)
+        if out.shape[-2:] != (h, w):
+            out = out[:, :, :h, :w]
         # Faces are mixed with the original by the compositor (see `opacity`).
-        if self.scope == "frame" and self.params.strength < 1.0:
-            out = unit + (out - unit) * self.params.strength
-        out = out * 2.0 - 1.0
-        np.clip(out, -1.0, 1.0, out=out)
-        return out
+        if self.params.scope == "frame" and self.params.strength < 1.0:
+            out = batch + (out - batch) * self.params.strength
+        return np.clip(out, 0.0, 1.0, out=out)

@@ -18,10 +18,11 @@ from typing import Any, Literal
 import numpy as np
 
 from henshin.errors import OptionError
-from henshin.filters.base import FacePatch, LandmarkFilter, check_range, register
+from henshin.filters.base import LandmarkFilter, check_range, register
 from henshin.filters.warp import face_axes
 from henshin.kernels.color import chroma_gate, recolor
 from henshin.kernels.regions import region_box, region_mask
+from henshin.types import FaceContext, FacePatch
 
 Region = Literal["lips", "inner_mouth", "eyes", "irises", "brows", "skin", "oval"]
 _HEX = re.compile(r"#?([0-9a-fA-F]{6})")
@@ -82,17 +83,17 @@ class TintFilter(LandmarkFilter):
     name = "tint"
     Params = TintParams
 
-    def __init__(self, params: TintParams, runtime: Any = None) -> None:
-        super().__init__(params, runtime)
+    def __init__(self, params: TintParams, runtime: Any = None, weights: Any = None) -> None:
+        super().__init__(params, runtime, weights)
         self._color = parse_color(params.color)
 
     def set_params(self, **changes: str) -> None:
         super().set_params(**changes)
         self._color = parse_color(self.params.color)
 
-    def edit(self, image: np.ndarray, landmarks: Sequence[np.ndarray], track_ids: Sequence[int]) -> list[FacePatch]:
+    def edit(self, image: np.ndarray, faces: Sequence[FaceContext]) -> list[FacePatch]:
         if self.params.strength == 0:
             return []
         p = self.params
-        patches = (tint_face(image, points, p.region, self._color, p.strength, p.feather) for points in landmarks)
+        patches = (tint_face(image, face.landmarks, p.region, self._color, p.strength, p.feather) for face in faces)
         return [patch for patch in patches if patch is not None]

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from henshin.errors import BadInputError, InputNotFoundError, OptionError
-from henshin.filters.base import FacePatch, LandmarkFilter, check_range, register
+from henshin.filters.base import LandmarkFilter, check_range, register
 from henshin.kernels import landmarks as lm
 from henshin.kernels.flow import grid_step, landmark_flow, warp_by_flow
+from henshin.types import FaceContext, FacePatch
 
 PRESET_DIR = Path(__file__).parent / "presets"
 BUILTIN_PRESETS = ("big_eyes", "slim_jaw", "smile_lift", "narrow_nose", "symmetrize")
@@ -302,15 +303,15 @@ class WarpFilter(LandmarkFilter):
     name = "warp"
     Params = WarpParams
 
-    def __init__(self, params: WarpParams, runtime: Any = None) -> None:
-        super().__init__(params, runtime)
+    def __init__(self, params: WarpParams, runtime: Any = None, weights: Any = None) -> None:
+        super().__init__(params, runtime, weights)
         self._preset = load_preset(params.preset)
 
     def set_params(self, **changes: str) -> None:
         super().set_params(**changes)
         self._preset = load_preset(self.params.preset)
 
-    def edit(self, image: np.ndarray, landmarks: Sequence[np.ndarray], track_ids: Sequence[int]) -> list[FacePatch]:
-        patches = (warp_face(image, points, self._preset, self.params.strength, self.params.margin)
-                   for points in landmarks)
+    def edit(self, image: np.ndarray, faces: Sequence[FaceContext]) -> list[FacePatch]:
+        patches = (warp_face(image, face.landmarks, self._preset, self.params.strength, self.params.margin)
+                   for face in faces)
         return [p for p in patches if p is not None]

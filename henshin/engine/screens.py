@@ -1,4 +1,4 @@
-"""Live outputs: a virtual camera (pyvirtualcam) and a preview window (OpenCV)."""
+"""Outputs to screens: a virtual camera (pyvirtualcam) and a preview window (OpenCV)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from henshin.errors import OptionError, RuntimeUnavailableError
+from henshin.types import Frame
 
 VCAM_HELP = {
     "linux": "install and load v4l2loopback: sudo apt install v4l2loopback-dkms && "
@@ -21,6 +22,8 @@ VCAM_HELP = {
 
 class VirtualCameraSink:
     """Frames to a virtual camera that video-call apps can pick, via pyvirtualcam."""
+
+    repeats = True
 
     def __init__(self, width: int, height: int, fps: float, device: str | None = None,
                  backend: str | None = None) -> None:
@@ -40,14 +43,17 @@ class VirtualCameraSink:
             raise RuntimeUnavailableError(f"no virtual camera{where} could be opened ({first}); {hint}.") from None
         self.device = self._cam.device
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, frame: Frame, image: np.ndarray) -> None:
         self._cam.send(np.ascontiguousarray(image))
 
     def close(self) -> None:
         self._cam.close()
 
+    def abort(self) -> None:
+        self._cam.close()
 
-# Preview keys → control commands (see henshin.engine.live.apply_command).
+
+# Preview keys → control commands (see henshin.engine.chains.apply_command).
 PREVIEW_KEYS = {
     ord("q"): "quit", 27: "quit", ord(" "): "toggle",
     ord("n"): "step style 1", ord("p"): "step style -1",
@@ -59,13 +65,15 @@ PREVIEW_KEYS = {
 class PreviewSink:
     """An OpenCV window showing the output; its keys become control commands."""
 
+    repeats = False
+
     def __init__(self, on_command: Callable[[str], None], title: str = "henshin") -> None:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise OptionError("no display for the preview window (DISPLAY is not set); use --sink vcam or --sink null.")
         self._title, self._on_command = title, on_command
         cv2.namedWindow(title, cv2.WINDOW_NORMAL)
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, frame: Frame, image: np.ndarray) -> None:
         cv2.imshow(self._title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         key = cv2.waitKey(1) & 0xFF
         if key in PREVIEW_KEYS:
@@ -74,12 +82,5 @@ class PreviewSink:
     def close(self) -> None:
         cv2.destroyWindow(self._title)
 
-
-class NullLiveSink:
-    """Drops frames: for benchmarks."""
-
-    def write(self, image: np.ndarray) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    def abort(self) -> None:
+        self.close()

@@ -1,0 +1,74 @@
+"""``henshin convert INPUT OUTPUT``: a video, image or folder through the filters into a file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from henshin.cli.main import (
+    add_filter_options,
+    check_count,
+    parse_face_routes,
+    parse_param_pairs,
+    runtime_options,
+    write_stats,
+)
+from henshin.errors import OptionError
+
+log = logging.getLogger("henshin")
+
+
+def add_parser(sub: Any) -> None:
+    """The ``convert`` subcommand."""
+    p = sub.add_parser("convert", help="filter a video, image or folder of images into a file")
+    p.add_argument("input", type=Path, help="video file, image, or folder of images")
+    p.add_argument("output", type=Path, help="output .mp4/.mov/.mkv, image, or folder")
+    add_filter_options(p)
+    p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--max-faces", type=int, default=4, metavar="N", help="faces to track (default 4)")
+    p.add_argument("--smooth", type=int, default=4, metavar="FRAMES",
+                   help="alignment smoothing half-window in frames; 0 turns it off (default 4)")
+    p.add_argument("--batch", type=int, default=4, metavar="FRAMES",
+                   help="frames whose faces are filtered together (default 4)")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    p.add_argument("--preset", default="veryfast", help="x264 speed preset (default veryfast)")
+    p.add_argument("--preview", action="store_true", help="show the output in a window while converting")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every option, convert, write the stats."""
+    from henshin.engine.convert import ConvertJob, convert
+    from henshin.engine.offline import OfflineConfig
+    from henshin.engine.tracking import TrackerConfig
+
+    check_count("--max-faces", args.max_faces, 1)
+    check_count("--smooth", args.smooth, 0)
+    check_count("--batch", args.batch, 1)
+    if args.stats is not None and not args.stats.resolve().parent.is_dir():
+        raise OptionError(f"the folder of --stats {args.stats} does not exist; create it or choose another path.")
+    extra = []
+    if args.preview:
+        from henshin.engine.screens import PreviewSink
+
+        extra.append(PreviewSink(lambda line: None))
+    job = ConvertJob(
+        input=args.input, output=args.output, filter=args.filter, params=parse_param_pairs(args.param),
+        faces=parse_face_routes(args.face), tracker=TrackerConfig(max_faces=args.max_faces),
+        smooth_radius=args.smooth,
+        scheduling=OfflineConfig(batch_frames=args.batch, progress=not args.quiet and sys.stderr.isatty()),
+        overwrite=args.overwrite, crf=args.crf, preset=args.preset,
+        runtime=runtime_options(args, max_batch=max(8, args.batch * args.max_faces)), extra_sinks=extra,
+    )
+    stats = convert(job)
+    doc = stats.to_json() | {"input": str(args.input), "output": str(args.output), "filter": args.filter,
+                              "routes": {str(k): v for k, v in job.faces.items()}, "params": job.params}
+    write_stats(args.stats, doc)
+    if not args.quiet:
+        log.info("wrote %s: %d frames, %d with faces, %.1f fps", args.output, stats.frames_out,
+                 stats.frames_with_faces, doc["fps"])
+    return 0

@@ -1,0 +1,123 @@
+"""``henshin live``: a camera (or a video file in real time) through the filters to a virtual camera."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from henshin.cli.main import (
+    add_filter_options,
+    check_count,
+    parse_face_routes,
+    parse_param_pairs,
+    runtime_options,
+    write_stats,
+)
+from henshin.errors import OptionError
+
+log = logging.getLogger("henshin")
+
+
+def add_parser(sub: Any) -> None:
+    """The ``live`` subcommand."""
+    p = sub.add_parser("live", help="camera (or a video file) → filter → virtual camera / preview")
+    p.add_argument("--source", default="0", help="camera index, /dev/videoN, or a video file (default 0)")
+    p.add_argument("--sink", action="append", choices=["vcam", "preview", "null"], default=None,
+                   help="where frames go, repeatable (default vcam)")
+    p.add_argument("--record", type=Path, metavar="OUT.mp4", help="also record what is sent, with the camera's timestamps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
+    add_filter_options(p)
+    p.add_argument("--width", type=int, help="camera width to ask for")
+    p.add_argument("--height", type=int, help="camera height to ask for")
+    p.add_argument("--fps", type=float, help="camera frame rate to ask for")
+    p.add_argument("--loop", action="store_true", help="loop a file source")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N captured frames")
+    p.add_argument("--max-faces", type=int, default=2, metavar="N", help="faces to track (default 2)")
+    p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON")
+    p.add_argument("--overlay", action="store_true", help="draw fps and latency on the output")
+    p.add_argument("--vcam-device", help="virtual camera device, e.g. /dev/video10")
+    p.add_argument("--vcam-backend", help=argparse.SUPPRESS)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every option, open the source, the filters and the sinks, run until the end."""
+    from henshin.engine.camera import open_live_source
+    from henshin.engine.chains import ChainRequest, FilterGraph
+    from henshin.engine.live import LiveConfig, LiveRunner, read_commands
+    from henshin.engine.smoothing import OneEuroSmoother
+    from henshin.engine.stages import FaceStages
+    from henshin.engine.tracking import TrackerConfig
+
+    check_count("--max-frames", args.max_frames, 1)
+    check_count("--max-faces", args.max_faces, 1)
+    if args.stats is not None and not args.stats.resolve().parent.is_dir():
+        raise OptionError(f"the folder of --stats {args.stats} does not exist; create it or choose another path.")
+    request = ChainRequest(args.filter, parse_face_routes(args.face), parse_param_pairs(args.param))
+    runtime = runtime_options(args, max_batch=max(1, args.max_faces))
+    source = open_live_source(args.source, args.width, args.height, args.fps, args.loop)
+    sinks: list = []
+    runner_box: list = []
+    graph = None
+    try:
+        if args.record is not None:
+            sinks.append(_recorder(args, source))
+        for kind in dict.fromkeys(args.sink or ["vcam"]):
+            sinks.append(_sink(kind, args, source, lambda line: runner_box[0].command(line)))
+        graph = FilterGraph(request, runtime)
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        source.close()
+        raise
+    log.info("%s", source.describe())
+    stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(max_faces=args.max_faces), float(source.frame_rate))
+    runner = LiveRunner(source, stages, sinks, LiveConfig(args.max_frames, args.overlay))
+    runner_box.append(runner)
+    if sys.stdin is not None and not sys.stdin.closed:
+        read_commands(sys.stdin, runner)  # `set strength 0.5`, `filter style`, `toggle`, `quit`
+    try:
+        stats = runner.run()
+    finally:
+        graph.close()
+    doc = stats.to_json() | {"source": str(args.source), "filter": args.filter}
+    write_stats(args.stats, doc)
+    latency = doc["latency_ms"]
+    if latency["p50"] is None:
+        log.info("%s: %d captured, nothing was shown", stats.end_reason, stats.frames_in)
+    else:
+        log.info("%s: %d captured, %d processed, %d dropped; latency p50 %.1f ms, p99 %.1f ms",
+                 stats.end_reason, stats.frames_in, stats.frames_processed, stats.frames_dropped,
+                 latency["p50"], latency["p99"])
+    return 0
+
+
+def _recorder(args: argparse.Namespace, source: Any) -> Any:
+    from henshin.engine.files import VideoFileSink
+    from henshin.engine.sinks import check_output, output_kind
+
+    if output_kind(args.record) != "video":
+        raise OptionError(f"--record {args.record} should be a video file (.mp4, .mov or .mkv).")
+    inputs = [source.path] if getattr(source, "path", None) else []
+    check_output(args.record, inputs, args.overwrite)
+    return VideoFileSink(args.record, source.frame_rate, source.time_base)
+
+
+def _sink(kind: str, args: argparse.Namespace, source: Any, command: Any) -> Any:
+    if kind == "vcam":
+        from henshin.engine.screens import VirtualCameraSink
+
+        sink = VirtualCameraSink(source.width, source.height, float(source.frame_rate), args.vcam_device,
+                                 args.vcam_backend)
+        log.info("virtual camera: %s", sink.device)
+        return sink
+    if kind == "preview":
+        from henshin.engine.screens import PreviewSink
+
+        return PreviewSink(command)
+    from henshin.engine.sinks import NullSink
+
+    return NullSink()

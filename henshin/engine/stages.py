@@ -1,0 +1,370 @@
+"""One frame's way, written once: track → smooth → align → filter → composite.
+
+The offline, live and sequential schedulers all run these stages; they differ
+only in how they run them (threads and queues, a newest-frame flow limiter, or
+one loop) and in the smoother they hand in (a centred window offline, One Euro
+live). A ``Work`` carries a frame through the stages.
+
+Per-face state lives here, owned by the engine: the first time a face reaches a
+link its filter's ``start_track`` gives the state that comes back with every
+batch item of that face; when the tracker ends the track, ``end_track`` gets it
+back. A filter whose spec is ``temporal`` also gets its previous output.
+
+On the GPU path a batch is a torch tensor on the filter's device from the crop
+to the paste-back; the frame is uploaded once and downloaded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from henshin.engine.align import ffhq_quad, quad_matrix
+from henshin.engine.chains import Chain, FilterGraph, Link
+from henshin.engine.composite import Compositor, paste_patches
+from henshin.engine.smoothing import Smoother
+from henshin.engine.tracking import FaceTracker, TrackerConfig
+from henshin.kernels.landmarks import NUM_LANDMARKS
+from henshin.kernels.masks import is_torch
+from henshin.kernels.warp import batch_to_image, convert_range, crop_from_frame, frame_to_batch
+from henshin.types import AlignedFace, Face, FaceContext, FilterSpec, Frame
+
+FRAME_TRACK = -1  # the track id whole-frame filters see
+
+
+@dataclass(slots=True, eq=False)
+class FaceJob:
+    """One face on its way through its chain: the crop going in, the last link's output coming out."""
+
+    face: AlignedFace
+    chain: Chain
+    crop: Any = None
+    output: Any = None
+
+
+@dataclass(slots=True, eq=False)
+class Work:
+    """A frame and everything computed for it so far; what the stages pass along.
+
+    image: the frame being built: the decoded image until a landmark link edits
+    a copy. batch/result: for whole-frame chains, the frame as the first frame
+    link's batch item and the last link's output item. output: (H, W, 3) uint8.
+    """
+
+    frame: Frame
+    faces: list[Face] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+    jobs: list[FaceJob] = field(default_factory=list)
+    image: Any = None
+    batch: Any = None
+    result: Any = None
+    output: np.ndarray | None = None
+    passthrough: bool = False
+    uploads: dict[str, Any] = field(default_factory=dict)
+
+    def pixels(self, device: str) -> Any:
+        """``image`` as a torch tensor on ``device``, uploaded once per frame (and per edit)."""
+        if device not in self.uploads:
+            import torch
+
+            self.uploads[device] = torch.from_numpy(np.ascontiguousarray(self.image)).to(device, non_blocking=True)
+        return self.uploads[device]
+
+
+class FaceStages:
+    """The stages of the frame loop over one filter graph; a scheduler decides how they run."""
+
+    def __init__(self, graph: FilterGraph, smoother: Smoother, tracker: TrackerConfig | None = None,
+                 frame_rate: float = 30.0) -> None:
+        self.graph, self.smoother = graph, smoother
+        self.tracker_config = tracker or TrackerConfig()
+        self.frame_rate = frame_rate
+        self._tracker: FaceTracker | None = None
+        self._states: dict[tuple[int, int], tuple[Link, Any]] = {}
+        self._previous: dict[tuple[int, int], Any] = {}
+        self._compositor = Compositor()
+
+    def open(self) -> None:
+        """Allocate what the first frame would otherwise wait for (the tracker's graphs)."""
+        if self.graph.needs_faces and self._tracker is None:
+            self._tracker = FaceTracker(self.tracker_config)
+
+    # -- track -----------------------------------------------------------------------------------
+
+    def track(self, work: Work) -> Work:
+        """Find this frame's faces (none needed for a whole-frame chain, or when the effect is off)."""
+        work.passthrough = not self.graph.enabled
+        if work.passthrough or not self.graph.needs_faces:
+            return work
+        self.open()
+        update = self._tracker.track(work.frame.image)
+        work.faces, work.started, work.ended = update.faces, update.started, update.ended
+        return work
+
+    # -- smooth + align ---------------------------------------------------------------------------
+
+    def align(self, work: Work) -> Iterator[Work]:
+        """Smooth each face's square and landmarks; yield the frames now complete, crops cut."""
+        for track_id in work.ended:
+            self.smoother.end_track(track_id)
+        # The square and the landmarks are smoothed together: one vector per face.
+        values = {f.track_id: np.concatenate([ffhq_quad(f.landmarks), f.landmarks.ravel()]) for f in work.faces}
+        for ready, smoothed in self.smoother.push(work, values, self._time(work.frame)):
+            yield self._prepare(ready, smoothed)
+
+    def flush(self) -> Iterator[Work]:
+        """The frames the smoother still holds, at the end of the stream."""
+        for ready, smoothed in self.smoother.flush():
+            yield self._prepare(ready, smoothed)
+
+    def _prepare(self, work: Work, smoothed: dict[int, np.ndarray]) -> Work:
+        work.image = work.frame.image
+        if work.passthrough:
+            return work
+        for face in work.faces:
+            vector = smoothed[face.track_id]
+            aligned = AlignedFace(face.track_id, vector[4:].reshape(NUM_LANDMARKS, -1).astype(np.float32), vector[:4])
+            work.jobs.append(FaceJob(aligned, self.graph.chain_for(face.track_id)))
+        # Crops are cut now, overlapping the filter, unless a landmark link edits the frame first.
+        for chain, jobs in _by_chain(work.jobs):
+            if not chain.landmark_links:
+                self._cut(work, chain, jobs)
+        if self.graph.scope == "frame" and not self.graph.default.landmark_links:
+            self._frame_batch(work)
+        return work
+
+    def _cut(self, work: Work, chain: Chain, jobs: Sequence[FaceJob]) -> None:
+        if not chain.crop_links or not jobs:
+            return
+        spec = chain.crop_links[0].filter.spec
+        image = work.pixels(spec.device) if spec.array == "torch" else work.image
+        matrices = np.stack([quad_matrix(job.face.quad, spec.size) for job in jobs])
+        crops = crop_from_frame(image, matrices, spec.size, spec.value_range, spec.layout)
+        for job, crop in zip(jobs, crops, strict=True):
+            job.crop = crop
+
+    def _frame_batch(self, work: Work) -> None:
+        spec = self.graph.default.frame_links[0].filter.spec
+        image = work.pixels(spec.device) if spec.array == "torch" else work.image
+        work.batch = frame_to_batch(image, spec.value_range, spec.layout)[0]
+
+    # -- filter ------------------------------------------------------------------------------------
+
+    def filter(self, works: Sequence[Work]) -> Sequence[Work]:
+        """Run every chain: landmark edits per frame, then crops of all frames batched per chain."""
+        self._retire()
+        live = [w for w in works if not w.passthrough]
+        for work in live:
+            self._edit(work)
+        for chain in self.graph.chains:
+            jobs = [(work, job) for work in live for job in work.jobs if job.chain is chain and job.crop is not None]
+            if jobs and chain.crop_links:
+                stack = _stack([job.crop for _, job in jobs])
+                items = [(work, job.face) for work, job in jobs]
+                out, _ = self._run_links(chain.crop_links, stack, items)
+                for (_, job), item in zip(jobs, out, strict=True):
+                    job.output = item
+        frames = [w for w in live if w.batch is not None]
+        if frames:
+            links = self.graph.default.frame_links
+            out, _ = self._run_links(links, _stack([w.batch for w in frames]), [(w, None) for w in frames])
+            for work, item in zip(frames, out, strict=True):
+                work.result = item
+        for work in works:
+            for track_id in work.ended:
+                self._end_track(track_id)
+        return works
+
+    def _edit(self, work: Work) -> None:
+        """Landmark links edit the frame (each sees the last one's output); then their chains' crops are cut."""
+        for chain, jobs in _by_chain(work.jobs):
+            if not chain.landmark_links:
+                continue
+            for link in chain.landmark_links:
+                contexts = [self._context(link, link.filter.spec, work, job.face) for job in jobs]
+                patches = link.filter.edit(work.image, contexts)
+                if patches:
+                    work.image = paste_patches(work.image, patches, link.filter.opacity)
+                    work.uploads.clear()
+            self._cut(work, chain, jobs)
+        if self.graph.scope == "frame" and self.graph.default.landmark_links:
+            self._frame_batch(work)
+
+    def _run_links(self, links: Sequence[Link], batch: Any, items: Sequence[tuple[Work, AlignedFace | None]]
+                   ) -> tuple[Any, FilterSpec]:
+        """A batch through links in order; between links it is moved into the next one's size, range and place."""
+        x, previous = batch, links[0].filter.spec
+        for k, link in enumerate(links):
+            spec = link.filter.spec
+            if k:
+                x = to_spec(x, previous, spec)
+            contexts = [self._context(link, spec, work, face) for work, face in items]
+            y = self._call(link, spec, x, contexts)
+            opacity = link.filter.opacity
+            if k < len(links) - 1 and opacity < 1:
+                # Inside a chain a weak link is mixed with its input here; the last one in the frame.
+                y = x + (to_spec(y, spec, spec, size_of(x, spec)) - x) * opacity
+            x, previous = y, spec
+        return x, previous
+
+    def _call(self, link: Link, spec: FilterSpec, batch: Any, contexts: list[FaceContext]) -> Any:
+        if not spec.temporal:
+            return link.filter.process(batch, contexts)
+        # A temporal filter sees each face's previous output: never two frames of one face in one call.
+        out: list[Any] = [None] * len(contexts)
+        for group in _rounds([c.track_id for c in contexts]):
+            for i in group:
+                contexts[i].previous = self._previous.get((link.uid, contexts[i].track_id))
+            result = link.filter.process(batch[group] if is_torch(batch) else batch[np.asarray(group)],
+                                         [contexts[i] for i in group])
+            for j, i in enumerate(group):
+                out[i] = result[j]
+                self._previous[(link.uid, contexts[i].track_id)] = result[j]
+        return _stack(out)
+
+    def _context(self, link: Link, spec: FilterSpec, work: Work, face: AlignedFace | None) -> FaceContext:
+        track = face.track_id if face is not None else FRAME_TRACK
+        key = (link.uid, track)
+        if key not in self._states:
+            self._states[key] = (link, link.filter.start_track(track))
+        matrix = quad_matrix(face.quad, spec.size) if face is not None and spec.consumes == "crops" else None
+        return FaceContext(track, self._states[key][1], work.frame.index, self._time(work.frame), matrix,
+                           face.landmarks if face is not None else None)
+
+    def _end_track(self, track_id: int) -> None:
+        for key in [k for k in self._states if k[1] == track_id]:
+            link, state = self._states.pop(key)
+            link.filter.end_track(track_id, state)
+            self._previous.pop(key, None)
+        self._compositor.forget(track_id)
+
+    def _retire(self) -> None:
+        """End the per-face states of links live control replaced, then close them."""
+        for link in self.graph.retired:
+            for key in [k for k in self._states if k[0] == link.uid]:
+                _, state = self._states.pop(key)
+                link.filter.end_track(key[1], state)
+                self._previous.pop(key, None)
+            link.filter.close()
+        self.graph.retired = []
+
+    # -- composite ---------------------------------------------------------------------------------
+
+    def composite(self, work: Work) -> Work:
+        """Blend each face's output into the frame (or take the whole-frame result); output is uint8 NumPy."""
+        if work.result is not None:
+            spec = self.graph.default.frame_links[-1].filter.spec
+            work.output = _host(batch_to_image(work.result, spec.value_range, spec.layout))
+            return work
+        done = [job for job in work.jobs if job.output is not None]
+        if not done:
+            work.output = work.image
+            return work
+        devices = {str(job.output.device) for job in done if is_torch(job.output)}
+        canvas = work.pixels(sorted(devices)[0]).clone() if devices else work.image.copy()
+        params = self.graph.composite
+        for job in done:
+            link = job.chain.crop_links[-1]
+            spec = link.filter.spec
+            output = _place(job.output, canvas)
+            self._compositor.paste(canvas, job.face, output, quad_matrix(job.face.quad, spec.size), spec, params,
+                                   link.filter.opacity)
+        work.output = _host(canvas)
+        return work
+
+    # -- the rest ------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """End every per-face state and release the tracker (the graph's filters belong to the caller)."""
+        for track_id in sorted({k[1] for k in self._states}):
+            self._end_track(track_id)
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
+
+    def _time(self, frame: Frame) -> float:
+        t = frame.time
+        return t if t is not None else frame.index / self.frame_rate
+
+
+def to_spec(batch: Any, src: FilterSpec, dst: FilterSpec, size: int | None = None) -> Any:
+    """A batch moved from one link's spec to another's: place (NumPy/torch, device), layout, size, range."""
+    if dst.array == "torch" and not is_torch(batch):
+        import torch
+
+        batch = torch.from_numpy(np.ascontiguousarray(batch)).to(dst.device)
+    elif dst.array == "torch" and str(batch.device) != dst.device:
+        batch = batch.to(dst.device)
+    elif dst.array == "numpy" and is_torch(batch):
+        batch = batch.detach().float().cpu().numpy()
+    if src.layout != dst.layout:
+        order = (0, 2, 3, 1) if dst.layout == "NHWC" else (0, 3, 1, 2)
+        batch = batch.permute(*order) if is_torch(batch) else batch.transpose(order)
+    side = size or (dst.size if dst.consumes == "crops" else None)
+    if side is not None and size_of(batch, dst) != side:
+        batch = _resize(batch, side, dst.layout)
+    return convert_range(batch, src.value_range, dst.value_range)
+
+
+def size_of(batch: Any, spec: FilterSpec) -> int:
+    """The side of a square batch's items."""
+    return int(batch.shape[-1] if spec.layout == "NCHW" else batch.shape[-2])
+
+
+def _resize(batch: Any, side: int, layout: str) -> Any:
+    if is_torch(batch):
+        import torch.nn.functional as F
+
+        x = batch if layout == "NCHW" else batch.permute(0, 3, 1, 2)
+        x = F.interpolate(x.float(), size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+        return x if layout == "NCHW" else x.permute(0, 2, 3, 1)
+    items = batch if layout == "NHWC" else batch.transpose(0, 2, 3, 1)
+    out = np.stack([cv2.resize(np.ascontiguousarray(i, np.float32), (side, side), interpolation=cv2.INTER_AREA
+                               if i.shape[0] > side else cv2.INTER_LINEAR) for i in items])
+    return out if layout == "NHWC" else out.transpose(0, 3, 1, 2)
+
+
+def _by_chain(jobs: Sequence[FaceJob]) -> list[tuple[Chain, list[FaceJob]]]:
+    groups: dict[int, tuple[Chain, list[FaceJob]]] = {}
+    for job in jobs:
+        groups.setdefault(id(job.chain), (job.chain, []))[1].append(job)
+    return list(groups.values())
+
+
+def _rounds(track_ids: Sequence[int]) -> list[list[int]]:
+    """Indices split into rounds in which each track appears at most once, in order."""
+    rounds: list[list[int]] = []
+    seen: dict[int, int] = {}
+    for i, track in enumerate(track_ids):
+        n = seen.get(track, 0)
+        seen[track] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
+
+
+def _stack(items: Sequence[Any]) -> Any:
+    if is_torch(items[0]):
+        import torch
+
+        return torch.stack(list(items))
+    return np.stack(items)
+
+
+def _place(item: Any, canvas: Any) -> Any:
+    """A filter's output item on the canvas's side (NumPy or the canvas's device)."""
+    if is_torch(canvas):
+        import torch
+
+        return item.to(canvas.device) if is_torch(item) else torch.from_numpy(np.ascontiguousarray(item)).to(canvas.device)
+    return item.detach().float().cpu().numpy() if is_torch(item) else item
+
+
+def _host(image: Any) -> np.ndarray:
+    return image.cpu().numpy() if is_torch(image) else image
