@@ -25,10 +25,12 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check henshin tests bench
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check henshin tests bench
+	$(VENV)/bin/lint-imports --no-logo
 	$(VENV)/bin/ruff format --check henshin tests bench
 
 # Every scenario, warm-up and 3 repeats each; figures into bench/results/

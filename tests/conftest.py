@@ -111,14 +111,14 @@ class KeepSink:
         self.aborted = True
 
 
-def stages_for(chain: str, smooth: int | None = 4, faces: dict[int, str] | None = None, **params: str):
+def stages_for(chain: str, smooth: int | None = 4, faces: dict[int, str] | None = None, tracker=None, **params: str):
     """FaceStages over a chain: a centred window of ``smooth`` frames, or One Euro live (``smooth=None``)."""
     from henshin.engine.chains import ChainRequest, FilterGraph
     from henshin.engine.smoothing import CentredSmoother, OneEuroSmoother
     from henshin.engine.stages import FaceStages
 
     graph = FilterGraph(ChainRequest(chain, faces or {}, params))
-    return FaceStages(graph, OneEuroSmoother() if smooth is None else CentredSmoother(smooth))
+    return FaceStages(graph, OneEuroSmoother() if smooth is None else CentredSmoother(smooth), tracker)
 
 
 def run_offline_frames(images: list[np.ndarray], chain: str, smooth: int = 4, **params: str) -> list[np.ndarray]:

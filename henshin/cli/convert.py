@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from henshin.cli.main import (
+from henshin.cli.options import (
     add_filter_options,
     check_count,
     parse_face_routes,

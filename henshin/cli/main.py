@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
 from henshin import __version__
-from henshin.errors import HenshinError, OptionError
+from henshin.errors import HenshinError
 
 log = logging.getLogger("henshin")
 
@@ -27,67 +24,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (convert, live, sample, filters, doctor, models):
         module.add_parser(sub)
     return parser
-
-
-def add_filter_options(p: argparse.ArgumentParser) -> None:
-    """--filter, --face, --param and the runtime options, shared by convert and live."""
-    p.add_argument("--filter", default="style", metavar="CHAIN",
-                   help="filter, or a chain like warp+style (default: style); see `henshin filters`")
-    p.add_argument("--face", action="append", default=[], metavar="N=CHAIN",
-                   help="send face N (numbered in order of appearance from 0) to its own chain, repeatable")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="filter or compositing parameter, repeatable; LINK.KEY=VALUE for one link of a chain")
-    p.add_argument("--runtime", default="auto", metavar="NAME",
-                   help="auto, torch, onnxruntime or tensorrt (default auto: TensorRT with a GPU, "
-                        "else torch on CUDA, else ONNX Runtime on the CPU)")
-    p.add_argument("--precision", default=None, metavar="P",
-                   help="fp32, fp16 or bf16 (default: fp16 on a GPU, fp32 on the CPU)")
-    p.add_argument("--device", default=None, metavar="DEV", help="cpu, cuda or cuda:N (default: the runtime's best)")
-    p.add_argument("--compile", action="store_true", help="torch runtime: compile the network with torch.compile")
-    p.add_argument("--cuda-graphs", action="store_true",
-                   help="torch runtime on a GPU: capture each input shape once as a CUDA graph and replay it")
-
-
-def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> Any:
-    """The RuntimeOptions the command line asks for (validated)."""
-    from henshin.runtimes import RuntimeOptions
-
-    return RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch,
-                          compile=args.compile, cuda_graphs=args.cuda_graphs)
-
-
-def parse_param_pairs(pairs: list[str]) -> dict[str, str]:
-    """``["style=3", "strength=0.5"]`` → dict, with a clear error for a malformed pair."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise OptionError(f"--param expects KEY=VALUE, got {pair!r}.")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def parse_face_routes(pairs: list[str]) -> dict[int, str]:
-    """``["0=gnr", "1=warp+style"]`` → {0: "gnr", 1: "warp+style"}, each checked."""
-    out: dict[int, str] = {}
-    for pair in pairs:
-        number, sep, chain = pair.partition("=")
-        if not sep or not number.strip().isdigit() or not chain.strip():
-            raise OptionError(f"--face expects N=CHAIN with N a face number from 0 (like 1=style), got {pair!r}.")
-        out[int(number)] = chain.strip()
-    return out
-
-
-def check_count(name: str, value: int | None, low: int) -> None:
-    """A whole-number option below its least value is one sentence."""
-    if value is not None and value < low:
-        raise OptionError(f"{name} expects a whole number of at least {low}, got {value}.")
-
-
-def write_stats(path: Path | None, doc: dict[str, Any]) -> None:
-    """Write the ``--stats`` document, when asked for."""
-    if path is not None:
-        path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def _native_stderr_to_devnull() -> None:

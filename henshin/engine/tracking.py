@@ -79,10 +79,13 @@ class FaceTracker:
         """
         cfg = self.config
         lost = False
-        for track in self._live():
+        for track in self._tracks:
+            if track.missing:  # lost earlier: it ages until detection gives it back or it ends
+                track.missing += 1
+                continue
             landmarks = _mesh_in_region(track.mesh, image, _region_from_landmarks(track.landmarks))
             if landmarks is None:
-                track.missing += 1
+                track.missing = 1
                 lost = True
             else:
                 track.landmarks, track.missing = landmarks, 0

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from henshin.errors import InputNotFoundError, ModelError, OptionError
+from henshin.home import cache_root
 from henshin.models.registry import ModelEntry, ModelFile, Registry, default_registry
 
 CONNECT_TIMEOUT_S = 10.0  # per socket operation: an offline machine fails at once, a stalled one soon
@@ -37,15 +38,6 @@ CHUNK = 1 << 20
 
 
 # -- where things live -------------------------------------------------------------------
-
-
-def cache_root() -> Path:
-    """henshin's cache: ``$HENSHIN_HOME`` when set, else the platform's user cache dir."""
-    if os.environ.get("HENSHIN_HOME"):
-        return Path(os.environ["HENSHIN_HOME"]).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("henshin"))
 
 
 def models_dir() -> Path:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from henshin.home import cache_root
 from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 
 log = logging.getLogger("henshin")
@@ -56,8 +57,6 @@ def cache_dir(options: RuntimeOptions) -> Path:
     if options.cache_dir is not None:
         root = options.cache_dir
     else:
-        from henshin.models.store import cache_root
-
         root = cache_root() / "compiled"
     root.mkdir(parents=True, exist_ok=True)
     return root

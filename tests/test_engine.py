@@ -1,0 +1,454 @@
+"""The frame loop: one set of stages for every scheduler, per-face state, chains, routing, devices."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from henshin.cli.main import main
+from henshin.engine.align import ffhq_quad, quad_matrix
+from henshin.engine.chains import ChainRequest, FilterGraph, apply_command
+from henshin.engine.composite import CompositeParams, composite
+from henshin.engine.live import LiveRunner, process_frame
+from henshin.engine.offline import OfflineConfig, run_offline, run_sequential
+from henshin.engine.smoothing import CentredSmoother, OneEuroSmoother
+from henshin.engine.stages import FaceStages
+from henshin.engine.tracking import FaceTracker, TrackerConfig
+from henshin.errors import OptionError
+from henshin.filters.base import Filter, register
+from henshin.kernels.warp import crop_from_frame
+from henshin.samples import SampleSpec, background, motion, portrait, render
+from henshin.types import AlignedFace, FaceContext, FilterSpec, Frame
+from tests.conftest import FramesSource, KeepSink, decode_video, stages_for
+
+# -- filters made for these tests ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CropParams:
+    size: int = 128
+    gain: float = 0.5
+
+
+class _TestFilter(Filter):
+    """Records what it was given; subclasses say what they do to a crop."""
+
+    Params = CropParams
+    seen: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+    ended: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+
+    @property
+    def spec(self) -> FilterSpec:
+        return FilterSpec(size=self.params.size, value_range=(0.0, 1.0))
+
+    def start_track(self, track_id: int) -> Any:
+        return {"track": track_id, "frames": 0}
+
+    def end_track(self, track_id: int, state: Any) -> None:
+        type(self).ended[self.name].append((track_id, dict(state)))
+
+    def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
+        for face in faces:
+            face.state["frames"] += 1
+            type(self).seen[self.name].append((face.track_id, face.state["frames"]))
+        return self.apply(batch)
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        return batch
+
+
+@register
+class Dim(_TestFilter):
+    """Scales crops by ``gain``."""
+
+    name = "test-dim"
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        return batch * self.params.gain
+
+
+@register
+class Flip(_TestFilter):
+    """Mirrors crops left to right."""
+
+    name = "test-flip"
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        return batch[..., ::-1].copy()
+
+
+@register
+class DimThenFlip(_TestFilter):
+    """test-dim then test-flip, written as one filter."""
+
+    name = "test-dim-flip"
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        return (batch * self.params.gain)[..., ::-1].copy()
+
+
+@register
+class Red(_TestFilter):
+    """Paints crops red."""
+
+    name = "test-red"
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(batch)
+        out[:, 0] = 1.0
+        return out
+
+
+@register
+class Blue(_TestFilter):
+    """Paints crops blue."""
+
+    name = "test-blue"
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(batch)
+        out[:, 2] = 1.0
+        return out
+
+
+@register
+class Wide(_TestFilter):
+    """An identity on 200-px NHWC crops in 0..255."""
+
+    name = "test-wide"
+    shapes: list[tuple[int, ...]] = []
+    peaks: list[float] = []
+
+    @property
+    def spec(self) -> FilterSpec:
+        return FilterSpec(size=200, value_range=(0.0, 255.0), layout="NHWC")
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        type(self).shapes.append(batch.shape)
+        type(self).peaks.append(float(batch.max()))
+        return batch
+
+
+@register
+class TorchInvert(_TestFilter):
+    """Inverts crops, asking for torch tensors on the CPU (or on ``TorchInvert.device``)."""
+
+    name = "test-torch-invert"
+    device = "cpu"
+    inputs: list[Any] = []
+
+    @property
+    def spec(self) -> FilterSpec:
+        return FilterSpec(size=self.params.size, value_range=(0.0, 1.0), array="torch", device=self.device,
+                          devices=("cpu", "cuda"))
+
+    def process(self, batch: Any, faces: Sequence[FaceContext]) -> Any:
+        type(self).inputs.append(batch)
+        return 1.0 - batch
+
+
+@pytest.fixture(autouse=True)
+def _fresh_records():
+    for cls in (_TestFilter,):
+        cls.seen.clear()
+        cls.ended.clear()
+    TorchInvert.inputs.clear()
+    Wide.shapes.clear()
+    Wide.peaks.clear()
+
+
+# -- clips -------------------------------------------------------------------------------------
+
+
+def _rendered(spec: SampleSpec) -> list[np.ndarray]:
+    affines, light = motion(spec)
+    photo, bg = portrait(), background(spec.width, spec.height)
+    return [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)]
+
+
+@pytest.fixture(scope="module")
+def face_frames() -> list[np.ndarray]:
+    return _rendered(SampleSpec(width=320, height=240, frames=10, face_height=1.3))
+
+
+@pytest.fixture(scope="module")
+def leaving_face() -> list[np.ndarray]:
+    """8 frames with a face, 8 without, 8 with the face again."""
+    spec = SampleSpec(width=320, height=240, frames=8, face_height=1.3)
+    faces = _rendered(spec)
+    empty = [background(spec.width, spec.height)] * 8
+    return faces + empty + faces
+
+
+@pytest.fixture(scope="module")
+def two_faces() -> list[np.ndarray]:
+    return _rendered(SampleSpec(width=640, height=240, frames=4, faces=2, face_height=1.1))
+
+
+# -- one set of stages, several schedulers -------------------------------------------------------
+
+
+class _LockstepSource(FramesSource):
+    """A camera the filter always keeps up with: the next frame comes once the last one reached the sink."""
+
+    def __init__(self, images: list[np.ndarray], sink: KeepSink) -> None:
+        super().__init__(images)
+        self.sink = sink
+
+    def __iter__(self):
+        for i, frame in enumerate(super().__iter__()):
+            frame.captured_at = time.monotonic_ns()
+            yield frame
+            deadline = time.monotonic() + 30
+            while len(self.sink.images) <= i and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+
+def test_offline_and_live_schedulers_give_identical_bytes(face_frames):
+    """With smoothing off, the threaded offline run and the live run of the same frames agree exactly."""
+    offline_stages = FaceStages(FilterGraph(ChainRequest("style")), CentredSmoother(0))
+    offline = KeepSink()
+    run_offline(FramesSource(face_frames), offline_stages, offline, OfflineConfig(progress=False))
+    offline_stages.graph.close()
+
+    live_stages = FaceStages(FilterGraph(ChainRequest("style")), OneEuroSmoother(enabled=False))
+    live = KeepSink()
+    live.repeats = False  # each processed frame once, as a recording gets them
+    stats = LiveRunner(_LockstepSource(face_frames, live), live_stages, [live]).run()
+    live_stages.graph.close()
+
+    assert stats.frames_dropped == 0 and stats.frames_processed == len(face_frames)
+    assert len(offline.images) == len(live.images) == len(face_frames)
+    assert sum(np.any(o != f) for o, f in zip(offline.images, face_frames, strict=True)) == len(face_frames)
+    for a, b in zip(offline.images, live.images, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_sequential_scheduler_runs_the_same_stages(face_frames):
+    threaded = KeepSink()
+    stages = stages_for("style", smooth=2)
+    run_offline(FramesSource(face_frames), stages, threaded, OfflineConfig(progress=False))
+    stages.graph.close()
+    plain = KeepSink()
+    stages = stages_for("style", smooth=2)
+    stats = run_sequential(FramesSource(face_frames), stages, plain)
+    stages.graph.close()
+    assert stats.frames_out == len(face_frames) and plain.closed
+    for a, b in zip(threaded.images, plain.images, strict=True):
+        assert np.array_equal(a, b)
+
+
+# -- per-face state --------------------------------------------------------------------------------
+
+
+def test_each_track_has_its_own_state_which_ends_with_it(leaving_face):
+    stages = stages_for("test-dim", smooth=2, tracker=TrackerConfig(detect_every=4))
+    sink = KeepSink()
+    run_offline(FramesSource(leaving_face), stages, sink, OfflineConfig(progress=False, batch_frames=3))
+    stages.close()
+    stages.graph.close()
+    seen = _TestFilter.seen["test-dim"]
+    tracks = sorted({t for t, _ in seen})
+    assert len(tracks) == 2, "the face that comes back is a new track"
+    for track in tracks:
+        counts = [n for t, n in seen if t == track]
+        assert counts == list(range(1, 9)), "the state counted this track's frames, and only them"
+    ended = dict(_TestFilter.ended["test-dim"])
+    assert set(ended) == set(tracks)
+    assert ended[tracks[0]]["frames"] == 8 and ended[tracks[1]]["frames"] == 8
+
+
+def test_a_track_ends_while_the_run_goes_on(leaving_face):
+    """end_track reaches the filter when the face has left, not only at the end of the run."""
+    stages = stages_for("test-dim", smooth=None, tracker=TrackerConfig(detect_every=4))
+    first = None
+    for i, image in enumerate(leaving_face[:16]):
+        process_frame(stages, Frame(image, i, i, Fraction(1, 24)))
+        if _TestFilter.ended["test-dim"] and first is None:
+            first = i
+    stages.close()
+    stages.graph.close()
+    assert first is not None and 8 < first < 16
+
+
+def test_state_survives_a_parameter_change_and_not_a_filter_change(face_frames):
+    stages = stages_for("test-dim", smooth=None)
+    for i in range(3):
+        process_frame(stages, Frame(face_frames[i], i, i, Fraction(1, 24)))
+    apply_command(stages.graph, "set gain 0.25")
+    process_frame(stages, Frame(face_frames[3], 3, 3, Fraction(1, 24)))
+    assert [n for _, n in _TestFilter.seen["test-dim"]] == [1, 2, 3, 4]
+    apply_command(stages.graph, "filter test-flip")
+    process_frame(stages, Frame(face_frames[4], 4, 4, Fraction(1, 24)))
+    assert [n for _, n in _TestFilter.seen["test-flip"]] == [1]
+    assert [s["frames"] for _, s in _TestFilter.ended["test-dim"]] == [4]  # ended when replaced
+    stages.close()
+    stages.graph.close()
+
+
+# -- chains and routing ---------------------------------------------------------------------------
+
+
+def test_a_chain_equals_its_links_applied_one_after_the_other(face_frames):
+    frame = Frame(face_frames[0], 0, 0, Fraction(1, 24))
+    chained = process_frame(stages_for("test-dim+test-flip", smooth=None), frame).output
+    fused = process_frame(stages_for("test-dim-flip", smooth=None), frame).output
+    assert np.any(chained != face_frames[0])
+    assert np.array_equal(chained, fused)
+
+
+def test_landmark_links_edit_the_frame_before_crops_are_cut(face_frames):
+    image = face_frames[0]
+    frame = Frame(image, 0, 0, Fraction(1, 24))
+    chained = process_frame(stages_for("warp+test-dim", smooth=None), frame).output
+    warped = process_frame(stages_for("warp", smooth=None), frame).output
+    tracker = FaceTracker()
+    (face,) = tracker(image)
+    tracker.close()
+    aligned = AlignedFace(face.track_id, face.landmarks, ffhq_quad(face.landmarks))
+    spec = FilterSpec(size=128, value_range=(0.0, 1.0))
+    crops = crop_from_frame(warped, quad_matrix(aligned.quad, 128)[None], 128, (0.0, 1.0))
+    expected = composite(warped, [aligned], crops * 0.5, spec, CompositeParams())
+    assert np.any(warped != image)
+    assert np.abs(chained.astype(int) - expected).max() <= 1
+
+
+def test_links_of_different_sizes_and_ranges_convert_between_them(face_frames):
+    """A 96-px [0, 1] NCHW link then a 200-px [0, 255] NHWC one: identities both, so only resampling is left."""
+    frame = Frame(face_frames[0], 0, 0, Fraction(1, 24))
+    stages = stages_for("test-dim+test-wide", smooth=None, **{"test-dim.size": "96", "test-dim.gain": "1.0"})
+    out = process_frame(stages, frame).output
+    stages.graph.close()
+    (shape,) = {s for s in Wide.shapes}
+    assert shape == (1, 200, 200, 3) and max(Wide.peaks) > 200  # NHWC at its size, in 0..255
+    changed = np.abs(out.astype(int) - face_frames[0])
+    assert changed.mean() < 1.0 and changed.max() > 0
+
+
+def test_two_faces_routed_to_two_chains_each_get_their_own(two_faces):
+    stages = stages_for("test-dim", smooth=None, faces={0: "test-red", 1: "test-blue"})
+    work = process_frame(stages, Frame(two_faces[0], 0, 0, Fraction(1, 24)))
+    stages.close()
+    stages.graph.close()
+    assert {t for t, _ in _TestFilter.seen["test-red"]} == {0}
+    assert {t for t, _ in _TestFilter.seen["test-blue"]} == {1}
+    assert not _TestFilter.seen["test-dim"]
+    out = work.output.astype(int)
+    for face in work.faces:
+        x, y = face.landmarks[1, :2].astype(int)  # the nose tip
+        r, g, b = out[y, x]
+        assert (r > 200 and b < 60) if face.track_id == 0 else (b > 200 and r < 60)
+
+
+def test_live_control_reassigns_a_face(two_faces):
+    stages = stages_for("test-dim", smooth=None)
+    process_frame(stages, Frame(two_faces[0], 0, 0, Fraction(1, 24)))
+    apply_command(stages.graph, "face 1 test-red")
+    process_frame(stages, Frame(two_faces[1], 1, 1, Fraction(1, 24)))
+    apply_command(stages.graph, "face 1 default")
+    process_frame(stages, Frame(two_faces[2], 2, 2, Fraction(1, 24)))
+    stages.close()
+    assert [t for t, _ in _TestFilter.seen["test-red"]] == [1]
+    assert [t for t, _ in _TestFilter.seen["test-dim"]] == [0, 1, 0, 0, 1]
+    with pytest.raises(OptionError, match="face expects a whole number"):
+        apply_command(stages.graph, "face one test-red")
+    stages.graph.close()
+
+
+def test_chain_and_route_errors_are_one_sentence():
+    for request, words in [(ChainRequest("warp+warp"), "names warp twice"),
+                           (ChainRequest("style+"), r"expects NAME or NAME\+NAME"),
+                           (ChainRequest("warp+style", params={"strength": "0.5"}), "write warp.strength or style.strength"),
+                           (ChainRequest("style", params={"fns.model": "x"}), "not in the chain"),
+                           (ChainRequest("style", params={"scope": "frame"}, faces={0: "tint"}), "whole frames"),
+                           (ChainRequest("style", params={"style.scope": "frame", "tint.region": "lips"},
+                                         faces={}), "not in the chain")]:
+        with pytest.raises(OptionError, match=words):
+            FilterGraph(request)
+
+
+# -- tensors end to end ---------------------------------------------------------------------------
+
+
+def test_tensors_stay_torch_from_crop_to_paste_back(face_frames, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import henshin.engine.composite as comp
+
+    blended = []
+    real_blend = comp.blend_into
+
+    def spy(dst, src, alpha):
+        blended.append((type(dst), type(src), type(alpha)))
+        real_blend(dst, src, alpha)
+
+    monkeypatch.setattr(comp, "blend_into", spy)
+    stages = stages_for("test-torch-invert", smooth=None)
+    work = process_frame(stages, Frame(face_frames[0], 0, 0, Fraction(1, 24)))
+    stages.graph.close()
+    (batch,) = TorchInvert.inputs
+    assert isinstance(batch, torch.Tensor) and batch.device.type == "cpu"
+    assert blended and all(t is torch.Tensor for kinds in blended for t in kinds)
+    assert isinstance(work.output, np.ndarray) and np.any(work.output != face_frames[0])
+    # the same picture as the NumPy path gives for the same filter
+    numpy_out = _numpy_invert(face_frames[0])
+    assert np.abs(work.output.astype(int) - numpy_out).mean() < 0.5
+
+
+@pytest.mark.gpu
+def test_tensors_stay_on_the_gpu_from_crop_to_paste_back(face_frames, monkeypatch):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    monkeypatch.setattr(TorchInvert, "device", "cuda:0")
+    stages = stages_for("test-torch-invert", smooth=None)
+    work = process_frame(stages, Frame(face_frames[0], 0, 0, Fraction(1, 24)))
+    stages.graph.close()
+    (batch,) = TorchInvert.inputs
+    assert batch.device.type == "cuda"
+    assert np.abs(work.output.astype(int) - _numpy_invert(face_frames[0])).mean() < 1.0
+
+
+def _numpy_invert(image: np.ndarray) -> np.ndarray:
+    tracker = FaceTracker()
+    (face,) = tracker(image)
+    tracker.close()
+    aligned = AlignedFace(face.track_id, face.landmarks, ffhq_quad(face.landmarks))
+    spec = FilterSpec(size=128, value_range=(0.0, 1.0))
+    crops = crop_from_frame(image, quad_matrix(aligned.quad, 128)[None], 128, (0.0, 1.0))
+    return composite(image, [aligned], 1.0 - crops, spec, CompositeParams()).astype(int)
+
+
+# -- sinks -------------------------------------------------------------------------------------------
+
+
+def test_live_record_writes_what_was_sent_with_the_camera_timestamps(clip, tmp_path):
+    out, stats_path = tmp_path / "rec.mp4", tmp_path / "s.json"
+    assert main(["-q", "live", "--source", str(clip[0]), "--sink", "null", "--record", str(out),
+                 "--stats", str(stats_path)]) == 0
+    stats = json.loads(stats_path.read_text())
+    frames, pts, time_base = decode_video(out)
+    _, src_pts, src_tb = decode_video(clip[0])
+    assert len(frames) == stats["frames_processed"] > 5
+    assert set(p * time_base for p in pts) <= set(p * src_tb for p in src_pts)
+    assert main(["-q", "live", "--source", str(clip[0]), "--sink", "null", "--record", str(out)]) == 2
+
+
+def test_import_rules_hold():
+    linter = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(linter), "--no-logo"], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "0 broken" in result.stdout
+
+
+# -- helpers -----------------------------------------------------------------------------------------
