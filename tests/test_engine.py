@@ -439,7 +439,8 @@ def test_live_record_writes_what_was_sent_with_the_camera_timestamps(clip, tmp_p
     stats = json.loads(stats_path.read_text())
     frames, pts, time_base = decode_video(out)
     _, src_pts, src_tb = decode_video(clip[0])
-    assert len(frames) == stats["frames_processed"] > 5
+    # the frames the output clock sent (a result overtaken by a newer one before its tick is never shown)
+    assert len(frames) == stats["frames_out"] - stats["frames_repeated"] > 5
     assert set(p * time_base for p in pts) <= set(p * src_tb for p in src_pts)
     assert main(["-q", "live", "--source", str(clip[0]), "--sink", "null", "--record", str(out)]) == 2
 

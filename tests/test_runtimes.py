@@ -15,6 +15,7 @@ from henshin.errors import ModelError, OptionError, RuntimeUnavailableError
 from henshin.filters.fns import load_transformer, transformer_net
 from henshin.runtimes import NetworkSpec, RuntimeOptions, choose_runtime
 from henshin.types import FaceContext
+from tests.conftest import decode_video
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 tensorrt = pytest.mark.skipif(not rt.has_module("tensorrt"), reason="needs TensorRT")
@@ -246,14 +247,25 @@ def test_cli_runtime_errors_are_one_sentence(clip: tuple[Path, np.ndarray], tmp_
         assert main(["convert", str(src), str(tmp_path / "a.mp4"), "--runtime", "tensorrt"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("henshin: error: TensorRT is not installed") and "\n" not in err
-    assert main(["convert", str(src), str(tmp_path / "b.mp4"), "--runtime", "torch"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "ONNX graph only" in err and "--runtime onnxruntime" in err
+    with pytest.raises(OptionError, match="ONNX graph only.*--runtime onnxruntime"):
+        choose_runtime("torch", has_torch_module=False)
     assert main(["convert", str(src), str(tmp_path / "c.mp4"), "--runtime", "fast"]) == 2
     assert "--runtime expects one of" in capsys.readouterr().err
     assert main(["convert", str(src), str(tmp_path / "d.mp4"), "--runtime", "onnxruntime", "--compile"]) == 2
     assert "--compile applies to the torch runtime" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written for a refused run
+
+
+def test_default_filter_runs_under_torch_and_onnxruntime_alike(clip: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    """multistyle26 as a torch module (weights read from the bundled graph) gives the bundled graph's picture."""
+    src, _ = clip
+    outs = {}
+    for runtime in ("torch", "onnxruntime"):
+        outs[runtime] = tmp_path / f"{runtime}.png"
+        assert main(["-q", "convert", str(src), str(tmp_path / f"{runtime}.mp4"), "--runtime", runtime]) == 0
+    a, _, _ = decode_video(tmp_path / "torch.mp4")
+    b, _, _ = decode_video(tmp_path / "onnxruntime.mp4")
+    assert len(a) == len(b) and np.abs(a[5].astype(int) - b[5]).mean() < 0.5
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
@@ -388,3 +400,39 @@ def test_fns_filter_reuses_eager_torch_but_not_a_fixed_size_onnx_graph(fns_file:
     x = np.random.default_rng(1).random((2, 3, 64, 48), dtype=np.float32) * 255
     faces = [FaceContext(0), FaceContext(1)]
     assert np.abs(exported.process(x, faces) - eager.process(x, faces)).max() < 1e-2
+
+
+def test_multistyle26_in_torch_matches_the_bundled_graph(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from henshin.filters.multistyle import load_multistyle
+    from henshin.filters.style import bundled_model
+
+    path = bundled_model("multistyle26")
+    net = load_multistyle(path)
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 3, 64, 96), dtype=np.float32)
+    styles = np.zeros(26, np.float32)
+    styles[[3, 12]] = 0.5
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = np.concatenate([session.run(None, {"image": x[i:i + 1], "style_weights": styles})[0] for i in range(2)])
+    with torch.inference_mode():
+        got = net(torch.from_numpy(x), torch.from_numpy(styles)).numpy()
+    assert np.abs(got - want).max() < 1e-4
+    # the exported graph (fused norms, free batch and size) is the same network
+    spec = NetworkSpec("multistyle-test", (("image", (3, 64, 96)), ("style_weights", (26,))), module=net,
+                       batched=(True, False), free_size=True)
+    graph = rt.OnnxRuntime(spec, RuntimeOptions(runtime="onnxruntime", cache_dir=tmp_path), rt.onnx_file(
+        spec, RuntimeOptions(cache_dir=tmp_path)))
+    assert graph.accepts((3, 40, 200)) and rt.parity(spec, graph, batch=3) < 1e-4
+    # a renamed initializer is refused, naming it
+    model = onnx.load(str(path))
+    model.graph.initializer[0].name = "contract.0.weight"
+    for node in model.graph.node:
+        node.input[:] = ["contract.0.weight" if i == "contract.0.w" else i for i in node.input]
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    with pytest.raises(ModelError, match="missing contract.0.w"):
+        load_multistyle(bad)

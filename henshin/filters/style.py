@@ -19,11 +19,11 @@ import numpy as np
 
 from henshin.errors import ModelError, OptionError
 from henshin.filters.base import Filter, check_range, register
-from henshin.filters.networks import pad_to_multiple, runtime_for_shape, runtime_options
-from henshin.runtimes import build
+from henshin.filters.multistyle import NUM_STYLES, load_multistyle
+from henshin.filters.networks import pad_to_multiple, placement, runtime_for_shape, runtime_options
+from henshin.kernels.masks import is_torch
+from henshin.runtimes import build, has_module
 from henshin.types import FaceContext, FilterSpec
-
-NUM_STYLES = 26
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,10 @@ class StyleFilter(Filter):
     def __init__(self, params: StyleParams, runtime: Any = None, weights: Any = None) -> None:
         super().__init__(params, runtime, weights)
         self._path = bundled_model("multistyle26")
+        # With torch, the same weights as a torch module: one fused graph for every batch and size,
+        # and tensors on the GPU; without it the bundled graph runs as it is.
+        self.net = load_multistyle(self._path) if has_module("torch") and has_module("onnx") else None
+        self._array, self._device = placement(runtime, has_torch_module=self.net is not None)
         self._weights = style_weights(params)
         self._runtimes: dict[tuple[int, ...], Any] = {}
         self.runtime_for(params.size, params.size)  # open the session now: errors show at start
@@ -98,7 +102,8 @@ class StyleFilter(Filter):
     def spec(self) -> FilterSpec:
         # The network reads and writes [0, 1]: crops are cut straight into that range.
         consumes = "frame" if self.params.scope == "frame" else "crops"
-        return FilterSpec(consumes=consumes, size=self.params.size, value_range=(0.0, 1.0))
+        return FilterSpec(consumes=consumes, size=self.params.size, value_range=(0.0, 1.0), array=self._array,
+                          device=self._device, devices=("cpu", "cuda"))
 
     def set_params(self, **changes: str) -> None:
         super().set_params(**changes)
@@ -109,27 +114,24 @@ class StyleFilter(Filter):
         return self.params.strength if self.params.scope == "face" else 1.0
 
     def runtime_for(self, h: int, w: int) -> Any:
-        """The network for (3, h, w) images, built on first use (ONNX Runtime on the CPU here).
-
-        The graph's height and width are free, so one ONNX Runtime session serves every size.
-        """
+        """The network for (3, h, w) images, built on first use; one graph serves every size."""
         def make() -> Any:
             options = runtime_options(self.runtime)
             if self.params.threads:
                 options = dataclasses.replace(options, threads=self.params.threads)
+            source = {"module": self.net} if self.net is not None else {"onnx": self._path}
             return build(options, "multistyle26", [("image", (3, h, w)), ("style_weights", (NUM_STYLES,))],
-                         onnx=self._path, batched=(True, False))
+                         batched=(True, False), free_size=True, **source)
 
         return runtime_for_shape(self._runtimes, (3, h, w), make)
 
-    def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
+    def process(self, batch: Any, faces: Sequence[FaceContext]) -> Any:
         # The network downsamples by 4: reflect-pad to a multiple of 4, crop after.
         padded, h, w = pad_to_multiple(batch, 4)
-        run = self.runtime_for(*padded.shape[-2:])
-        out = np.asarray(run(np.ascontiguousarray(padded), self._weights), np.float32)
+        out = self.runtime_for(*padded.shape[-2:])(padded, self._weights)
         if out.shape[-2:] != (h, w):
             out = out[:, :, :h, :w]
         # Faces are mixed with the original by the compositor (see `opacity`).
         if self.params.scope == "frame" and self.params.strength < 1.0:
             out = batch + (out - batch) * self.params.strength
-        return np.clip(out, 0.0, 1.0, out=out)
+        return out.clamp(0.0, 1.0) if is_torch(out) else np.clip(out, 0.0, 1.0, out=out)

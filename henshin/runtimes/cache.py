@@ -47,7 +47,7 @@ def file_hash(path: Path) -> str:
 def cache_key(spec: NetworkSpec, **parts: Any) -> str:
     """A short key for a compiled artefact: the weights plus everything that shapes it."""
     weights = weights_hash(spec.module) if spec.module is not None else file_hash(spec.onnx)
-    doc = json.dumps({"weights": weights, "inputs": spec.inputs, "batched": spec.batched, **parts},
+    doc = json.dumps({"weights": weights, "inputs": spec.shape_key(), "batched": spec.batched, **parts},
                      sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:24]
 

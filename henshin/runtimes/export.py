@@ -27,7 +27,7 @@ def onnx_file(spec: NetworkSpec, options: RuntimeOptions) -> Path:
     if spec.module is None:
         raise ModelError(f"network {spec.key} has neither a torch module nor an ONNX file.")
     path = cache_dir(options) / f"{spec.key}-{cache_key(spec, opset=ONNX_OPSET)}.onnx"
-    meta = {"network": spec.key, "opset": ONNX_OPSET, "inputs": spec.inputs}
+    meta = {"network": spec.key, "opset": ONNX_OPSET, "inputs": spec.shape_key()}
     if read_cached(path, meta) is not None and _onnx_loads(path):
         return path
     if path.exists():
@@ -42,14 +42,16 @@ def onnx_file(spec: NetworkSpec, options: RuntimeOptions) -> Path:
 
 
 def export_onnx(spec: NetworkSpec, target: Path | io.BytesIO) -> None:
-    """Export ``spec.module`` as ONNX (opset 17, batch axis dynamic) to a path or a buffer."""
+    """Export ``spec.module`` as ONNX (opset 17, batch axis dynamic, and height and width with ``free_size``)."""
     import torch
 
     module = spec.module.eval().float().cpu()
     args = tuple(_example(shape, spec.is_batched(i)) for i, (_, shape) in enumerate(spec.inputs))
     names = [name for name, _ in spec.inputs]
-    dynamic = {name: {0: "batch"} for i, name in enumerate(names) if spec.is_batched(i)}
-    dynamic[spec.output] = {0: "batch"}
+    free = {2: "height", 3: "width"} if spec.free_size else {}
+    dynamic = {name: {0: "batch", **(free if len(shape) == 3 else {})}
+               for i, (name, shape) in enumerate(spec.inputs) if spec.is_batched(i)}
+    dynamic[spec.output] = {0: "batch", **free}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice

@@ -45,7 +45,9 @@ class NetworkSpec:
     file (exported from ``module`` into the cache when None); inputs: name and
     per-sample shape of each input, batch axis excluded, None for an input that
     has no batch axis (a style-weight vector); batched: which inputs carry the
-    batch axis; key: a short name for logs and cache files.
+    batch axis; key: a short name for logs and cache files; free_size: the
+    network takes any height and width (a fully convolutional net), so an export
+    leaves them free and one graph serves every size.
     """
 
     key: str
@@ -54,9 +56,16 @@ class NetworkSpec:
     onnx: Path | None = None
     batched: tuple[bool, ...] = ()
     output: str = "output"
+    free_size: bool = False
 
     def is_batched(self, i: int) -> bool:
         return self.batched[i] if self.batched else True
+
+    def shape_key(self) -> tuple[tuple[str, tuple[int | None, ...]], ...]:
+        """The input shapes an artefact depends on: with ``free_size``, image heights and widths are left out."""
+        if not self.free_size:
+            return self.inputs
+        return tuple((name, (shape[0], None, None) if len(shape) == 3 else shape) for name, shape in self.inputs)
 
 
 @dataclass

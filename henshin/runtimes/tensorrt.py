@@ -41,8 +41,9 @@ def _modules() -> tuple[Any, Any]:
 def plan_key(spec: NetworkSpec, options: RuntimeOptions, gpu: str, trt_version: str) -> str:
     """What a TensorRT plan depends on, as a short hash."""
     precision = options.precision or "fp16"
+    # A plan fixes every size but the batch, even for a network whose ONNX graph leaves them free.
     return cache_key(spec, runtime="tensorrt", precision=precision, max_batch=options.max_batch,
-                     gpu=gpu, tensorrt=trt_version)
+                     gpu=gpu, tensorrt=trt_version, shapes=spec.inputs)
 
 
 class TensorRTRuntime:
