@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import pytest
@@ -29,8 +30,13 @@ def test_the_json_holds_the_machine_and_the_case_figures(smoke_run):
     _, out = smoke_run
     doc = json.loads((out / "bench.json").read_text())
     assert doc["quick"] is True
-    for key in ("cpu", "cores", "python", "numpy", "onnxruntime", "mediapipe", "av", "opencv", "henshin", "gpu"):
-        assert key in doc["machine"]
+    import platform
+
+    import numpy as np
+
+    machine = doc["machine"]
+    assert machine["cores"] == os.cpu_count() and machine["python"] == platform.python_version()
+    assert machine["numpy"] == np.__version__ and machine["mediapipe"] == "0.10.21"
     (result,) = doc["scenarios"]
     assert result["scenario"] == "smoke" and not result.get("error")
     (case,) = result["cases"]

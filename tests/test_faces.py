@@ -10,7 +10,7 @@ from henshin.engine.align import ffhq_quad, quad_matrix
 from henshin.engine.composite import CompositeParams, composite, face_mask
 from henshin.engine.tracking import FaceTracker, TrackerConfig
 from henshin.kernels import landmarks
-from henshin.kernels.masks import polygon_mask
+from henshin.kernels.masks import fill_polygon
 from henshin.kernels.warp import crop_from_frame, quad_roi
 from henshin.samples import SampleSpec, background, motion, portrait, render
 from henshin.types import AlignedFace, FilterSpec
@@ -112,7 +112,7 @@ def test_background_pixels_are_untouched(astronaut_face):
     params = CompositeParams()
     out = composite(image, [face], filtered, FilterSpec(), params)
     changed = np.any(out != image, axis=2)
-    oval = polygon_mask(astronaut_face.landmarks[list(landmarks.FACE_OVAL)], image.shape[:2]) > 0
+    oval = fill_polygon(astronaut_face.landmarks[list(landmarks.FACE_OVAL)], image.shape[:2]) > 0
     assert changed.any()
     assert not (changed & ~oval).any(), "a pixel outside the face oval changed"
     # the middle of the face is fully replaced
@@ -151,8 +151,8 @@ def test_colour_match_pulls_the_face_towards_the_original(astronaut_face):
 
 def test_mask_follows_subpixel_motion(astronaut_face):
     pts = astronaut_face.landmarks[list(landmarks.FACE_OVAL)]
-    a = polygon_mask(pts, (512, 512))
-    b = polygon_mask(pts + [0.25, 0.0, 0.0], (512, 512))
+    a = fill_polygon(pts, (512, 512))
+    b = fill_polygon(pts + [0.25, 0.0, 0.0], (512, 512))
     assert 0 < np.abs(a - b).sum() < 0.5 * cv2.countNonZero((a > 0).astype(np.uint8))
 
 

@@ -98,9 +98,9 @@ def test_virtual_camera_receives_frames_through_pyvirtualcam(live_clip, tmp_path
     assert len(cam.frames) == stats["frames_out"]
     # the output keeps the camera's rate: about one frame per camera frame
     assert 0.8 * 45 <= stats["frames_out"] <= 1.1 * 45
-    for key in ("frames_processed", "frames_dropped", "stage_ms"):
-        assert key in stats
-    assert set(stats["latency_ms"]) >= {"p50", "p95", "p99"}
+    assert stats["frames_processed"] + stats["frames_dropped"] == stats["frames_captured"]
+    latency = stats["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"] < 1000
 
 
 def test_slow_filter_drops_frames_and_latency_stays_bounded(live_clip):

@@ -324,7 +324,9 @@ def test_import_a_good_file(use_registry, fns_file, home):
     use_registry(registry("https://example.invalid", fns_sha=_sha(fns_file)))
     (path,) = models.import_model("fns-candy", fns_file)
     assert path == home / "models" / "fns-candy" / "candy.pth" and _sha(path) == _sha(fns_file)
-    assert load_transformer(models.model_path("fns-candy")) is not None
+    loaded = load_transformer(models.model_path("fns-candy")).state_dict()
+    saved = torch.load(fns_file, weights_only=True)
+    assert all(torch.equal(loaded[k], saved[k]) for k in loaded)
 
 
 def test_import_a_wrong_file_is_refused_and_stores_nothing(use_registry, wrong_file, stylegan_file, home):

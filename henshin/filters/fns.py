@@ -21,6 +21,7 @@ import numpy as np
 from henshin.errors import InputNotFoundError, ModelError, OptionError
 from henshin.filters.base import Filter, check_range, register
 from henshin.filters.networks import pad_to_multiple, placement, runtime_for_shape
+from henshin.models.checkpoints import load_checkpoint, load_state_strict
 from henshin.runtimes import build
 from henshin.types import FaceContext, FilterSpec
 
@@ -99,24 +100,15 @@ def load_transformer(path: Path) -> Any:
     """
     torch = _torch()
     path = Path(path)
-    from henshin.models.checkpoints import load_checkpoint  # weights only, allow-listed types
-
     state = load_checkpoint(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path} is not a fast-neural-style checkpoint: expected a state dict of tensors.")
-    state = {k: v for k, v in state.items() if not _STALE_KEY.search(k)}
-    net = transformer_net()
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} (want {tuple(own[k].shape)})"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"{label} {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
-                 for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if items]
-        raise ModelError(f"{path} is not a fast-neural-style checkpoint: {'; '.join(parts)}.")
-    net.load_state_dict(state, strict=True)
-    return net.eval()
+    return load_state_strict(transformer_net(), checkpoint_filter_fn(state), "fast-neural-style", path).eval()
+
+
+def checkpoint_filter_fn(state: dict[str, Any]) -> dict[str, Any]:
+    """The official release's keys as this network's: stale instance-norm statistics dropped."""
+    return {k: v for k, v in state.items() if not _STALE_KEY.search(k)}
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,6 @@ import cv2
 import numpy as np
 
 
-def polygon_mask(polygon: np.ndarray, shape: tuple[int, int], offset: tuple[float, float] = (0, 0)) -> np.ndarray:
-    """A hard (H, W) float32 mask, 1 inside the polygon (points (K, 2) in frame pixels).
-
-    ``offset`` is the frame position of the mask's top-left pixel. Drawn with
-    4-bit sub-pixel precision so slow motion does not step a whole pixel at a time.
-    """
-    shift = 4
-    pts = np.round((polygon[:, :2] - np.asarray(offset)) * (1 << shift)).astype(np.int32)
-    mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=shift)
-    return mask.astype(np.float32) * (1.0 / 255.0)
-
-
 def feather_mask(polygon: np.ndarray, roi: tuple[int, int, int, int], inner_px: float, outer_px: float,
                  device: Any = None) -> Any:
     """Soft (h, w) float32 mask of a polygon over ``roi``: 0 up to ``inner_px`` inside its edge, 1 from ``outer_px``.
@@ -34,8 +21,7 @@ def feather_mask(polygon: np.ndarray, roi: tuple[int, int, int, int], inner_px: 
     x0, y0, x1, y1 = roi
     if device is not None and str(device) != "cpu":
         return _feather_torch(polygon, roi, inner_px, outer_px, device)
-    coverage = polygon_mask(polygon, (y1 - y0, x1 - x0), (x0, y0))
-    inside = (coverage >= 0.5).astype(np.uint8)
+    inside = fill_polygon(polygon, (y1 - y0, x1 - x0), (x0, y0)).astype(np.uint8)
     # Distance from each inside pixel centre to the nearest outside one, less half a pixel: the edge.
     dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     dist -= 0.5

@@ -7,8 +7,8 @@ refused before anything is built. A short, explicit allow-list adds the few
 inert types that official releases are known to pickle next to their weights.
 safetensors and ``.npy`` files hold no code at all and are read as such.
 
-The layout after loading (timm's order): load safely → ``strip_prefixes`` →
-the family's key remap → ``load_state_strict``.
+The layout after loading (timm's order): load safely → the family's key remap
+(one function next to its network) → ``load_state_strict``.
 """
 
 from __future__ import annotations
@@ -244,18 +244,6 @@ def unflatten(flat: dict[str, Any], metadata: Mapping[str, str]) -> Any:
 
 
 # -- into a network ----------------------------------------------------------------------
-
-
-def strip_prefixes(state: Mapping[str, Any], prefixes: Iterable[str] = ("module.",)) -> dict[str, Any]:
-    """Drop wrapper prefixes (DataParallel's ``module.``) from every key that has one."""
-    out = {}
-    for key, value in state.items():
-        for prefix in prefixes:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                break
-        out[key] = value
-    return out
 
 
 def state_mismatch(expected: Mapping[str, Any], state: Mapping[str, Any]) -> str:

@@ -11,7 +11,6 @@ downloads and copies are written under ``NAME.part`` first.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -29,6 +28,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from henshin.digest import sha256_file
 from henshin.errors import InputNotFoundError, ModelError, OptionError
 from henshin.home import cache_root
 from henshin.models.registry import ModelEntry, ModelFile, Registry, default_registry
@@ -137,15 +137,6 @@ def resolve_weights(name_or_path: str, registry: Registry | None = None) -> Path
 # -- checks ------------------------------------------------------------------------------
 
 
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_file(entry: ModelEntry, mf: ModelFile, path: Path, *, expect_sha256: str = "",
                network: bool = True) -> list[str]:
     """Check a file against the registry; returns what was checked, raises ModelError on a failure.
@@ -160,7 +151,7 @@ def check_file(entry: ModelEntry, mf: ModelFile, path: Path, *, expect_sha256: s
         raise ModelError(f"{mf.name} for {entry.name} has {size} bytes, expected {mf.size}.")
     expected = expect_sha256 or mf.sha256
     if expected and path.suffix != ".safetensors":
-        seen = sha256_of(path)
+        seen = sha256_file(path)
         if seen != expected:
             raise ModelError(f"{mf.name} for {entry.name} has SHA-256 {seen}, expected {expected}.")
         done.append("sha256 ok")
@@ -264,7 +255,7 @@ def _accept(entry: ModelEntry, mf: ModelFile, part: Path, dest: Path) -> str:
     """Check ``part``; move it to ``dest`` when good, delete it when not. Returns its SHA-256."""
     try:
         check_file(entry, mf, part)
-        sha = sha256_of(part)
+        sha = sha256_file(part)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -400,14 +391,14 @@ def import_model(name: str, path: Path, registry: Registry | None = None, *, saf
             _extract(entry, mf, src[0], part)
         else:
             shutil.copyfile(src, part)
-        source_sha = sha256_of(part)
+        source_sha = sha256_file(part)
         _accept(entry, mf, part, dest)
         if safetensors and Path(mf.name).suffix in (".pt", ".pth"):
             dest = _convert(entry, mf, dest, say)
         previous = entry_dir(entry) / manifest.get(mf.name, {}).get("stored", dest.name)
         if previous != dest:
             previous.unlink(missing_ok=True)  # an earlier import in the other format
-        manifest[mf.name] = {"stored": dest.name, "sha256": sha256_of(dest), "size": dest.stat().st_size,
+        manifest[mf.name] = {"stored": dest.name, "sha256": sha256_file(dest), "size": dest.stat().st_size,
                              "source_sha256": source_sha, "origin": str(src[0] if isinstance(src, tuple) else src),
                              "registry_sha256": bool(mf.sha256)}
         _write_manifest(entry, manifest)

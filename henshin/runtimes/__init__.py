@@ -8,7 +8,6 @@ from henshin.runtimes.build import build, build_runtime, describe
 from henshin.runtimes.cache import (
     cache_dir,
     cache_key,
-    file_hash,
     read_cached,
     weights_hash,
     write_cached,
@@ -30,6 +29,6 @@ from henshin.runtimes.torch_runtime import TorchRuntime
 __all__ = [
     "ONNX_OPSET", "RUNTIMES", "NetworkSpec", "OnnxRuntime", "Runtime", "RuntimeOptions", "TorchRuntime",
     "build", "build_runtime", "cache_dir", "cache_key", "choose_runtime", "cuda_available", "describe",
-    "export_onnx", "file_hash", "has_module", "onnx_file", "onnxruntime_providers", "parity", "read_cached",
+    "export_onnx", "has_module", "onnx_file", "onnxruntime_providers", "parity", "read_cached",
     "weights_hash", "write_cached",
 ]

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from henshin.digest import sha256_file
 from henshin.home import cache_root
 from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 
@@ -35,18 +36,9 @@ def _byte_dtype() -> Any:
     return torch.uint8
 
 
-def file_hash(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cache_key(spec: NetworkSpec, **parts: Any) -> str:
     """A short key for a compiled artefact: the weights plus everything that shapes it."""
-    weights = weights_hash(spec.module) if spec.module is not None else file_hash(spec.onnx)
+    weights = weights_hash(spec.module) if spec.module is not None else sha256_file(spec.onnx)
     doc = json.dumps({"weights": weights, "inputs": spec.shape_key(), "batched": spec.batched, **parts},
                      sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:24]
