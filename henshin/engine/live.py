@@ -5,8 +5,8 @@ capture keeps only the newest frame, so when the filter is slower than the
 camera, frames are dropped before any work is spent on them, never queued;
 processing takes the newest frame when it is free and runs the same stages as
 an offline run (with One Euro smoothing, since the future is not known);
-output ticks at the camera's frame rate, sending the newest result or
-repeating the last one to the sinks that need a steady rate (a recording gets
+output sends each result as soon as it is ready and, on the camera's clock,
+repeats the last one to the sinks that need a steady rate (a recording gets
 each frame once, at its capture timestamp). Capture→sink latency is measured
 for every processed frame.
 """
@@ -167,32 +167,36 @@ class LiveRunner:
                 self._out_lock.notify_all()
 
     def _output(self) -> None:
-        # A fixed clock at the camera's rate: each tick sends the newest result,
-        # or repeats the last one, so consumers see a steady frame rate.
+        # The camera's clock cuts time into periods, and each period sends one frame: a new result
+        # as soon as it is ready (waiting for the tick would add up to a frame of latency), or, when
+        # a period ends with nothing new, the last frame again, so a virtual camera keeps its rate.
         last: tuple[Frame, np.ndarray] | None = None
-        tick = time.perf_counter()
+        tick, sent = time.perf_counter() + self.period, False
         try:
             while True:
-                tick += self.period
                 with self._out_lock:
-                    while not self._processing_done and not self._stop.is_set():
-                        remaining = tick - time.perf_counter()
-                        if remaining <= 0:
+                    while True:
+                        now = time.perf_counter()
+                        if now >= tick:
                             break
-                        self._out_lock.wait(timeout=remaining)
-                    item, self._out = self._out, None
-                    finished = self._processing_done or self._stop.is_set()
+                        if self._out is not None and not sent:
+                            break
+                        if self._out is None and (self._processing_done or self._stop.is_set()):
+                            return
+                        self._out_lock.wait(timeout=tick - now)
+                    item = self._out if not sent else None
+                    if item is not None:
+                        self._out = None
                 if item is not None:
-                    last = item
+                    last, sent = item, True
                     self._send(*item, repeated=False)
                     self.stats.latencies_ms.append((time.monotonic_ns() - item[0].captured_at) / 1e6)
-                elif finished:
-                    return
-                elif last is not None and self.sinks.repeats:
+                    continue
+                # The period is over.
+                if not sent and last is not None and self.sinks.repeats:
                     self._send(*last, repeated=True)
                     self.stats.frames_repeated += 1
-                if time.perf_counter() - tick > self.period:
-                    tick = time.perf_counter()  # fell behind (slow sink): resync, don't burst
+                tick, sent = max(tick + self.period, time.perf_counter()), False  # a slow sink resyncs, never bursts
         except BaseException as exc:
             self._sink_error = exc
             self.stop("output failed")
