@@ -11,10 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ def render(spec: SampleSpec, affines: np.ndarray, light: np.ndarray, index: int,
 
 def write_sample(path: str | Path, spec: SampleSpec = SampleSpec()) -> np.ndarray:
     """Write the clip (H.264, plus an AAC tone when ``spec.audio``); return the affines (T, F, 2, 3)."""
+    import av  # only writing needs PyAV: rendering frames in memory does not
+
     affines, light = motion(spec)
     photo, bg = portrait(), background(spec.width, spec.height)
     with av.open(str(path), mode="w") as out:
@@ -109,6 +114,8 @@ def write_sample(path: str | Path, spec: SampleSpec = SampleSpec()) -> np.ndarra
 
 def _write_tone(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
                 seconds: float, rate: int) -> None:
+    import av
+
     n = int(round(seconds * rate))
     t = np.arange(n) / rate
     tone = (0.2 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)

@@ -17,7 +17,7 @@ import av
 import cv2
 import numpy as np
 
-from henshin.engine.sinks import VIDEO_SUFFIXES
+from henshin.engine.formats import VIDEO_SUFFIXES
 from henshin.errors import BadInputError, OptionError, OutputError
 from henshin.types import Frame
 

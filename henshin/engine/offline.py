@@ -16,12 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from henshin.engine.sinks import Sink
-from henshin.engine.sources import Source
 from henshin.engine.stages import FaceStages, Work
 from henshin.engine.stats import RunStats
+
+if TYPE_CHECKING:
+    from henshin.engine.sinks import Sink
+    from henshin.engine.sources import Source
 
 _END = object()
 

@@ -15,11 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from henshin.engine.sources import IMAGE_SUFFIXES
+from henshin.engine.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from henshin.errors import OptionError, OutputError
 from henshin.types import Frame
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".m4v"})
 
 
 class Sink(Protocol):

@@ -16,10 +16,10 @@ import av
 import cv2
 import numpy as np
 
+from henshin.engine.formats import IMAGE_SUFFIXES
 from henshin.errors import BadInputError, InputNotFoundError
 from henshin.types import Frame
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_STILL_RATE = Fraction(25)
 
 

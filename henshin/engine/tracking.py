@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import cv2
-import mediapipe as mp
 import numpy as np
 
 from henshin.kernels.landmarks import eye_centers
@@ -57,6 +56,9 @@ class FaceTracker:
     """Finds faces in frames and keeps a stable id for each across frames."""
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
+        import mediapipe as mp  # imported with the first tracker: its graphs are heavy, and a run of
+        # whole-frame filters never needs them
+
         self.config = config or TrackerConfig()
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=self.config.min_confidence
@@ -191,6 +193,8 @@ class FaceTracker:
         # Tracking mode: the mesh follows the face inside our moving region and
         # only re-detects when it loses it; cheaper and steadier than detecting
         # on every frame.
+        import mediapipe as mp
+
         return mp.solutions.face_mesh.FaceMesh(
             static_image_mode=False, max_num_faces=1, refine_landmarks=True,
             min_detection_confidence=self.config.min_confidence,
