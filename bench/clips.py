@@ -1,9 +1,10 @@
-"""Inputs the scenarios share: generated clips with known motion, the face area, flicker.
+"""Inputs the scenarios share: generated clips with known motion, the face area, the warping error.
 
-Clips are ``henshin.engine.samples`` renders of the astronaut photo, so every
+Clips are ``henshin.samples`` renders of the astronaut photo, so every
 machine benchmarks the same pictures; with ``faces=N`` the face is tiled N
 times. Because the motion is known, so is where the face is in every frame,
-which is where flicker is measured.
+which is where temporal stability (the warping error, ``henshin.engine.metrics``)
+is measured.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from henshin.engine.metrics import flicker
+from henshin.engine.metrics import warping_errors
 from henshin.samples import SampleSpec, write_sample
 
 # The face inside the 512×512 astronaut photo (x 150–300, y 50–220), as the tests use it.
@@ -78,13 +79,9 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
             yield frame.to_ndarray(format="rgb24")
 
 
-def flicker_of(clip: Clip, output: Path) -> dict[str, float]:
-    """Flicker of the output inside the face area, next to the input's (decoded from both files)."""
-    area = face_area(clip)
-    before = flicker(video_frames(clip.path), area)
-    after = flicker(video_frames(output), area)
-    return {"input": round(before, 3), "output": round(after, 3),
-            "ratio": round(after / before, 3) if before > 0 else None}
+def warping_of(clip: Clip, output: Path) -> dict[str, Any]:
+    """Warping error of the output inside the face area, next to the input's, both by the input's flow."""
+    return warping_errors(video_frames(clip.path), video_frames(output), face_area(clip))
 
 
 def mean_abs_diff(a: Iterator[np.ndarray], b: Iterator[np.ndarray]) -> dict[str, Any]:
