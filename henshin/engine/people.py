@@ -4,10 +4,12 @@ For ``scope=background`` filters: the frame is styled whole and put back only
 outside the people. The segmentation network (it ships in the mediapipe wheel)
 runs on a frame shrunk to ``width`` pixels; its person probability is smoothed
 over time (an exponential average, restarted at every cut, so a mask never
-mixes two shots), thresholded, grown by ``grow`` and feathered by ``feather``
-(fractions of the frame's width) so hair and shoulders stay untouched and the
-edge is soft. Well inside a person the weight is exactly 1, so the compositor
-keeps those pixels' exact bytes.
+mixes two shots; never below the current frame's, so a moving person is
+always covered), thresholded, its holes filled, grown by ``grow`` and
+feathered over ``feather`` beyond that (fractions of the frame's width), so
+hair and shoulders stay untouched and the edge is soft and falls on the
+background. On a person the weight is exactly 1, so the compositor keeps
+those pixels' exact bytes.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ class PeopleMasker:
             self._average = probability
         else:
             self._average = self._average + (probability - self._average) * cfg.smooth
-        return people_weight(self._average, cfg, (w, h))
+        # The average steadies the edge; the maximum with this frame keeps a moving person's leading
+        # edge covered (the average lags it); where someone just left fades out over a few frames.
+        return people_weight(np.maximum(self._average, probability), cfg, (w, h))
 
     def reset(self) -> None:
         """Forget the running average (a new stream)."""
@@ -64,16 +68,20 @@ class PeopleMasker:
 
 
 def people_weight(probability: np.ndarray, config: PeopleConfig, size: tuple[int, int]) -> np.ndarray:
-    """(h, w) person probability → (H, W) weight at ``size`` (w, h): thresholded, grown, feathered."""
+    """(h, w) person probability → (H, W) weight at ``size`` (w, h): thresholded, holes filled, grown, feathered.
+
+    The weight is exactly 1 on a person and ``grow`` beyond, then falls to 0 over ``feather``
+    (a smoothstep of the distance to the person): the soft edge lies on the background.
+    """
     width = probability.shape[1]
     person = (probability > config.threshold).astype(np.uint8)
-    grow = max(1, round(config.grow * width))
-    person = cv2.dilate(person, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    sigma = max(0.5, config.feather * width / 2)
-    soft = cv2.GaussianBlur(person.astype(np.float32), (0, 0), sigma)
-    # A smoothstep from 0.05 to 0.95: exactly 0 far outside and exactly 1 well inside a person.
-    t = np.clip((soft - 0.05) / 0.9, 0.0, 1.0)
-    weight = t * t * (3.0 - 2.0 * t)
+    # People are solid: a hole the network leaves inside one (a bright forehead, glasses) is filled.
+    outlines, _ = cv2.findContours(person, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(person, outlines, -1, 1, thickness=cv2.FILLED)
+    distance = cv2.distanceTransform(1 - person, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # 0 on a person
+    grow, feather = config.grow * width, max(config.feather * width, 1.0)
+    t = np.clip((distance - grow) / feather, 0.0, 1.0)
+    weight = 1.0 - t * t * (3.0 - 2.0 * t)
     if (weight.shape[1], weight.shape[0]) != tuple(size):
         weight = cv2.resize(weight, tuple(size), interpolation=cv2.INTER_LINEAR)
     return weight
