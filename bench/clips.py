@@ -46,10 +46,11 @@ class Clip:
 
 
 def make_clip(folder: Path, width: int, height: int, frames: int, faces: int = 1, fps: int = 30,
-              audio: bool = True) -> Clip:
-    """Write (or reuse) a sample clip of the astronaut into ``folder``."""
-    spec = SampleSpec(width=width, height=height, frames=frames, fps=fps, faces=faces, audio=audio)
-    path = folder / f"clip-{width}x{height}-{frames}f-{faces}faces{'' if audio else '-silent'}.mp4"
+              audio: bool = True, light: float = 0.15) -> Clip:
+    """Write (or reuse) a sample clip of the astronaut into ``folder`` (``light``: its lighting swing, 0 for none)."""
+    spec = SampleSpec(width=width, height=height, frames=frames, fps=fps, faces=faces, audio=audio, light=light)
+    path = folder / (f"clip-{width}x{height}-{frames}f-{faces}faces{'' if audio else '-silent'}"
+                     f"{'' if light == 0.15 else f'-light{light:g}'}.mp4")
     affines = write_sample(path, spec) if not path.exists() else _affines(spec)
     return Clip(path, spec, affines)
 
@@ -58,6 +59,16 @@ def _affines(spec: SampleSpec) -> np.ndarray:
     from henshin.samples import motion
 
     return motion(spec)[0]
+
+
+def face_boxes(clip: Clip) -> Iterator[np.ndarray]:
+    """Per frame, an (H, W) float32 mask of where the faces are in that frame."""
+    for per_frame in clip.affines:
+        area = np.zeros((clip.spec.height, clip.spec.width), np.uint8)
+        for matrix in per_frame:
+            corners = PHOTO_FACE_BOX @ matrix[:, :2].T + matrix[:, 2]
+            cv2.fillConvexPoly(area, np.round(corners).astype(np.int32), 1)
+        yield area.astype(np.float32)
 
 
 def face_area(clip: Clip) -> np.ndarray:
@@ -79,9 +90,9 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
             yield frame.to_ndarray(format="rgb24")
 
 
-def warping_of(clip: Clip, output: Path) -> dict[str, Any]:
-    """Warping error of the output inside the face area, next to the input's, both by the input's flow."""
-    return warping_errors(video_frames(clip.path), video_frames(output), face_area(clip))
+def warping_of(clip: Clip, output: Path, whole_frame: bool = False) -> dict[str, Any]:
+    """Warping error of the output inside each frame's face boxes (or the whole frame), next to the input's."""
+    return warping_errors(video_frames(clip.path), video_frames(output), None if whole_frame else face_boxes(clip))
 
 
 def mean_abs_diff(a: Iterator[np.ndarray], b: Iterator[np.ndarray]) -> dict[str, Any]:

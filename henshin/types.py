@@ -134,7 +134,8 @@ class FaceContext:
     in the filter's range and layout, for filters whose spec is ``temporal`` (or
     asks for ``temporal_blend``); previous_input/previous_matrix: the batch item
     that output came from and its ``matrix``, so a filter can find the motion
-    between the two. All three are None on a track's first frame, and after a cut.
+    between the two. All three are None on a track's first frame, after a cut,
+    and after a gap of more than half a second (the effect was off).
     """
 
     track_id: int

@@ -47,13 +47,14 @@ class WarpingMeter:
         self.sums, self.pairs = np.zeros(2), 0
         self._before: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def add(self, x: np.ndarray, y: np.ndarray) -> None:
-        """The next input frame ``x`` and output frame ``y``, (H, W, 3) uint8."""
+    def add(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """The next input frame ``x`` and output frame ``y``, (H, W, 3) uint8; ``mask``: this frame's own region."""
         grey = _grey(x)
         if self._before is not None and self._before[1].shape == x.shape:
             backward, trust = _flow_back(grey, self._before[0], x.shape[:2])
-            if self.weights is not None:
-                trust = trust * self.weights
+            weights = self.weights if mask is None else np.asarray(mask, np.float32)
+            if weights is not None:
+                trust = trust * weights
             if self.changed_only:
                 trust = trust * np.any(x != y, axis=-1)
             self.sums += [_error(x, self._before[1], backward, trust), _error(y, self._before[2], backward, trust)]
@@ -68,16 +69,20 @@ class WarpingMeter:
 
 
 def warping_errors(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
-                   mask: np.ndarray | None = None) -> dict[str, Any]:
+                   mask: np.ndarray | Iterable[np.ndarray] | None = None) -> dict[str, Any]:
     """The warping error of ``outputs`` and of ``inputs``, both by the inputs' flow, and their ratio.
 
     inputs/outputs: (H, W, 3) uint8 frames in step; mask: (H, W) weights in [0, 1]
-    (the face area, say). Returns {"input", "output", "ratio", "pairs"} (ratio None
-    when the input's error is 0); errors are 0.0 for fewer than two frames.
+    (the face area, say), or one such mask per frame. Returns {"input", "output",
+    "ratio", "pairs"} (ratio None when the input's error is 0); errors are 0.0 for
+    fewer than two frames.
     """
-    meter = WarpingMeter(mask)
+    if mask is None or isinstance(mask, np.ndarray):
+        meter, masks = WarpingMeter(mask), None
+    else:
+        meter, masks = WarpingMeter(), iter(mask)
     for x, y in zip(inputs, outputs, strict=True):
-        meter.add(x, y)
+        meter.add(x, y, None if masks is None else next(masks))
     return meter.result()
 
 

@@ -36,7 +36,7 @@ from henshin.engine.composite import Compositor, paste_background, paste_patches
 from henshin.engine.people import PeopleMasker
 from henshin.engine.shots import CutConfig, CutDetector
 from henshin.engine.smoothing import Smoother
-from henshin.engine.temporal import Previous, blend_with_previous
+from henshin.engine.temporal import MAX_GAP_S, Previous, blend_with_previous
 from henshin.engine.tracking import FaceTracker, TrackerConfig
 from henshin.kernels.landmarks import NUM_LANDMARKS
 from henshin.kernels.masks import is_torch
@@ -238,23 +238,38 @@ class FaceStages:
     def _call(self, link: Link, spec: FilterSpec, batch: Any, contexts: list[FaceContext]) -> Any:
         if not spec.temporal and spec.temporal_blend <= 0:
             return link.filter.process(batch, contexts)
+        if not spec.temporal:
+            # Blending alone: the filter still takes the whole batch; its outputs are blended in order after.
+            return self._remember(link, spec, batch, link.filter.process(batch, contexts), contexts)
         # A temporal filter sees each face's previous output: never two frames of one face in one call.
         out: list[Any] = [None] * len(contexts)
         for group in _rounds([c.track_id for c in contexts]):
             items = batch[group] if is_torch(batch) else batch[np.asarray(group)]
-            for i in group:
-                previous = self._previous.get((link.uid, contexts[i].track_id))
-                if previous is not None:
-                    c = contexts[i]
-                    c.previous, c.previous_input, c.previous_matrix = previous.output, previous.input, previous.matrix
-            result = link.filter.process(items, [contexts[i] for i in group])
+            chosen = [contexts[i] for i in group]
+            for c in chosen:
+                self._recall(link, c)
+            result = self._remember(link, spec, items, link.filter.process(items, chosen), chosen)
             for j, i in enumerate(group):
-                c, y = contexts[i], result[j]
-                if spec.temporal_blend > 0 and c.previous is not None:
-                    y = blend_with_previous(spec, items[j], y, Previous(c.previous_input, c.previous, c.previous_matrix),
-                                            c.matrix, spec.temporal_blend)
-                out[i] = y
-                self._previous[(link.uid, c.track_id)] = Previous(items[j], y, c.matrix)
+                out[i] = result[j]
+        return _stack(out)
+
+    def _recall(self, link: Link, c: FaceContext) -> Previous | None:
+        """The link's last item for this track, put into the context (None after a gap: see MAX_GAP_S)."""
+        previous = self._previous.get((link.uid, c.track_id))
+        if previous is None or c.time - previous.time > MAX_GAP_S:
+            return None
+        c.previous, c.previous_input, c.previous_matrix = previous.output, previous.input, previous.matrix
+        return previous
+
+    def _remember(self, link: Link, spec: FilterSpec, items: Any, result: Any, contexts: list[FaceContext]) -> Any:
+        """Each output blended with its track's previous one (``temporal_blend``), in order, and kept as the next previous."""
+        out = []
+        for j, c in enumerate(contexts):
+            y, previous = result[j], self._recall(link, c)
+            if spec.temporal_blend > 0 and previous is not None:
+                y = blend_with_previous(spec, items[j], y, previous, c.matrix, spec.temporal_blend)
+            out.append(y)
+            self._previous[(link.uid, c.track_id)] = Previous(items[j], y, c.matrix, c.time)
         return _stack(out)
 
     def _context(self, link: Link, spec: FilterSpec, work: Work, face: AlignedFace | None) -> FaceContext:

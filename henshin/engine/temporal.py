@@ -35,18 +35,19 @@ import numpy as np
 from henshin.kernels.masks import is_torch
 from henshin.kernels.optflow import (
     consistent,
+    inside,
     optical_flow,
     remap,
     resize_flow,
     sample_points,
     to_grey,
 )
-from henshin.kernels.warp import batch_to_pixels
 from henshin.types import FilterSpec
 
 FLOW_SIDE = 128  # crops: flow at this side (a 256 crop's flow at half size)
 FLOW_WIDTH = 320  # whole frames: flow at this width
 PHOTOMETRIC = 16.0  # grey levels: a warped previous input this far from the current one is not trusted
+MAX_GAP_S = 0.5  # a previous item older than this is not used (the effect was off, a track came back)
 
 
 @dataclass(slots=True)
@@ -54,45 +55,79 @@ class Previous:
     """A link's last batch item for one track: what went in, what came out (blended), the crop matrix.
 
     input/output: one item in the link's range and layout; matrix: its 2×3
-    ``crop_from_frame`` at the link's size (None for a whole frame).
+    ``crop_from_frame`` at the link's size (None for a whole frame); time: the
+    frame's time in seconds.
     """
 
     input: Any
     output: Any
     matrix: np.ndarray | None
+    time: float = 0.0
 
 
 def blend_with_previous(spec: FilterSpec, item_in: Any, item_out: Any, previous: Previous,
                         matrix: np.ndarray | None, weight: float) -> Any:
     """``item_out`` mixed with ``previous.output`` warped by the input's flow; same shape, range and layout."""
-    if weight <= 0 or previous.input.shape != item_in.shape:
+    if weight <= 0 or previous.input.shape != item_in.shape or previous.output.shape != item_out.shape:
         return item_out
-    nchw = spec.layout == "NCHW"
-    cur = batch_to_pixels(item_in, spec.value_range, spec.layout)
-    prev = batch_to_pixels(previous.input, spec.value_range, spec.layout)
-    out = _hwc(item_out, nchw)
-    prev_out = _hwc(previous.output, nchw)
-    h_in, w_in = cur.shape[:2]
-    h_out, w_out = out.shape[:2]
+    h_in, w_in = _side(item_in, spec.layout)
+    h_out, w_out = _side(item_out, spec.layout)
     flow_size = _flow_size(spec, w_in, h_in)
     # back: current input pixel → previous input pixel, for the part the alignment explains.
     back = _crop_to_crop(previous.matrix, matrix)
-    k = flow_size[0] / w_in
-    grey_cur = to_grey(cur, flow_size)
-    grey_prev = _moved(to_grey(prev, flow_size), _scaled(back, k))
-    backward = optical_flow(grey_cur, grey_prev)
-    forward = optical_flow(grey_prev, grey_cur)
-    warped_grey, inside = remap(grey_prev[..., None], sample_points(backward))
-    change = abs(warped_grey[..., 0] - grey_cur)
-    trust = consistent(backward, forward) * inside * _clamp01(1.0 - change / PHOTOMETRIC)
-    # One resampling of the previous output: flow at the output's size, then the alignment.
-    r = w_out / w_in
-    points = sample_points(resize_flow(backward, (w_out, h_out)), _scaled(back, r))
-    warped, inside_out = remap(prev_out, points)
-    alpha = _resize_map(trust, (w_out, h_out)) * inside_out * weight
-    mixed = out + (warped - out) * alpha[..., None]
-    mixed = mixed.permute(2, 0, 1) if nchw and is_torch(mixed) else mixed.transpose(2, 0, 1) if nchw else mixed
-    return mixed.to(item_out.dtype) if is_torch(mixed) else mixed.astype(item_out.dtype, copy=False)
+    back_flow = _scaled(back, flow_size[0] / w_in)
+    grey_cur = _grey(item_in, spec, flow_size)
+    grey_prev = _grey(previous.input, spec, flow_size)
+    aligned = _moved(grey_prev, back_flow)
+    backward = optical_flow(grey_cur, aligned)
+    forward = optical_flow(aligned, grey_cur)
+    # Where each pixel was: the flow, then the alignment; checked against the previous input itself.
+    points = sample_points(backward, back_flow)
+    change = abs(_remap_grey(grey_prev, points) - grey_cur)
+    trust = consistent(backward, forward) * inside(points, grey_prev.shape) * _clamp01(1.0 - change / PHOTOMETRIC)
+    # One resampling of the previous output, at the output's size.
+    points = sample_points(resize_flow(backward, (w_out, h_out)), _scaled(back, w_out / w_in))
+    alpha = _resize_map(trust * weight, (w_out, h_out))
+    return _mix(item_out, previous.output, points, alpha, spec.layout)
+
+
+def _side(item: Any, layout: str) -> tuple[int, int]:
+    """(h, w) of one batch item."""
+    return (int(item.shape[1]), int(item.shape[2])) if layout == "NCHW" else (int(item.shape[0]), int(item.shape[1]))
+
+
+def _grey(item: Any, spec: FilterSpec, size: tuple[int, int]) -> Any:
+    """One batch item as (h, w) float32 grey 0..255 at ``size`` (w, h), shrunk before the range is changed."""
+    lo, hi = spec.value_range
+    if spec.layout == "NCHW":
+        # Planes are contiguous: the weighted sum needs no transposed copy of the frame.
+        c = item.float() if is_torch(item) else np.asarray(item, np.float32)
+        grey = c[0] * 0.299 + c[1] * 0.587 + c[2] * 0.114
+        grey = _resize_map(grey, size)
+    else:
+        grey = to_grey(item.float() if is_torch(item) else np.asarray(item, np.float32), size)
+    return (grey - lo) * (255.0 / (hi - lo))
+
+
+def _mix(out: Any, before: Any, points: Any, alpha: Any, layout: str) -> Any:
+    """out + (before sampled at ``points`` − out)·alpha, in the items' layout, dtype and place."""
+    nchw = layout == "NCHW"
+    if is_torch(out):
+        chw = before.float() if nchw else before.float().permute(2, 0, 1)
+        warped = remap(chw.permute(1, 2, 0), points)
+        base = out.float() if not nchw else out.float().permute(1, 2, 0)
+        mixed = base + (warped - base) * alpha[..., None]
+        return (mixed.permute(2, 0, 1) if nchw else mixed).to(out.dtype)
+    base = np.asarray(out, np.float32)
+    if nchw:
+        warped = np.stack([remap(np.asarray(plane, np.float32), points) for plane in before])
+        a = alpha[None]
+    else:
+        warped, a = remap(np.asarray(before, np.float32), points), alpha[..., None]
+    warped -= base
+    warped *= a
+    warped += base
+    return warped.astype(out.dtype, copy=False)
 
 
 def _flow_size(spec: FilterSpec, width: int, height: int) -> tuple[int, int]:
@@ -125,15 +160,13 @@ def _moved(grey: Any, back: np.ndarray | None) -> Any:
     if back is None:
         return grey
     zero = grey.new_zeros((*grey.shape, 2)) if is_torch(grey) else np.zeros((*grey.shape, 2), np.float32)
-    return remap(grey[..., None], sample_points(zero, back))[0][..., 0]
+    return _remap_grey(grey, sample_points(zero, back))
 
 
-def _hwc(item: Any, nchw: bool) -> Any:
-    if is_torch(item):
-        x = item.float()
-        return x.permute(1, 2, 0) if nchw else x
-    x = np.asarray(item, np.float32)
-    return x.transpose(1, 2, 0) if nchw else x
+def _remap_grey(grey: Any, points: Any) -> Any:
+    """An (h, w) grey picture sampled at ``points``."""
+    out = remap(grey[..., None] if is_torch(grey) else grey, points)
+    return out[..., 0] if out.ndim == 3 else out
 
 
 def _clamp01(x: Any) -> Any:

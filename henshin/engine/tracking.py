@@ -125,6 +125,7 @@ class FaceTracker:
         for t in self._tracks:
             t.mesh.close()
         self._tracks, self._started = [], set()
+        self._frames = 0  # the next frame is searched as a stream's first: all tiles, for small faces
         return ended
 
     def close(self) -> None:

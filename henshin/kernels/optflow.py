@@ -77,6 +77,9 @@ def resize_flow(flow: Any, size: tuple[int, int]) -> Any:
     return out
 
 
+_GRIDS: dict[tuple[int, int], np.ndarray] = {}
+
+
 def sample_points(flow: Any, affine: np.ndarray | None = None) -> Any:
     """Where each pixel p looks: p + flow(p), then through the 2×3 ``affine`` when given; (H, W, 2) float32."""
     h, w = flow.shape[:2]
@@ -90,39 +93,43 @@ def sample_points(flow: Any, affine: np.ndarray | None = None) -> Any:
             m = torch.as_tensor(np.asarray(affine, np.float32), device=flow.device)
             pts = pts @ m[:, :2].T + m[:, 2]
         return pts
-    grid = np.mgrid[0:h, 0:w].astype(np.float32)
-    pts = np.stack([grid[1] + flow[..., 0], grid[0] + flow[..., 1]], -1)
+    if (h, w) not in _GRIDS:  # the pixel grid of each size is made once
+        if len(_GRIDS) > 8:
+            _GRIDS.clear()
+        _GRIDS[h, w] = np.ascontiguousarray(np.mgrid[0:h, 0:w][::-1].transpose(1, 2, 0), np.float32)
+    pts = _GRIDS[h, w] + flow
     if affine is not None:
         m = np.asarray(affine, np.float32)
-        pts = pts @ m[:, :2].T + m[:, 2]
-    return np.ascontiguousarray(pts, np.float32)
+        pts = cv2.transform(pts, m)  # one pass for the 2×3 affine, no (H, W, 2) @ temporaries
+    return pts
 
 
-def remap(image: Any, points: Any) -> tuple[Any, Any]:
-    """``image`` (H', W', C) sampled at ``points`` (H, W, 2) bilinearly; and (H, W) 1 where the point fell inside."""
+def remap(image: Any, points: Any) -> Any:
+    """``image`` ((H', W', C), or (H', W') on the CPU) sampled bilinearly at ``points`` (H, W, 2); edges repeated."""
     hi, wi = image.shape[:2]
     if is_torch(image):
         import torch.nn.functional as F
 
         scale = points.new_tensor([2.0 / max(wi - 1, 1), 2.0 / max(hi - 1, 1)])
         grid = (points * scale - 1.0)[None]
-        out = F.grid_sample(image.permute(2, 0, 1)[None].float(), grid, mode="bilinear", padding_mode="border",
-                            align_corners=True)[0].permute(1, 2, 0)
-        x, y = points[..., 0], points[..., 1]
-        inside = ((x >= 0) & (x <= wi - 1) & (y >= 0) & (y <= hi - 1)).float()
-        return out, inside
-    out = cv2.remap(np.ascontiguousarray(image, np.float32), points[..., 0], points[..., 1], cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_REPLICATE)
-    if out.ndim == 2:
-        out = out[..., None]
+        return F.grid_sample(image.permute(2, 0, 1)[None].float(), grid, mode="bilinear", padding_mode="border",
+                             align_corners=True)[0].permute(1, 2, 0)
+    return cv2.remap(np.ascontiguousarray(image, np.float32), points, None, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def inside(points: Any, shape: tuple[int, int]) -> Any:
+    """(H, W) float32: 1 where a sample point falls inside a picture of ``shape`` (h, w), else 0."""
+    h, w = shape
     x, y = points[..., 0], points[..., 1]
-    inside = ((x >= 0) & (x <= wi - 1) & (y >= 0) & (y <= hi - 1)).astype(np.float32)
-    return out, inside
+    ok = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    return ok.float() if is_torch(ok) else ok.astype(np.float32)
 
 
 def warp_by_flow(image: Any, flow: Any) -> Any:
     """``image`` (H, W, C) sampled at p + flow(p); outside the picture the border is repeated."""
-    return remap(image, sample_points(flow))[0]
+    out = remap(image, sample_points(flow))
+    return out[..., None] if out.ndim == 2 else out
 
 
 def consistent(backward: Any, forward: Any) -> Any:
