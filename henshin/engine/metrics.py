@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from henshin.engine.shots import CutDetector
 from henshin.kernels.optflow import consistent, optical_flow, resize_flow, to_grey, warp_by_flow
 
 FLOW_MAX_SIDE = 640
@@ -38,7 +39,8 @@ class WarpingMeter:
     mask: (H, W) weights in [0, 1] where it is measured (the face area, say);
     ``changed_only``: measure only where the output differs from the input in
     the current frame (what a filter touched; for runs where the face area is
-    not known, such as ``convert --stats``).
+    not known, such as ``convert --stats``). A pair of frames across a shot change
+    (``henshin.engine.shots``) is not compared: no flow links two shots.
     """
 
     def __init__(self, mask: np.ndarray | None = None, changed_only: bool = False) -> None:
@@ -46,10 +48,13 @@ class WarpingMeter:
         self.changed_only = changed_only
         self.sums, self.pairs = np.zeros(2), 0
         self._before: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._cuts = CutDetector()
 
     def add(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> None:
         """The next input frame ``x`` and output frame ``y``, (H, W, 3) uint8; ``mask``: this frame's own region."""
         grey = _grey(x)
+        if self._cuts(x):
+            self._before = None
         if self._before is not None and self._before[1].shape == x.shape:
             backward, trust = _flow_back(grey, self._before[0], x.shape[:2])
             weights = self.weights if mask is None else np.asarray(mask, np.float32)
