@@ -1,9 +1,10 @@
-"""Inputs the scenarios share: generated clips with known motion, the face area, flicker.
+"""Inputs the scenarios share: generated clips with known motion, the face area, the warping error.
 
-Clips are ``henshin.engine.samples`` renders of the astronaut photo, so every
+Clips are ``henshin.samples`` renders of the astronaut photo, so every
 machine benchmarks the same pictures; with ``faces=N`` the face is tiled N
 times. Because the motion is known, so is where the face is in every frame,
-which is where flicker is measured.
+which is where temporal stability (the warping error, ``henshin.engine.metrics``)
+is measured.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from henshin.engine.metrics import flicker
+from henshin.engine.metrics import warping_errors
 from henshin.samples import SampleSpec, write_sample
 
 # The face inside the 512×512 astronaut photo (x 150–300, y 50–220), as the tests use it.
@@ -45,10 +46,11 @@ class Clip:
 
 
 def make_clip(folder: Path, width: int, height: int, frames: int, faces: int = 1, fps: int = 30,
-              audio: bool = True) -> Clip:
-    """Write (or reuse) a sample clip of the astronaut into ``folder``."""
-    spec = SampleSpec(width=width, height=height, frames=frames, fps=fps, faces=faces, audio=audio)
-    path = folder / f"clip-{width}x{height}-{frames}f-{faces}faces{'' if audio else '-silent'}.mp4"
+              audio: bool = True, light: float = 0.15) -> Clip:
+    """Write (or reuse) a sample clip of the astronaut into ``folder`` (``light``: its lighting swing, 0 for none)."""
+    spec = SampleSpec(width=width, height=height, frames=frames, fps=fps, faces=faces, audio=audio, light=light)
+    path = folder / (f"clip-{width}x{height}-{frames}f-{faces}faces{'' if audio else '-silent'}"
+                     f"{'' if light == 0.15 else f'-light{light:g}'}.mp4")
     affines = write_sample(path, spec) if not path.exists() else _affines(spec)
     return Clip(path, spec, affines)
 
@@ -57,6 +59,16 @@ def _affines(spec: SampleSpec) -> np.ndarray:
     from henshin.samples import motion
 
     return motion(spec)[0]
+
+
+def face_boxes(clip: Clip) -> Iterator[np.ndarray]:
+    """Per frame, an (H, W) float32 mask of where the faces are in that frame."""
+    for per_frame in clip.affines:
+        area = np.zeros((clip.spec.height, clip.spec.width), np.uint8)
+        for matrix in per_frame:
+            corners = PHOTO_FACE_BOX @ matrix[:, :2].T + matrix[:, 2]
+            cv2.fillConvexPoly(area, np.round(corners).astype(np.int32), 1)
+        yield area.astype(np.float32)
 
 
 def face_area(clip: Clip) -> np.ndarray:
@@ -78,13 +90,9 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
             yield frame.to_ndarray(format="rgb24")
 
 
-def flicker_of(clip: Clip, output: Path) -> dict[str, float]:
-    """Flicker of the output inside the face area, next to the input's (decoded from both files)."""
-    area = face_area(clip)
-    before = flicker(video_frames(clip.path), area)
-    after = flicker(video_frames(output), area)
-    return {"input": round(before, 3), "output": round(after, 3),
-            "ratio": round(after / before, 3) if before > 0 else None}
+def warping_of(clip: Clip, output: Path, whole_frame: bool = False) -> dict[str, Any]:
+    """Warping error of the output inside each frame's face boxes (or the whole frame), next to the input's."""
+    return warping_errors(video_frames(clip.path), video_frames(output), None if whole_frame else face_boxes(clip))
 
 
 def mean_abs_diff(a: Iterator[np.ndarray], b: Iterator[np.ndarray]) -> dict[str, Any]:

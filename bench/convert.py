@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.clips import Clip, flicker_of, make_clip
+from bench.clips import Clip, make_clip, warping_of
 from bench.suite import measured, peaks, repeat, repeat_each, scenario, spread
 from henshin.engine.chains import build_filter
 from henshin.engine.convert import DEFAULT_FILTER, ConvertJob, convert
@@ -64,7 +64,7 @@ def offline_run(clip: Clip, out: Path, name: str = DEFAULT_FILTER, params: dict[
 
 def offline_summary(clip: Clip, out: Path, runs: list[dict[str, Any]], name: str = DEFAULT_FILTER,
                     params: dict[str, str] | None = None, batch_frames: int = 4) -> dict[str, Any]:
-    """A case from the runs of one conversion: fps spread, median stage ms, memory, flicker."""
+    """A case from the runs of one conversion: fps spread, median stage ms, memory, warping error."""
     params = dict(params or {})
     last = runs[-1]
     scope = params.get("scope", "face")
@@ -76,7 +76,7 @@ def offline_summary(clip: Clip, out: Path, runs: list[dict[str, Any]], name: str
         "stage_ms": {k: round(statistics.median(r["stage_ms"][k] for r in runs), 2) for k in STAGES},
         "frames": last["frames_out"],
         "faces_per_frame": round(last["faces"] / max(last["frames_out"], 1), 2),
-        "flicker": flicker_of(clip, out),
+        "warping_error": warping_of(clip, out),
         **peaks(runs),
         "runs": runs,
     }

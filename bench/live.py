@@ -69,7 +69,7 @@ def live_720p(quick: bool) -> dict[str, Any]:
     notes = [f"{frames} captured frames per run at 30 fps; fps is processed frames per second, "
              "the rest were dropped before work (newest-frame policy)",
              "stage ms are the processing thread's; decode happens in the capture thread, output at 30 fps",
-             "flicker is measured on offline runs only (the live sink keeps no frames)"]
+             "the warping error is measured on offline runs only (the live sink keeps no frames)"]
     return {"title": "live 1280x720@30 → null sink", "cases": cases, "skipped": skipped, "notes": notes}
 
 

@@ -24,13 +24,13 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# henshin bench{' (quick)' if doc.get('quick') else ''}", "", machine_line(doc["machine"]),
              f"Created {doc.get('created', '')}.", "", "## Figures", "",
              "| scenario | case | speed (median, min–max) | " + " | ".join(STAGE_COLUMNS)
-             + " | latency p50/p95/p99 ms | peak RSS MB | peak GPU MB | flicker out/in |",
+             + " | latency p50/p95/p99 ms | peak RSS MB | peak GPU MB | warping error out/in |",
              "|" + "---|" * (7 + len(STAGE_COLUMNS))]
     for result in doc["scenarios"]:
         for case in result.get("cases", []):
             lines.append("| " + " | ".join([result["scenario"], case["name"], speed(case), *stage_cells(case),
                                             latency(case), _num(case.get("peak_rss_mb"), 0),
-                                            _num(case.get("peak_gpu_mb"), 0), flicker_cell(case)]) + " |")
+                                            _num(case.get("peak_gpu_mb"), 0), warping_cell(case)]) + " |")
     pairs = [(r["scenario"], p) for r in doc["scenarios"] for p in r.get("pairs", [])]
     if pairs:
         lines += ["", "## Side by side", "", "| scenario | pair | baseline | candidate | ratio (× faster) |",
@@ -93,10 +93,10 @@ def latency(case: dict[str, Any]) -> str:
     return f"{_num(lat['p50'], 0)} / {_num(lat['p95'], 0)} / {_num(lat['p99'], 0)}" if lat else ""
 
 
-def flicker_cell(case: dict[str, Any]) -> str:
-    """Output flicker over input flicker inside the face area."""
-    f = case.get("flicker")
-    return f"{_num(f['output'])} / {_num(f['input'])}" if f else ""
+def warping_cell(case: dict[str, Any]) -> str:
+    """Output and input warping error inside the face area, and their ratio."""
+    f = case.get("warping_error")
+    return f"{_num(f['output'], 2)} / {_num(f['input'], 2)} (×{_num(f['ratio'], 2)})" if f else ""
 
 
 def _num(value: Any, digits: int = 1) -> str:

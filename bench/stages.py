@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any

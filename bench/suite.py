@@ -23,7 +23,7 @@ What a scenario returns (JSON-able; keys beyond these are kept in the JSON)::
       "stage_ms":    {"decode": .., "track": .., "align": .., "filter": .., "composite": .., "encode": ..},
                                          # median over repeats of ms per frame spent in each stage
       "latency_ms":  {"p50": .., "p95": .., "p99": ..},        # live cases
-      "flicker":     {"input": .., "output": .., "ratio": ..}, # inside the face area, 8-bit levels
+      "warping_error": {"input": .., "output": .., "ratio": ..}, # inside the face area, 8-bit levels
       "peak_rss_mb": ..,                 # the process's peak resident memory during a timed run (largest
                                          # over repeats; includes what earlier runs left resident)
       "peak_gpu_mb": ..,                 # torch's peak CUDA allocation, None without CUDA
@@ -88,7 +88,7 @@ def scenario(name: str, summary: str, default: bool = True) -> Callable[[Scenari
 
 def registry() -> dict[str, Entry]:
     """Every scenario, importing the modules that define them first."""
-    from bench import convert, live, versus  # noqa: F401 - imported for their registrations
+    from bench import convert, live, temporal, versus  # noqa: F401 - imported for their registrations
 
     return SCENARIOS
 

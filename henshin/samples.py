@@ -3,11 +3,14 @@
 ``skimage.data.astronaut()`` (a public-domain NASA portrait that ships inside
 scikit-image) is moved, turned, scaled and relit along smooth paths over a plain
 background, and a tone is muxed as the audio track. The per-frame affine of the
-photo is returned, so tests and benchmarks know where the face is.
+photo is returned, so tests and benchmarks know where the face is. A shots
+clip (``ShotsSpec``) fades in from black and cuts hard to other backgrounds,
+face positions and sizes, for the tracker's recall and shot changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -70,12 +73,13 @@ def motion(spec: SampleSpec) -> tuple[np.ndarray, np.ndarray]:
     return out, light
 
 
-def background(width: int, height: int) -> np.ndarray:
-    """A soft two-colour gradient, (H, W, 3) uint8; no structure a detector could call a face."""
+def background(width: int, height: int, a: tuple[int, int, int] = (40, 70, 90),
+               b: tuple[int, int, int] = (150, 130, 110)) -> np.ndarray:
+    """A soft gradient from colour ``a`` to ``b``, (H, W, 3) uint8; no structure a detector could call a face."""
     gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
     g = (gx / max(width, 1) * 0.6 + gy / max(height, 1) * 0.4)[..., None]
-    a, b = np.array([40, 70, 90], np.float32), np.array([150, 130, 110], np.float32)
-    return (a * (1 - g) + b * g).astype(np.uint8)
+    ca, cb = np.array(a, np.float32), np.array(b, np.float32)
+    return (ca * (1 - g) + cb * g).astype(np.uint8)
 
 
 def render(spec: SampleSpec, affines: np.ndarray, light: np.ndarray, index: int,
@@ -92,24 +96,130 @@ def render(spec: SampleSpec, affines: np.ndarray, light: np.ndarray, index: int,
 
 def write_sample(path: str | Path, spec: SampleSpec = SampleSpec()) -> np.ndarray:
     """Write the clip (H.264, plus an AAC tone when ``spec.audio``); return the affines (T, F, 2, 3)."""
-    import av  # only writing needs PyAV: rendering frames in memory does not
 
     affines, light = motion(spec)
     photo, bg = portrait(), background(spec.width, spec.height)
+    frames = (render(spec, affines, light, i, photo, bg) for i in range(spec.frames))
+    _write_frames(path, frames, spec.width, spec.height, spec.fps, spec.audio_rate if spec.audio else 0)
+    return affines
+
+
+# -- a clip with a fade from black and hard cuts --------------------------------------------
+
+# Per shot: where the face is (centre as fractions of the frame), the photo's height as a
+# fraction of the frame's, and the background's two colours: each cut moves the face,
+# changes its size and changes every background pixel.
+# The moves are small enough that a tracker following the face inside its last region would
+# carry the track over the cut (what the shot-change detection must prevent).
+SHOT_LOOKS = (
+    ((0.42, 0.50), 0.95, (40, 70, 90), (150, 130, 110)),
+    ((0.56, 0.55), 0.80, (150, 40, 40), (240, 200, 60)),
+    ((0.46, 0.44), 1.05, (20, 110, 40), (120, 220, 200)),
+)
+
+
+@dataclass(frozen=True)
+class ShotsSpec:
+    """A clip of several shots of the astronaut: a fade from black, then hard cuts.
+
+    shots: frames in each shot (at most ``len(SHOT_LOOKS)``); fade: frames of the
+    fade from black at the start (frame 0 is black, frame ``fade`` at full light);
+    within a shot the face drifts and turns slowly.
+    """
+
+    width: int = 640
+    height: int = 480
+    fps: int = 24
+    shots: tuple[int, ...] = (24, 16, 16)
+    fade: int = 6
+    drift: float = 0.04  # peak horizontal travel inside a shot, fraction of the width
+    rotate_deg: float = 5.0
+    audio: bool = False
+    audio_rate: int = 44100
+
+    @property
+    def frames(self) -> int:
+        """Frames in the whole clip."""
+        return sum(self.shots)
+
+    @property
+    def cuts(self) -> list[int]:
+        """Indices of the first frame of every shot but the first."""
+        return [int(i) for i in np.cumsum(self.shots)[:-1]]
+
+
+@dataclass(frozen=True)
+class ShotsTruth:
+    """What is known of a shots clip, per frame: the photo→frame affine (T, 2, 3), the light gain (T,)
+    (0 at the black first frame) and the shot number (T,)."""
+
+    affines: np.ndarray
+    gains: np.ndarray
+    shots: np.ndarray
+
+
+def shots_motion(spec: ShotsSpec) -> ShotsTruth:
+    """The affines, gains and shot numbers of every frame of a shots clip."""
+    if not 1 <= len(spec.shots) <= len(SHOT_LOOKS):
+        raise ValueError(f"a shots clip has 1 to {len(SHOT_LOOKS)} shots, got {len(spec.shots)}")
+    affines, shots = [], []
+    for k, count in enumerate(spec.shots):
+        (fx, fy), height, _, _ = SHOT_LOOKS[k]
+        scale = height * spec.height / 512.0
+        phase = 2 * np.pi * np.arange(count) / max(count, 24)
+        for p in phase:
+            angle = np.deg2rad(spec.rotate_deg) * np.sin(p)
+            c, s = np.cos(angle) * scale, np.sin(angle) * scale
+            cx = fx * spec.width + spec.drift * spec.width * np.sin(p)
+            cy = fy * spec.height
+            affines.append([[c, -s, cx - (c * 256 - s * 256)], [s, c, cy - (s * 256 + c * 256)]])
+            shots.append(k)
+    gains = np.minimum(np.arange(spec.frames) / max(spec.fade, 1), 1.0) if spec.fade else np.ones(spec.frames)
+    return ShotsTruth(np.asarray(affines, np.float64), gains.astype(np.float64), np.asarray(shots))
+
+
+def shots_frames(spec: ShotsSpec, truth: ShotsTruth | None = None) -> list[np.ndarray]:
+    """Every frame of a shots clip, (H, W, 3) uint8 RGB."""
+    truth = truth or shots_motion(spec)
+    photo = portrait()
+    one = SampleSpec(width=spec.width, height=spec.height, faces=1)
+    backgrounds = [background(spec.width, spec.height, a, b) for _, _, a, b in SHOT_LOOKS[:len(spec.shots)]]
+    frames = []
+    for i in range(spec.frames):
+        image = render(one, truth.affines[i][None, None], np.ones(1), 0, photo, backgrounds[truth.shots[i]])
+        if truth.gains[i] < 1:  # the fade darkens the whole picture, background included
+            image = np.clip(image * truth.gains[i] + 0.5, 0, 255).astype(np.uint8)
+        frames.append(image)
+    return frames
+
+
+def write_shots_sample(path: str | Path, spec: ShotsSpec = ShotsSpec()) -> ShotsTruth:
+    """Write a shots clip (H.264, an AAC tone when ``spec.audio``); return what is known of it."""
+    truth = shots_motion(spec)
+    _write_frames(path, shots_frames(spec, truth), spec.width, spec.height, spec.fps,
+                  spec.audio_rate if spec.audio else 0)
+    return truth
+
+
+def _write_frames(path: str | Path, frames: Iterable[np.ndarray], width: int, height: int, fps: int,
+                  audio_rate: int) -> None:
+    import av  # only writing needs PyAV: rendering frames in memory does not
+
+    count = 0
     with av.open(str(path), mode="w") as out:
-        video = out.add_stream("libx264", rate=spec.fps)
-        video.width, video.height, video.pix_fmt = spec.width, spec.height, "yuv420p"
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.options = {"crf": "12", "preset": "veryfast"}
-        audio = out.add_stream("aac", rate=spec.audio_rate, layout="mono") if spec.audio else None
-        for i in range(spec.frames):
-            frame = av.VideoFrame.from_ndarray(render(spec, affines, light, i, photo, bg), format="rgb24")
+        audio = out.add_stream("aac", rate=audio_rate, layout="mono") if audio_rate else None
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
-            frame.time_base = Fraction(1, spec.fps)
+            frame.time_base = Fraction(1, fps)
             out.mux(video.encode(frame))
+            count += 1
         out.mux(video.encode(None))
         if audio is not None:
-            _write_tone(out, audio, spec.frames / spec.fps, spec.audio_rate)
-    return affines
+            _write_tone(out, audio, count / fps, audio_rate)
 
 
 def _write_tone(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,

@@ -98,8 +98,14 @@ class FilterSpec:
     once. array/device: a NumPy batch on the CPU, or a torch tensor on ``device``.
     devices: where the filter can run at all. mask: where the compositor uses a
     crop filter's output: the face mask (``face``) or the whole crop inside a
-    feathered border (``crop``, for filters that change the face's outline).
-    temporal: the filter wants its previous output for the same track.
+    feathered border (``crop``, for filters that change the face's outline);
+    for a frame filter, ``background`` puts its output only outside the people
+    (the engine segments them), anything else uses the whole frame.
+    temporal: the filter wants its previous output (and input, and crop matrix)
+    for the same track. temporal_blend: how much of its previous output, warped
+    by the optical flow of its input, the engine mixes into each output (0..1,
+    0: none; see ``henshin.engine.temporal``); any crop or frame filter can
+    ask for it, and at 0 the engine does no temporal work at all.
     """
 
     consumes: Consumes = "crops"
@@ -109,9 +115,10 @@ class FilterSpec:
     array: Literal["numpy", "torch"] = "numpy"
     device: str = "cpu"
     devices: tuple[str, ...] = ("cpu",)
-    mask: Literal["face", "crop"] = "face"
+    mask: Literal["face", "crop", "background"] = "face"
     border: float = 0.1
     temporal: bool = False
+    temporal_blend: float = 0.0
 
 
 @dataclass(slots=True)
@@ -124,7 +131,11 @@ class FaceContext:
     ``crop_from_frame`` affine at the filter's crop size (None for a whole frame);
     landmarks: (478, 3) smoothed landmarks in frame pixels (None for a whole
     frame without faces); previous: this track's (or the frame's) previous output
-    in the filter's range and layout, for filters whose spec is ``temporal``.
+    in the filter's range and layout, for filters whose spec is ``temporal`` (or
+    asks for ``temporal_blend``); previous_input/previous_matrix: the batch item
+    that output came from and its ``matrix``, so a filter can find the motion
+    between the two. All three are None on a track's first frame, after a cut,
+    and after a gap of more than half a second (the effect was off).
     """
 
     track_id: int
@@ -134,3 +145,5 @@ class FaceContext:
     matrix: np.ndarray | None = None
     landmarks: np.ndarray | None = None
     previous: Any = None
+    previous_input: Any = None
+    previous_matrix: np.ndarray | None = None

@@ -279,7 +279,7 @@ def test_a_track_ends_while_the_run_goes_on(leaving_face):
             first = i
     stages.close()
     stages.graph.close()
-    assert first is not None and 8 < first < 16
+    assert first is not None and 8 <= first < 16  # when it leaves (a cut, or 5 frames unseen)
 
 
 def test_state_survives_a_parameter_change_and_not_a_filter_change(face_frames):

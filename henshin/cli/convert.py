@@ -11,6 +11,7 @@ from typing import Any
 from henshin.cli.options import (
     add_filter_options,
     check_count,
+    cut_config,
     parse_face_routes,
     parse_param_pairs,
     runtime_options,
@@ -28,6 +29,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("output", type=Path, help="output .mp4/.mov/.mkv, image, or folder")
     add_filter_options(p)
     p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON")
+    p.add_argument("--warping-error", action="store_true",
+                   help="measure temporal stability into --stats: the warping error of output and input "
+                        "where the filter changed pixels (two optical flows per frame)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--max-faces", type=int, default=4, metavar="N", help="faces to track (default 4)")
     p.add_argument("--smooth", type=int, default=4, metavar="FRAMES",
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     job = ConvertJob(
         input=args.input, output=args.output, filter=args.filter, params=parse_param_pairs(args.param),
         faces=parse_face_routes(args.face), tracker=TrackerConfig(max_faces=args.max_faces),
-        smooth_radius=args.smooth,
+        smooth_radius=args.smooth, cuts=cut_config(args), measure_stability=args.warping_error,
         scheduling=OfflineConfig(batch_frames=args.batch, progress=not args.quiet and sys.stderr.isatty()),
         overwrite=args.overwrite, crf=args.crf, preset=args.preset,
         runtime=runtime_options(args, max_batch=max(8, args.batch * args.max_faces)), extra_sinks=extra,

@@ -11,6 +11,7 @@ from typing import Any
 from henshin.cli.options import (
     add_filter_options,
     check_count,
+    cut_config,
     parse_face_routes,
     parse_param_pairs,
     runtime_options,
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         raise
     log.info("%s", source.describe())
-    stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(max_faces=args.max_faces), float(source.frame_rate))
+    stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(max_faces=args.max_faces), float(source.frame_rate),
+                        cut_config(args))
     runner = LiveRunner(source, stages, sinks, LiveConfig(args.max_frames, args.overlay))
     runner_box.append(runner)
     if sys.stdin is not None and not sys.stdin.closed:

@@ -27,6 +27,16 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch runtime: compile the network with torch.compile")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="torch runtime on a GPU: capture each input shape once as a CUDA graph and replay it")
+    p.add_argument("--cut-threshold", type=float, default=None, metavar="D",
+                   help="shot-change sensitivity: colour-histogram distance 0..1 between frames that counts as "
+                        "a cut (default 0.25); 0 turns cut detection off")
+
+
+def cut_config(args: argparse.Namespace) -> Any:
+    """The CutConfig the command line asks for (validated)."""
+    from henshin.engine.shots import CutConfig
+
+    return CutConfig() if args.cut_threshold is None else CutConfig(threshold=args.cut_threshold)
 
 
 def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> Any:

@@ -148,6 +148,25 @@ def composite(image: np.ndarray, faces: Sequence[AlignedFace], outputs: Any, spe
     return out
 
 
+def paste_background(image: np.ndarray, result: Any, people: np.ndarray, spec: FilterSpec) -> Any:
+    """A new frame: a whole-frame filter's ``result`` item blended in outside the people.
+
+    people: (H, W) float32, 1 on a person (there the frame keeps its exact bytes), 0 on the background.
+    On the result's device when it is a torch tensor.
+    """
+    pixels = batch_to_pixels(result, spec.value_range, spec.layout)
+    alpha = 1.0 - people
+    if is_torch(pixels):
+        import torch
+
+        out = torch.from_numpy(np.ascontiguousarray(image)).to(pixels.device)
+        alpha = torch.from_numpy(alpha).to(pixels.device)
+    else:
+        out = image.copy()
+    blend_into(out, pixels, alpha)
+    return out
+
+
 def paste_patches(image: Any, patches: Sequence[FacePatch], opacity: float = 1.0) -> Any:
     """A new frame with each landmark filter's patch blended into ``image`` inside its own mask.
 

@@ -9,7 +9,9 @@ from typing import Any
 
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.files import FolderSink, ImageSink, VideoFileSink
+from henshin.engine.metrics import WarpingSink
 from henshin.engine.offline import OfflineConfig, run_offline
+from henshin.engine.shots import CutConfig
 from henshin.engine.sinks import Sink, Tee, check_output, output_kind
 from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.sources import FolderSource, ImageSource, open_source
@@ -34,12 +36,14 @@ class ConvertJob:
     faces: dict[int, str] = field(default_factory=dict)  # --face N=CHAIN
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     smooth_radius: int = 4  # centred window half-width, in frames (0: off)
+    cuts: CutConfig = field(default_factory=CutConfig)  # shot changes (threshold 0: not looked for)
     scheduling: OfflineConfig = field(default_factory=OfflineConfig)
     overwrite: bool = False
     crf: int = 18
     preset: str = "veryfast"
     runtime: Any = None  # RuntimeOptions; None: auto
     extra_sinks: list[Sink] = field(default_factory=list)  # a preview window, say
+    measure_stability: bool = False  # the warping error of output and input into the stats
 
 
 def convert(job: ConvertJob) -> RunStats:
@@ -53,9 +57,12 @@ def convert(job: ConvertJob) -> RunStats:
         graph = FilterGraph(request, job.runtime)
         try:
             sink = _open_sink(job, source, kind)
-            if job.extra_sinks:
-                sink = Tee([sink, *job.extra_sinks])
-            stages = FaceStages(graph, CentredSmoother(job.smooth_radius), job.tracker, float(source.frame_rate))
+            meter = WarpingSink() if job.measure_stability else None
+            extra = [*job.extra_sinks, *([meter] if meter is not None else [])]
+            if extra:
+                sink = Tee([sink, *extra])
+            stages = FaceStages(graph, CentredSmoother(job.smooth_radius), job.tracker, float(source.frame_rate),
+                                job.cuts)
             try:
                 stats = run_offline(source, stages, sink, job.scheduling)
             finally:
@@ -64,6 +71,8 @@ def convert(job: ConvertJob) -> RunStats:
             graph.close()
     finally:
         source.close()
+    if meter is not None:
+        stats.warping_error = meter.meter.result()
     if graph.needs_faces and stats.frames_out and not stats.frames_with_faces:
         log.warning("no face was found in %s; its frames were passed through unchanged.", job.input)
     return stats

@@ -258,7 +258,7 @@ def process_frame(stages: FaceStages, frame: Frame, stats: RunStats | None = Non
     (work,) = _timed(stats, "align", lambda: list(stages.align(work)))
     _timed(stats, "filter", stages.filter, [work])
     _timed(stats, "composite", stages.composite, work)
-    stats.count(len(work.faces))
+    stats.count(len(work.faces), work.frame.index if work.cut else None)
     return work
 
 

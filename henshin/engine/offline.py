@@ -143,7 +143,7 @@ def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineC
 
     def composite(items: list[Work]) -> Iterator[Work]:
         for work in items:
-            stats.count(len(work.faces))
+            stats.count(len(work.faces), work.frame.index if work.cut else None)
             yield stages.composite(work)
 
     steps: list[tuple[str, Callable, int, Callable | None]] = [
@@ -222,7 +222,7 @@ def run_sequential(source: Source, stages: FaceStages, sink: Sink) -> RunStats:
 
 def _finish(work: Work, stages: FaceStages, sink: Sink, stats: RunStats, clock: _Clock) -> None:
     clock("filter", stages.filter, [work])
-    stats.count(len(work.faces))
+    stats.count(len(work.faces), work.frame.index if work.cut else None)
     clock("composite", stages.composite, work)
     clock("encode", sink.write, work.frame, work.output)
     stats.frames_out += 1

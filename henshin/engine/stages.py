@@ -8,7 +8,14 @@ live). A ``Work`` carries a frame through the stages.
 Per-face state lives here, owned by the engine: the first time a face reaches a
 link its filter's ``start_track`` gives the state that comes back with every
 batch item of that face; when the tracker ends the track, ``end_track`` gets it
-back. A filter whose spec is ``temporal`` also gets its previous output.
+back. A filter whose spec is ``temporal`` also gets its previous output (and
+input and crop matrix); one whose spec asks for ``temporal_blend`` has its
+outputs blended with the previous one by the input's optical flow
+(``henshin.engine.temporal``).
+
+Shot changes are found where tracking runs (``henshin.engine.shots``): at a cut
+every track ends, so smoothing, per-face state and temporal memory restart;
+whole-frame filters restart their track (-1) there too.
 
 On the GPU path a batch is a torch tensor on the filter's device from the crop
 to the paste-back; the frame is uploaded once and downloaded once.
@@ -25,8 +32,11 @@ import numpy as np
 
 from henshin.engine.align import ffhq_quad, quad_matrix
 from henshin.engine.chains import Chain, FilterGraph, Link
-from henshin.engine.composite import Compositor, paste_patches
+from henshin.engine.composite import Compositor, paste_background, paste_patches
+from henshin.engine.people import PeopleMasker
+from henshin.engine.shots import CutConfig, CutDetector
 from henshin.engine.smoothing import Smoother
+from henshin.engine.temporal import MAX_GAP_S, Previous, blend_with_previous
 from henshin.engine.tracking import FaceTracker, TrackerConfig
 from henshin.kernels.landmarks import NUM_LANDMARKS
 from henshin.kernels.masks import is_torch
@@ -53,9 +63,12 @@ class Work:
     image: the frame being built: the decoded image until a landmark link edits
     a copy. batch/result: for whole-frame chains, the frame as the first frame
     link's batch item and the last link's output item. output: (H, W, 3) uint8.
+    cut: the frame starts a new shot (every track before it ended). people:
+    (H, W) float32 weight of the people in the frame, for ``background`` filters.
     """
 
     frame: Frame
+    cut: bool = False
     faces: list[Face] = field(default_factory=list)
     started: list[int] = field(default_factory=list)
     ended: list[int] = field(default_factory=list)
@@ -66,6 +79,7 @@ class Work:
     output: np.ndarray | None = None
     passthrough: bool = False
     uploads: dict[str, Any] = field(default_factory=dict)
+    people: np.ndarray | None = None
 
     def pixels(self, device: str) -> Any:
         """``image`` as a torch tensor on ``device``, uploaded once per frame (and per edit)."""
@@ -80,13 +94,15 @@ class FaceStages:
     """The stages of the frame loop over one filter graph; a scheduler decides how they run."""
 
     def __init__(self, graph: FilterGraph, smoother: Smoother, tracker: TrackerConfig | None = None,
-                 frame_rate: float = 30.0) -> None:
+                 frame_rate: float = 30.0, cuts: CutConfig | None = None) -> None:
         self.graph, self.smoother = graph, smoother
         self.tracker_config = tracker or TrackerConfig()
         self.frame_rate = frame_rate
         self._tracker: FaceTracker | None = None
+        self._cuts = CutDetector(cuts)
+        self._people: PeopleMasker | None = None
         self._states: dict[tuple[int, int], tuple[Link, Any]] = {}
-        self._previous: dict[tuple[int, int], Any] = {}
+        self._previous: dict[tuple[int, int], Previous] = {}
         self._compositor = Compositor()
 
     def open(self) -> None:
@@ -97,13 +113,19 @@ class FaceStages:
     # -- track -----------------------------------------------------------------------------------
 
     def track(self, work: Work) -> Work:
-        """Find this frame's faces (none needed for a whole-frame chain, or when the effect is off)."""
+        """Look for a cut, then find this frame's faces (none needed for a whole-frame chain, or when the effect is off)."""
         work.passthrough = not self.graph.enabled
+        work.cut = self._cuts(work.frame.image)
+        if work.cut and self._tracker is not None:
+            work.ended = self._tracker.end_all()
+        if not work.passthrough and self._needs_people():
+            self._people = self._people or PeopleMasker()
+            work.people = self._people(work.frame.image, work.cut)
         if work.passthrough or not self.graph.needs_faces:
             return work
         self.open()
         update = self._tracker.track(work.frame.image)
-        work.faces, work.started, work.ended = update.faces, update.started, update.ended
+        work.faces, work.started, work.ended = update.faces, update.started, [*work.ended, *update.ended]
         return work
 
     # -- smooth + align ---------------------------------------------------------------------------
@@ -169,8 +191,9 @@ class FaceStages:
                 out, _ = self._run_links(chain.crop_links, stack, items)
                 for (_, job), item in zip(jobs, out, strict=True):
                     job.output = item
-        frames = [w for w in live if w.batch is not None]
-        if frames:
+        for frames in _split_at_cuts([w for w in live if w.batch is not None]):
+            if frames[0].cut:  # whole-frame filters start a new "track" with the shot
+                self._end_track(FRAME_TRACK)
             links = self.graph.default.frame_links
             out, _ = self._run_links(links, _stack([w.batch for w in frames]), [(w, None) for w in frames])
             for work, item in zip(frames, out, strict=True):
@@ -213,18 +236,40 @@ class FaceStages:
         return x, previous
 
     def _call(self, link: Link, spec: FilterSpec, batch: Any, contexts: list[FaceContext]) -> Any:
-        if not spec.temporal:
+        if not spec.temporal and spec.temporal_blend <= 0:
             return link.filter.process(batch, contexts)
+        if not spec.temporal:
+            # Blending alone: the filter still takes the whole batch; its outputs are blended in order after.
+            return self._remember(link, spec, batch, link.filter.process(batch, contexts), contexts)
         # A temporal filter sees each face's previous output: never two frames of one face in one call.
         out: list[Any] = [None] * len(contexts)
         for group in _rounds([c.track_id for c in contexts]):
-            for i in group:
-                contexts[i].previous = self._previous.get((link.uid, contexts[i].track_id))
-            result = link.filter.process(batch[group] if is_torch(batch) else batch[np.asarray(group)],
-                                         [contexts[i] for i in group])
+            items = batch[group] if is_torch(batch) else batch[np.asarray(group)]
+            chosen = [contexts[i] for i in group]
+            for c in chosen:
+                self._recall(link, c)
+            result = self._remember(link, spec, items, link.filter.process(items, chosen), chosen)
             for j, i in enumerate(group):
                 out[i] = result[j]
-                self._previous[(link.uid, contexts[i].track_id)] = result[j]
+        return _stack(out)
+
+    def _recall(self, link: Link, c: FaceContext) -> Previous | None:
+        """The link's last item for this track, put into the context (None after a gap: see MAX_GAP_S)."""
+        previous = self._previous.get((link.uid, c.track_id))
+        if previous is None or c.time - previous.time > MAX_GAP_S:
+            return None
+        c.previous, c.previous_input, c.previous_matrix = previous.output, previous.input, previous.matrix
+        return previous
+
+    def _remember(self, link: Link, spec: FilterSpec, items: Any, result: Any, contexts: list[FaceContext]) -> Any:
+        """Each output blended with its track's previous one (``temporal_blend``), in order, and kept as the next previous."""
+        out = []
+        for j, c in enumerate(contexts):
+            y, previous = result[j], self._recall(link, c)
+            if spec.temporal_blend > 0 and previous is not None:
+                y = blend_with_previous(spec, items[j], y, previous, c.matrix, spec.temporal_blend)
+            out.append(y)
+            self._previous[(link.uid, c.track_id)] = Previous(items[j], y, c.matrix, c.time)
         return _stack(out)
 
     def _context(self, link: Link, spec: FilterSpec, work: Work, face: AlignedFace | None) -> FaceContext:
@@ -259,7 +304,10 @@ class FaceStages:
         """Blend each face's output into the frame (or take the whole-frame result); output is uint8 NumPy."""
         if work.result is not None:
             spec = self.graph.default.frame_links[-1].filter.spec
-            work.output = _host(batch_to_image(work.result, spec.value_range, spec.layout))
+            if spec.mask == "background" and work.people is not None:
+                work.output = _host(paste_background(work.image, work.result, work.people, spec))
+            else:
+                work.output = _host(batch_to_image(work.result, spec.value_range, spec.layout))
             return work
         done = [job for job in work.jobs if job.output is not None]
         if not done:
@@ -286,6 +334,13 @@ class FaceStages:
         if self._tracker is not None:
             self._tracker.close()
             self._tracker = None
+        if self._people is not None:
+            self._people.close()
+            self._people = None
+
+    def _needs_people(self) -> bool:
+        """Whether a whole-frame link puts its output on the background only."""
+        return any(link.filter.spec.mask == "background" for link in self.graph.default.frame_links)
 
     def _time(self, frame: Frame) -> float:
         t = frame.time
@@ -334,6 +389,16 @@ def _by_chain(jobs: Sequence[FaceJob]) -> list[tuple[Chain, list[FaceJob]]]:
     for job in jobs:
         groups.setdefault(id(job.chain), (job.chain, []))[1].append(job)
     return list(groups.values())
+
+
+def _split_at_cuts(works: Sequence[Work]) -> list[list[Work]]:
+    """Consecutive works in runs that each start at a cut (or at the first work)."""
+    runs: list[list[Work]] = []
+    for work in works:
+        if not runs or work.cut:
+            runs.append([])
+        runs[-1].append(work)
+    return runs
 
 
 def _rounds(track_ids: Sequence[int]) -> list[list[int]]:

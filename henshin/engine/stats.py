@@ -18,6 +18,8 @@ class RunStats:
     align, filter, composite, encode; live adds output). Live: frames captured,
     processed (the rest were dropped before any work), repeated to hold the
     camera's rate, and the capture→sink latency of every processed frame.
+    ``cuts``: the indices of the frames that started a new shot; ``warping_error``:
+    the temporal stability of output and input, when it was measured.
     """
 
     mode: str = "offline"
@@ -29,15 +31,19 @@ class RunStats:
     frames_dropped: int = 0
     frames_repeated: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)
+    warping_error: dict[str, Any] | None = None  # output and input, where the filter changed pixels
     wall_s: float = 0.0
     end_reason: str = ""
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
-    def count(self, faces: int) -> None:
-        """One frame processed, with ``faces`` faces in it."""
+    def count(self, faces: int, cut_at: int | None = None) -> None:
+        """One frame processed, with ``faces`` faces in it; ``cut_at``: its index when it starts a new shot."""
         self.frames_processed += 1
         self.faces += faces
         self.frames_with_faces += bool(faces)
+        if cut_at is not None:
+            self.cuts.append(cut_at)
 
     def to_json(self) -> dict[str, Any]:
         """The ``--stats`` document."""
@@ -48,10 +54,14 @@ class RunStats:
             "frames_out": self.frames_out,
             "frames_with_faces": self.frames_with_faces,
             "faces": self.faces,
+            "shots": len(self.cuts) + 1 if self.frames_processed else 0,
+            "cuts": list(self.cuts),
             "wall_s": round(self.wall_s, 3),
             "fps": round(self.frames_processed / self.wall_s, 3) if self.wall_s > 0 else 0.0,
             "stage_ms": stage_ms,
         }
+        if self.warping_error is not None:
+            doc["warping_error"] = self.warping_error
         if self.mode == "live":
             if "output" in self.stage_s:
                 stage_ms["output"] = round(self.stage_s["output"] / max(self.frames_out, 1) * 1000, 3)

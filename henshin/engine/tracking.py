@@ -4,8 +4,14 @@ Each tracked face is followed by re-running the face mesh on a region around
 its previous landmarks (mediapipe's own tracking idea, done per face so several
 faces and small faces work). The full-range detector runs on a downscaled copy
 of the frame, and on overlapping tiles of a larger copy to find small faces,
-only when a face may be missing: at the start, every ``detect_every`` frames
-while fewer than ``max_faces`` are tracked, and after a track is lost.
+only when a face may be missing: at the start, on the frame a track is lost,
+every ``detect_every`` frames while fewer than ``max_faces`` are tracked, and
+on every frame while no face is tracked (a fade-in, an empty room) or a lost
+track has not yet ended. The full-frame pass always runs; the tiles all run
+at the start, when a track is lost and on the scheduled frames, and one tile
+per frame in turn on the other searching frames, so the every-frame search
+stays cheap and a small face is still found within a few frames. Dark frames
+(a fade) are brightened for the detector and the mesh.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class FaceTracker:
         self._started: set[int] = set()  # tracks whose start was reported and whose end was not yet
         self._next_id = 0
         self._frames = 0
+        self._tile_turn = -1
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Landmarks for every face in an (H, W, 3) uint8 RGB frame, with track ids."""
@@ -82,7 +89,7 @@ class FaceTracker:
         cfg = self.config
         lost = False
         for track in self._tracks:
-            if track.missing:  # lost earlier: it ages until detection gives it back or it ends
+            if track.missing:  # lost earlier: only a detection can bring it back
                 track.missing += 1
                 continue
             landmarks = _mesh_in_region(track.mesh, image, _region_from_landmarks(track.landmarks))
@@ -94,8 +101,11 @@ class FaceTracker:
                 track.box = _box(landmarks)
         live = len(self._live())
         due = self._frames % cfg.detect_every == 0 and live < cfg.max_faces
-        if self._frames == 0 or lost or due:
-            self._add_detected(image)
+        searching = live == 0 or any(t.missing for t in self._tracks)
+        if self._frames == 0 or due or lost:
+            self._add_detected(image, self._tiles(image))
+        elif searching:
+            self._add_detected(image, self._next_tile(image))
         self._drop_duplicates()
         for t in self._tracks:
             if t.missing > cfg.max_missing:
@@ -117,6 +127,7 @@ class FaceTracker:
         for t in self._tracks:
             t.mesh.close()
         self._tracks, self._started = [], set()
+        self._frames = 0  # the next frame is searched as a stream's first: all tiles, for small faces
         return ended
 
     def close(self) -> None:
@@ -137,8 +148,19 @@ class FaceTracker:
     def _live(self) -> list[_Track]:
         return [t for t in self._tracks if t.missing == 0]
 
-    def _add_detected(self, image: np.ndarray) -> None:
-        for box in self._detect(image):
+    def _tiles(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        return _tiles(image.shape[1], image.shape[0]) if self.config.small_faces else []
+
+    def _next_tile(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """One tile, the next in turn: the every-frame search covers the frame over a few frames."""
+        tiles = self._tiles(image)
+        if not tiles:
+            return []
+        self._tile_turn = (self._tile_turn + 1) % len(tiles)
+        return [tiles[self._tile_turn]]
+
+    def _add_detected(self, image: np.ndarray, tiles: list[tuple[int, int, int, int]]) -> None:
+        for box in self._detect(image, tiles):
             if len(self._live()) >= self.config.max_faces:
                 return
             if any(_iou(box, t.box) > 0.3 for t in self._live()):
@@ -160,14 +182,14 @@ class FaceTracker:
                 self._tracks.append(_Track(self._next_id, landmarks, mesh, 0, lm_box))
                 self._next_id += 1
 
-    def _detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
-        """Face boxes (x0, y0, x1, y1) in frame pixels, largest first."""
+    def _detect(self, image: np.ndarray, tiles: list[tuple[int, int, int, int]]
+                ) -> list[tuple[float, float, float, float]]:
+        """Face boxes (x0, y0, x1, y1) in frame pixels, largest first: the whole frame, then ``tiles``."""
         cfg = self.config
         h, w = image.shape[:2]
         boxes = self._detect_scaled(image, (0, 0, w, h), cfg.detect_size)
-        if cfg.small_faces:
-            for rect in _tiles(w, h):
-                boxes += self._detect_scaled(image, rect, cfg.detect_size)
+        for rect in tiles:
+            boxes += self._detect_scaled(image, rect, cfg.detect_size)
         boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
         kept: list[tuple[float, float, float, float]] = []
         for b in boxes:
@@ -180,7 +202,7 @@ class FaceTracker:
         part = image[y0:y1, x0:x1]
         scale = min(1.0, size / max(part.shape[:2]))
         small = cv2.resize(part, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else part
-        result = self._detector.process(np.ascontiguousarray(small))
+        result = self._detector.process(np.ascontiguousarray(brighten(small)))
         out = []
         ph, pw = part.shape[:2]
         for det in result.detections or []:
@@ -200,6 +222,21 @@ class FaceTracker:
             min_detection_confidence=self.config.min_confidence,
             min_tracking_confidence=self.config.min_confidence,
         )
+
+
+DARK_LEVEL = 96  # a picture whose 99th percentile is below this is stretched for the networks
+
+
+def brighten(image: np.ndarray) -> np.ndarray:
+    """A dark (H, W, 3) uint8 picture stretched so its 99th percentile reaches twice ``DARK_LEVEL``.
+
+    The detector and the mesh miss faces in the first frames of a fade from black;
+    the stretch brings them back. Pictures that are not dark are returned as they are.
+    """
+    level = float(np.percentile(image[::4, ::4], 99))
+    if level >= DARK_LEVEL or level < 1.0:
+        return image
+    return cv2.convertScaleAbs(image, alpha=2 * DARK_LEVEL / level)
 
 
 def _tiles(width: int, height: int, side_frac: float = 0.6, overlap: float = 0.25) -> list[tuple[int, int, int, int]]:
@@ -273,7 +310,7 @@ def _mesh_in_region(mesh: object, image: np.ndarray, region: np.ndarray) -> np.n
     matrix = _region_matrix(region)
     crop = cv2.warpAffine(image, matrix, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT)
-    result = mesh.process(crop)
+    result = mesh.process(brighten(crop))
     if not result.multi_face_landmarks:
         return None
     lm = result.multi_face_landmarks[0].landmark

