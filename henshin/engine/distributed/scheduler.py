@@ -52,17 +52,22 @@ def require_ray() -> None:
 
 
 class RayPool:
-    """Ray actors that convert segments; a local Ray is started (and stopped) when none is running."""
+    """Ray actors that convert segments; a local Ray is started (and stopped) when none is running.
+
+    One actor per GPU where the cluster has GPUs (``gpus=False``: CPU actors even then), else
+    ``workers`` CPU actors (default one per 2 CPUs) sharing the CPUs evenly.
+    """
 
     def __init__(self, settings: ConvertJob, address: str | None = None, workers: int | None = None,
-                 attempts: int = 3, converter: Callable[..., SegmentConverter] = SegmentConverter) -> None:
+                 attempts: int = 3, converter: Callable[..., SegmentConverter] = SegmentConverter,
+                 gpus: bool = True) -> None:
         require_ray()
         self.address = address
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             _init(address)
         try:
-            self.gpus, options, self.workers = _placement(workers)
+            self.gpus, options, self.workers = _placement(workers, gpus)
             self._progress = ray.remote(num_cpus=0)(_Progress).remote()
             actor = ray.remote(max_restarts=attempts - 1, max_task_retries=attempts - 1, **options)(_Worker)
             per_actor = _per_actor(settings, options)
@@ -171,10 +176,10 @@ def _init(address: str | None) -> None:
                                       "`ray start --head` or check the address.") from None
 
 
-def _placement(workers: int | None) -> tuple[int, dict[str, Any], int]:
-    """GPUs in the cluster, the actor options, and how many actors: one per GPU, else CPU actors."""
+def _placement(workers: int | None, use_gpus: bool) -> tuple[int, dict[str, Any], int]:
+    """GPUs the actors use, the actor options, and how many actors: one per GPU, else CPU actors."""
     resources = ray.cluster_resources()
-    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+    gpus, cpus = int(resources.get("GPU", 0)) if use_gpus else 0, int(resources.get("CPU", 0))
     if gpus:
         count = workers or gpus
         if count > gpus:
