@@ -306,3 +306,11 @@ def test_the_command_line_and_the_distributed_engine_load_without_ray():
             "import henshin.engine.distributed.run, henshin.engine.distributed.join\n"
             "assert 'ray' not in sys.modules, 'ray was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=HENSHIN.parent)
+
+
+def test_a_distributed_run_refuses_an_input_listed_twice(clip, tmp_path):
+    from henshin.engine.distributed.run import check_files
+    from henshin.errors import OptionError
+
+    with pytest.raises(OptionError, match="listed twice"):
+        check_files([(clip[0], tmp_path / "a.mp4"), (clip[0], tmp_path / "b.mp4")], overwrite=False)

@@ -155,14 +155,18 @@ class _File:
 
 
 def check_files(files: Sequence[tuple[Path, Path]], overwrite: bool) -> None:
-    """Refuse, before any work, a missing or non-video input and an output that is an input, exists or repeats."""
+    """Refuse, before any work, a missing, repeated or non-video input and an output that is an input, exists or repeats."""
     if not files:
         raise OptionError("there is nothing to convert; give at least one INPUT OUTPUT pair.")
     inputs = [i for i, _ in files]
     seen: dict[Path, Path] = {}
+    sources: set[Path] = set()
     for src, dst in files:
         if not src.exists():
             raise InputNotFoundError(f"{src} does not exist; check the input path.")
+        if src.resolve() in sources:
+            raise OptionError(f"{src} is listed twice; convert it once and copy the output.")
+        sources.add(src.resolve())
         if src.is_dir() or src.suffix.lower() in IMAGE_SUFFIXES:
             raise OptionError(f"{src} is not a video; distributed conversion takes video files "
                               "(convert images and folders without --ray).")
