@@ -24,9 +24,19 @@ log = logging.getLogger("henshin")
 
 def add_parser(sub: Any) -> None:
     """The ``convert`` subcommand."""
+    from henshin.cli.distributed import add_ray_options
+
     p = sub.add_parser("convert", help="filter a video, image or folder of images into a file")
     p.add_argument("input", type=Path, help="video file, image, or folder of images")
     p.add_argument("output", type=Path, help="output .mp4/.mov/.mkv, image, or folder")
+    add_convert_options(p)
+    p.add_argument("--preview", action="store_true", help="show the output in a window while converting")
+    add_ray_options(p)
+    p.set_defaults(run=run)
+
+
+def add_convert_options(p: argparse.ArgumentParser) -> None:
+    """Filter, tracking, smoothing, encoder and output options (shared with ``batch``)."""
     add_filter_options(p)
     p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON")
     p.add_argument("--warping-error", action="store_true",
@@ -40,13 +50,11 @@ def add_parser(sub: Any) -> None:
                    help="frames whose faces are filtered together (default 4)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     p.add_argument("--preset", default="veryfast", help="x264 speed preset (default veryfast)")
-    p.add_argument("--preview", action="store_true", help="show the output in a window while converting")
-    p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check every option, convert, write the stats."""
-    from henshin.engine.convert import ConvertJob, convert
+def job_from_args(args: argparse.Namespace, input: Path, output: Path) -> Any:
+    """The ConvertJob the shared options ask for (each checked)."""
+    from henshin.engine.convert import ConvertJob
     from henshin.engine.offline import OfflineConfig
     from henshin.engine.tracking import TrackerConfig
 
@@ -55,19 +63,31 @@ def run(args: argparse.Namespace) -> int:
     check_count("--batch", args.batch, 1)
     if args.stats is not None and not args.stats.resolve().parent.is_dir():
         raise OptionError(f"the folder of --stats {args.stats} does not exist; create it or choose another path.")
-    extra = []
-    if args.preview:
-        from henshin.engine.screens import PreviewSink
-
-        extra.append(PreviewSink(lambda line: None))
-    job = ConvertJob(
-        input=args.input, output=args.output, filter=args.filter, params=parse_param_pairs(args.param),
+    return ConvertJob(
+        input=input, output=output, filter=args.filter, params=parse_param_pairs(args.param),
         faces=parse_face_routes(args.face), tracker=TrackerConfig(max_faces=args.max_faces),
         smooth_radius=args.smooth, cuts=cut_config(args), measure_stability=args.warping_error,
         scheduling=OfflineConfig(batch_frames=args.batch, progress=not args.quiet and sys.stderr.isatty()),
         overwrite=args.overwrite, crf=args.crf, preset=args.preset,
-        runtime=runtime_options(args, max_batch=max(8, args.batch * args.max_faces)), extra_sinks=extra,
+        runtime=runtime_options(args, max_batch=max(8, args.batch * args.max_faces)),
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every option, convert, write the stats."""
+    from henshin.cli.distributed import check_ray_options
+    from henshin.engine.convert import convert
+
+    check_ray_options(args)
+    job = job_from_args(args, args.input, args.output)
+    if args.ray:
+        from henshin.cli.distributed import run_distributed_cli
+
+        return run_distributed_cli(args, job, [(args.input, args.output)])
+    if args.preview:
+        from henshin.engine.screens import PreviewSink
+
+        job.extra_sinks.append(PreviewSink(lambda line: None))
     stats = convert(job)
     doc = stats.to_json() | {"input": str(args.input), "output": str(args.output), "filter": args.filter,
                               "routes": {str(k): v for k, v in job.faces.items()}, "params": job.params}
