@@ -166,7 +166,7 @@ class SegmentConverter:
                 sink = SegmentSink(segment, VideoFileSink(path, segment.frame_rate, segment.time_base, None,
                                                           job.crf, job.preset), progress)
                 stages = _SegmentStages(segment, self.graph, CentredSmoother(job.smooth_radius), job.tracker,
-                                        float(segment.frame_rate))
+                                        float(segment.frame_rate), job.cuts)
                 try:
                     config = OfflineConfig(batch_frames=job.scheduling.batch_frames, progress=False)
                     stats = run_offline(source, stages, sink, config)
