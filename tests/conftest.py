@@ -133,3 +133,22 @@ def e4e_narrow(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(e4e_checkpoint(e4e_encoder_state(10, NARROW_DEPTHS, seed=9), decoder, 64, latent_avg,
                               namespace=True), path)
     return path
+
+
+NARROW_GNR = {4: 32, 8: 32, 16: 32, 32: 16, 64: 16, 128: 8, 256: 8}  # GANsNRoses' layout, narrowed
+
+
+@pytest.fixture(scope="session")
+def gnr_training_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GANsNRoses' training checkpoint layout (train.py's torch.save) of a narrow generator pair."""
+    import torch
+    from layouts import gnr_generator_state
+
+    path = tmp_path_factory.mktemp("gnr") / "ck.pt"
+    a2b = gnr_generator_state(NARROW_GNR, style_dim=32, seed=11)
+    b2a = gnr_generator_state(NARROW_GNR, style_dim=32, seed=12)
+    torch.save({"G_A2B": a2b, "G_B2A": b2a, "G_A2B_ema": a2b, "G_B2A_ema": b2a,
+                "D_A": {"l_branch.0.0.weight": torch.zeros(8, 3, 1, 1)}, "D_B": {}, "D_L": {},
+                "G_optim": {"state": {}, "param_groups": [{"lr": 0.002, "betas": (0.0, 0.99)}]},
+                "D_optim": {"state": {}, "param_groups": []}, "iter": 300000}, path)
+    return path

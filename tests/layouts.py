@@ -81,11 +81,13 @@ def stylegan2_state(size: int = 256, channels: Mapping[int, int] | None = None, 
     return state
 
 
-def _styled_conv(r: _Random, state: dict, prefix: str, cout: int, cin: int, style_dim: int, upsample: bool) -> None:
+def _styled_conv(r: _Random, state: dict, prefix: str, cout: int, cin: int, style_dim: int, upsample: bool,
+                 noise: bool = True) -> None:
     r.modulated(state, f"{prefix}.conv", cout, cin, 3, style_dim)
     if upsample:
         state[f"{prefix}.conv.blur.kernel"] = KERNEL * 4
-    state[f"{prefix}.noise.weight"] = r.randn(1, std=0.1)
+    if noise:
+        state[f"{prefix}.noise.weight"] = r.randn(1, std=0.1)
     state[f"{prefix}.activate.bias"] = r.randn(cout, std=0.1)
 
 
@@ -221,6 +223,70 @@ def e4e_checkpoint(encoder: Mapping[str, Tensor], decoder: Mapping[str, Tensor],
     if latent_avg is not None:
         ckpt["latent_avg"] = latent_avg
     return ckpt
+
+
+# -- GANs N' Roses ------------------------------------------------------------------------------------
+
+
+GNR_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}  # model.py's ``channels``
+
+
+def gnr_generator_state(channels: Mapping[int, int] = GNR_CHANNELS, size: int = 256, num_down: int = 4,
+                        latent_dim: int = 8, n_mlp: int = 5, n_res: int = 1, style_dim: int = 512,
+                        seed: int = 0) -> dict[str, Tensor]:
+    """GANsNRoses ``Generator(size, num_down, latent_dim, n_mlp, n_res=n_res)``'s state dict."""
+    r = _Random(seed)
+    state: dict[str, Tensor] = {}
+    for i in range(n_mlp):  # no PixelNorm: mapping.0 is the first linear layer
+        r.equal_linear(state, f"mapping.{i}", style_dim, latent_dim if i == 0 else style_dim, lr_mul=0.01)
+    log_size = int(math.log2(size))
+    c = channels[size]
+    _conv_layer(r, state, "encoder.stem.0", c, 3, 1)
+    for i in range(log_size, log_size - num_down, -1):
+        _res_block(r, state, f"encoder.stem.{log_size - i + 1}", c, channels[2 ** (i - 1)], downsample=True)
+        c = channels[2 ** (i - 1)]
+    for j in range(n_res):
+        _res_block(r, state, f"encoder.stem.{num_down + 1 + j}", c, c, downsample=False)
+    _conv_layer(r, state, "encoder.content.0", c, c, 1)
+    _conv_layer(r, state, "encoder.content.1", c, c, 1)
+    k = 0
+    for i in range(log_size - num_down, 2, -1):
+        _conv_layer(r, state, f"encoder.style.{k}", channels[2 ** (i - 1)], c, 3, downsample=True)
+        c, k = channels[2 ** (i - 1)], k + 1
+    r.equal_linear(state, f"encoder.style.{k + 1}", channels[4], channels[4] * 16)  # style.{k} is nn.Flatten
+    r.equal_linear(state, f"encoder.style.{k + 2}", latent_dim, channels[4])
+    c = channels[2 ** (log_size - num_down)]
+    for j in range(n_res):
+        _styled_conv(r, state, f"adain_bottleneck.{j}.conv1", c, c, style_dim, upsample=False, noise=False)
+        _styled_conv(r, state, f"adain_bottleneck.{j}.conv2", c, c, style_dim, upsample=False, noise=False)
+    _styled_conv(r, state, "conv1", c, c, style_dim, upsample=False, noise=False)
+    _to_rgb(r, state, "to_rgb1", c, style_dim, upsample=False)
+    for k, i in enumerate(range(log_size - num_down + 1, log_size + 1)):
+        out = channels[2 ** i]
+        _styled_conv(r, state, f"convs.{2 * k}", out, c, style_dim, upsample=True, noise=False)
+        _styled_conv(r, state, f"convs.{2 * k + 1}", out, out, style_dim, upsample=False, noise=False)
+        _to_rgb(r, state, f"to_rgbs.{k}", out, style_dim, upsample=True)
+        c = out
+    return state
+
+
+def _conv_layer(r: _Random, state: dict, prefix: str, cout: int, cin: int, k: int, downsample: bool = False,
+                activate: bool = True) -> None:
+    """model.py's ``ConvLayer``: [Blur,] EqualConv2d (no bias when activated), FusedLeakyReLU (its bias)."""
+    i = 0
+    if downsample:
+        state[f"{prefix}.0.kernel"] = KERNEL
+        i = 1
+    state[f"{prefix}.{i}.weight"] = r.weight(cout, cin, k, k)
+    if activate:
+        state[f"{prefix}.{i + 1}.bias"] = r.randn(cout, std=0.1)
+
+
+def _res_block(r: _Random, state: dict, prefix: str, cin: int, cout: int, downsample: bool) -> None:
+    _conv_layer(r, state, f"{prefix}.conv1", cin, cin, 3)
+    _conv_layer(r, state, f"{prefix}.conv2", cout, cin, 3, downsample=downsample)
+    if downsample or cin != cout:
+        _conv_layer(r, state, f"{prefix}.skip", cout, cin, 1, downsample=downsample, activate=False)
 
 
 # -- storages saved from a GPU ---------------------------------------------------------------------
