@@ -178,7 +178,7 @@ def encoder_state(ckpt: Any, path: Path | str) -> tuple[dict[str, Tensor], dict[
         raise ModelError(f"{path} holds a {opts['encoder_type']} encoder; henshin reads e4e (Encoder4Editing) "
                          "checkpoints.")
     state = {k.removeprefix("encoder."): v for k, v in ckpt["state_dict"].items() if k.startswith("encoder.")}
-    n_latent = indexed_count(state, r"styles\.(\d+)\.linear\.weight")
+    n_latent = indexed_count(state, r"styles\.(\d+)\..+")
     size = int(opts.get("stylegan_size", 1024))
     if n_latent != 2 * int(math.log2(size)) - 2:
         raise ModelError(f"{path} is not a consistent e4e checkpoint: it has {n_latent} style blocks "
@@ -213,7 +213,7 @@ def _depths(state: Mapping[str, Tensor], path: Path | str) -> tuple[int, ...]:
 def encoder_from_checkpoint(ckpt: Any, path: Path | str) -> E4EEncoder:
     """Build the encoder a loaded e4e checkpoint describes and load it strictly (eval mode, CPU, fp32)."""
     state, opts = encoder_state(ckpt, path)
-    n_latent = indexed_count(state, r"styles\.(\d+)\.linear\.weight")
+    n_latent = indexed_count(state, r"styles\.(\d+)\..+")
     depths = _depths(state, path)
     net = E4EEncoder(n_latent, depths, with_latent_avg="latent_avg" in state)
     load_state_strict(net, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, WHAT, path)

@@ -134,8 +134,8 @@ def _mean_w(latent_avg: Any, path: Path | str) -> Tensor | None:
 
 def generator_config(state: Mapping[str, Tensor], path: Path | str) -> dict[str, Any]:
     """Size, style size, mapping depth and channels per resolution, read from a state dict's keys."""
-    n_mlp = max(indexed_count(state, r"style\.(\d+)\.weight") - 1, 0)  # style.0 is the PixelNorm
-    n_rgbs = indexed_count(state, r"to_rgbs\.(\d+)\.conv\.weight")
+    n_mlp = max(indexed_count(state, r"style\.(\d+)\..+") - 1, 0)  # style.0 is the PixelNorm
+    n_rgbs = indexed_count(state, r"to_rgbs\.(\d+)\..+")
     if n_rgbs < 1:
         raise ModelError(f"{path} is not a {WHAT} checkpoint: missing to_rgbs.0.conv.weight.")
     channels = {4: _shape(state, "input.input", path)[1]}
