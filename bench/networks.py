@@ -8,7 +8,9 @@ network costs does not depend on its weights' values):
 
 - ``e4e``: encoder4editing's IR-SE50, FPN and 18 style blocks, on a 256×256 face;
 - ``stylegan2-256`` / ``stylegan2-1024``: the FFHQ config-f generator (rosinality layout,
-  channel multiplier 2) synthesising from W+ (14 / 18 rows) with its fixed noise.
+  channel multiplier 2) synthesising from W+ (14 / 18 rows) with its fixed noise;
+- ``gnr``: GANs N' Roses' released generator (256 px, 8-d style), face and style code to
+  anime face, at batch 1, 4 and 8.
 
 Per network, runtime and batch: ms per face (median, min–max of the repeats after a
 warm-up; CUDA synchronised inside the timed region), the largest absolute difference from
@@ -70,6 +72,12 @@ def _generator(size: int) -> Callable[[], Any]:
     return build
 
 
+def _gnr() -> Any:
+    from henshin.filters.gnr import GNR
+
+    return _seeded(GNR)
+
+
 def _faces(module: Any, batch: int) -> list[np.ndarray]:
     return [np.random.default_rng(batch).uniform(-1, 1, (batch, 3, 256, 256)).astype(np.float32)]
 
@@ -84,6 +92,12 @@ def _w_plus(module: Any, batch: int) -> list[np.ndarray]:
     return [w[:, None].repeat(1, module.n_latent, 1).numpy()]
 
 
+def _faces_and_styles(module: Any, batch: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(batch)
+    return [rng.uniform(-1, 1, (batch, 3, 256, 256)).astype(np.float32),
+            rng.standard_normal((batch, 8)).astype(np.float32)]
+
+
 NETWORKS = [
     Network("e4e", _e4e, _faces, lambda m: NetworkSpec("e4e", (("image", (3, 256, 256)),), module=m),
             source="encoder4editing Encoder4Editing(50, 'ir_se'), stylegan_size 1024"),
@@ -93,6 +107,9 @@ NETWORKS = [
     Network("stylegan2-1024", _generator(1024), _w_plus,
             lambda m: NetworkSpec("stylegan2-1024", (("w_plus", (m.n_latent, 512)),), module=m),
             source="rosinality Generator(1024, 512, 8, channel_multiplier=2): FFHQ config-f"),
+    Network("gnr", _gnr, _faces_and_styles,
+            lambda m: NetworkSpec("gnr", (("image", (3, 256, 256)), ("style", (8,))), module=m),
+            batches=(1, 4, 8), source="GANsNRoses Generator(256, 4, 8, 5, n_res=1): decode(content(x), style)"),
 ]
 
 
@@ -209,7 +226,7 @@ def scenario(quick: bool = False) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one warm-up and one timed run; batches up to 4")
-    parser.add_argument("--only", default="", help="comma-separated networks (e4e, stylegan2-256, stylegan2-1024)")
+    parser.add_argument("--only", default="", help="comma-separated networks (e4e, stylegan2-256, stylegan2-1024, gnr)")
     parser.add_argument("--runtimes", default="", help="comma-separated runtime label prefixes (e.g. 'torch cpu')")
     parser.add_argument("--out", type=Path, default=Path("bench/results/networks.json"))
     args = parser.parse_args()

@@ -294,7 +294,7 @@ def _from_rows(result: dict[str, Any]) -> dict[str, Any]:
 # -- the face networks (bench.networks) -----------------------------------------------
 
 
-@scenario("networks", "e4e and the StyleGAN2 generator at 256/1024 px: ms and FLOPs per face per runtime",
+@scenario("networks", "e4e, StyleGAN2 at 256/1024 px and GANs N' Roses: ms and FLOPs per face per runtime",
           default=False)
 def networks(quick: bool) -> dict[str, Any]:
     """``bench.networks.scenario``: minutes on a CPU, so only when named."""
