@@ -385,3 +385,15 @@ def test_fns_filter_reuses_eager_torch_but_not_a_fixed_size_onnx_graph(fns_file:
     assert wide is not square and wide.accepts((3, 64, 48))
     x = np.random.default_rng(1).random((2, 3, 64, 48), dtype=np.float32) * 2 - 1
     assert np.abs(exported.process(x, [0, 1]) - eager.process(x, [0, 1])).max() < 1e-3
+
+
+def test_channels_last_takes_modules_with_five_dimensional_weights() -> None:
+    """StyleGAN2's modulated convs keep (1, out, in, k, k) weights; Module.to(channels_last) refuses them."""
+    from henshin.filters.layers import ModulatedConv2d
+    from henshin.runtimes.torch_runtime import channels_last
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 1))
+    net.add_module("mod", ModulatedConv2d(4, 4, 3, 8))
+    channels_last(net)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert net.mod.weight.dim() == 5 and net.mod.weight.is_contiguous()
