@@ -262,6 +262,18 @@ def _from_rows(result: dict[str, Any]) -> dict[str, Any]:
             "skipped": skipped, "notes": notes}
 
 
+# -- the face networks (bench.networks) -----------------------------------------------
+
+
+@scenario("networks", "e4e, StyleGAN2 at 256/1024 px and GANs N' Roses: ms and FLOPs per face per runtime",
+          default=False)
+def networks(quick: bool) -> dict[str, Any]:
+    """``bench.networks.scenario``: minutes on a CPU, so only when named."""
+    from bench.networks import scenario as measure
+
+    return measure(quick)
+
+
 # -- landmark filters per frame (bench.geometry) ------------------------------------
 
 

@@ -133,3 +133,85 @@ def run_offline_frames(images: list[np.ndarray], chain: str, smooth: int = 4, **
         stages.close()
         stages.graph.close()
     return sink.images
+
+# -- network checkpoints in the official layouts (seeded random weights; see tests/layouts.py) --------
+
+NARROW_CHANNELS = {4: 32, 8: 32, 16: 16, 32: 16, 64: 8}  # a 64-px generator in rosinality's layout, narrowed
+NARROW_DEPTHS = (16, 16, 32, 32)  # e4e's IR-SE50 layout at a fraction of its widths: 32-d styles
+
+
+@pytest.fixture(scope="session")
+def rosinality_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rosinality's converted layout at 256 px, channel multiplier 1 (14 W+ rows of 512)."""
+    import torch
+    from layouts import rosinality_channels, stylegan2_state
+
+    path = tmp_path_factory.mktemp("stylegan2") / "stylegan2-256.pt"
+    latent_avg = torch.randn(512, generator=torch.Generator().manual_seed(5))
+    torch.save({"g_ema": stylegan2_state(256, rosinality_channels(1), seed=3), "latent_avg": latent_avg}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def narrow_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rosinality training file ({"g", "d", "g_ema", "g_optim", "latent_avg"}) of a narrow 64-px generator."""
+    import torch
+    from layouts import stylegan2_state
+
+    path = tmp_path_factory.mktemp("stylegan2") / "narrow-64.pt"
+    g_ema = stylegan2_state(64, NARROW_CHANNELS, n_mlp=3, style_dim=32, seed=4)
+    torch.save({"g": {k: v + 1 for k, v in g_ema.items()}, "d": {"convs.0.0.weight": torch.zeros(8, 3, 1, 1)},
+                "g_ema": g_ema, "g_optim": {"state": {}, "param_groups": [{"lr": 0.002}]},
+                "latent_avg": torch.ones(32)}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def e4e_official(tmp_path_factory: pytest.TempPathFactory, rosinality_256: Path) -> Path:
+    """e4e's released layout, saved from cuda:0, for a 256-px decoder: the full IR-SE50 and 14 style blocks.
+
+    Same-shaped convolution weights share one random tensor (each bias is its own), so the
+    file stays small; the decoder is ``rosinality_256``'s generator.
+    """
+    import torch
+    from layouts import e4e_checkpoint, e4e_encoder_state, storages_tagged
+
+    path = tmp_path_factory.mktemp("e4e") / "e4e_ffhq_encode.pt"
+    decoder = torch.load(rosinality_256, weights_only=True)["g_ema"]
+    latent_avg = torch.randn(1, 512, generator=torch.Generator().manual_seed(6)).repeat(14, 1)
+    with storages_tagged("cuda:0"):
+        torch.save(e4e_checkpoint(e4e_encoder_state(14, share=True), decoder, 256, latent_avg), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def e4e_narrow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """e4e's layout with narrow widths, options as an argparse.Namespace (as forks save them), 64-px decoder."""
+    import torch
+    from layouts import e4e_checkpoint, e4e_encoder_state, stylegan2_state
+
+    path = tmp_path_factory.mktemp("e4e") / "e4e-narrow.pt"
+    latent_avg = torch.randn(10, 32, generator=torch.Generator().manual_seed(7))
+    decoder = stylegan2_state(64, NARROW_CHANNELS, n_mlp=3, style_dim=32, seed=8)
+    torch.save(e4e_checkpoint(e4e_encoder_state(10, NARROW_DEPTHS, seed=9), decoder, 64, latent_avg,
+                              namespace=True), path)
+    return path
+
+
+NARROW_GNR = {4: 32, 8: 32, 16: 32, 32: 16, 64: 16, 128: 8, 256: 8}  # GANsNRoses' layout, narrowed
+
+
+@pytest.fixture(scope="session")
+def gnr_training_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """GANsNRoses' training checkpoint layout (train.py's torch.save) of a narrow generator pair."""
+    import torch
+    from layouts import gnr_generator_state
+
+    path = tmp_path_factory.mktemp("gnr") / "ck.pt"
+    a2b = gnr_generator_state(NARROW_GNR, style_dim=32, seed=11)
+    b2a = gnr_generator_state(NARROW_GNR, style_dim=32, seed=12)
+    torch.save({"G_A2B": a2b, "G_B2A": b2a, "G_A2B_ema": a2b, "G_B2A_ema": b2a,
+                "D_A": {"l_branch.0.0.weight": torch.zeros(8, 3, 1, 1)}, "D_B": {}, "D_L": {},
+                "G_optim": {"state": {}, "param_groups": [{"lr": 0.002, "betas": (0.0, 0.99)}]},
+                "D_optim": {"state": {}, "param_groups": []}, "iter": 300000}, path)
+    return path

@@ -446,3 +446,15 @@ def test_multistyle26_in_torch_matches_the_bundled_graph(tmp_path: Path) -> None
     onnx.save(model, str(bad))
     with pytest.raises(ModelError, match="missing contract.0.w"):
         load_multistyle(bad)
+
+
+def test_channels_last_takes_modules_with_five_dimensional_weights() -> None:
+    """StyleGAN2's modulated convs keep (1, out, in, k, k) weights; Module.to(channels_last) refuses them."""
+    from henshin.filters.layers import ModulatedConv2d
+    from henshin.runtimes.torch_runtime import channels_last
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 1))
+    net.add_module("mod", ModulatedConv2d(4, 4, 3, 8))
+    channels_last(net)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert net.mod.weight.dim() == 5 and net.mod.weight.is_contiguous()

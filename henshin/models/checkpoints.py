@@ -258,6 +258,16 @@ def state_mismatch(expected: Mapping[str, Any], state: Mapping[str, Any]) -> str
     return "; ".join(parts)
 
 
+def indexed_count(state: Mapping[str, Any], pattern: str) -> int:
+    r"""One more than the largest index ``pattern``'s group captures in ``state``'s keys (0: none).
+
+    How a loader reads a repeated block's count (``to_rgbs.(\d+).conv.weight``) from a
+    checkpoint; a gap in the indices then shows up as a missing key in the strict load.
+    """
+    found = [int(m.group(1)) for key in state if (m := re.fullmatch(pattern, key))]
+    return max(found) + 1 if found else 0
+
+
 def load_state_strict(module: Any, state: Mapping[str, Any], what: str, path: Path | str) -> Any:
     """Load ``state`` into ``module`` strictly; a mismatch is one sentence naming a few keys.
 

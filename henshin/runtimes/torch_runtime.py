@@ -31,7 +31,7 @@ class TorchRuntime:
         # A copy: moving or casting in place would change the caller's module under it.
         module = copy.deepcopy(spec.module).eval().to(self.device, self.dtype)
         if self.device.type == "cuda":
-            module = module.to(memory_format=torch.channels_last)
+            module = channels_last(module)
         self.module = torch.compile(module, mode="max-autotune-no-cudagraphs") if options.compile else module
         self._graphs: dict[tuple, Any] = {}
         self._use_graphs = options.cuda_graphs and self.device.type == "cuda"
@@ -80,3 +80,17 @@ class TorchRuntime:
         return static_out.clone()
 
 
+def channels_last(module: Any) -> Any:
+    """``module`` with its 4-D weights in channels-last layout, in place.
+
+    ``Module.to(memory_format=channels_last)`` refuses modules that hold 5-D tensors
+    (StyleGAN2's modulated convolutions keep their weight as (1, out, in, k, k));
+    those, and every other tensor, keep their layout.
+    """
+    import torch
+
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return module
