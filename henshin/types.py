@@ -105,7 +105,9 @@ class FilterSpec:
     for the same track. temporal_blend: how much of its previous output, warped
     by the optical flow of its input, the engine mixes into each output (0..1,
     0: none; see ``henshin.engine.temporal``); any crop or frame filter can
-    ask for it, and at 0 the engine does no temporal work at all.
+    ask for it, and at 0 the engine does no temporal work at all. crop: how a
+    face crop is framed: ``aligned`` (the FFHQ square, turned with the face) or
+    ``box`` (an upright square ``box_scale`` times the landmarks' box, centred on it).
     """
 
     consumes: Consumes = "crops"
@@ -119,6 +121,8 @@ class FilterSpec:
     border: float = 0.1
     temporal: bool = False
     temporal_blend: float = 0.0
+    crop: Literal["aligned", "box"] = "aligned"
+    box_scale: float = 1.3
 
 
 @dataclass(slots=True)

@@ -453,3 +453,34 @@ def test_import_rules_hold():
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+
+
+@register
+class BoxCrops(_TestFilter):
+    """Asks for the loose upright box around the face instead of the FFHQ square."""
+
+    name = "test-box"
+    matrices: list[np.ndarray] = []
+
+    @property
+    def spec(self) -> FilterSpec:
+        return FilterSpec(size=self.params.size, value_range=(0.0, 1.0), crop="box", box_scale=1.3, mask="crop")
+
+    def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
+        type(self).matrices.extend(face.matrix for face in faces)
+        return batch
+
+
+def test_a_filter_can_ask_for_an_upright_box_crop(face_frames):
+    BoxCrops.matrices.clear()
+    stages = stages_for("test-box", smooth=None)
+    work = process_frame(stages, Frame(face_frames[0], 0, 0, Fraction(1, 24)))
+    stages.close()
+    stages.graph.close()
+    (matrix,) = BoxCrops.matrices
+    xy = work.faces[0].landmarks[:, :2]
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    side = 1.3 * max(x1 - x0, y1 - y0)
+    assert abs(matrix[0, 1]) < 1e-9 and abs(matrix[1, 0]) < 1e-9  # upright: no rotation
+    assert matrix[0, 0] == pytest.approx(128 / side, rel=1e-6)
+    np.testing.assert_allclose(matrix @ [(x0 + x1) / 2, (y0 + y1) / 2, 1.0], [64, 64], atol=1e-6)

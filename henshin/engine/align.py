@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from henshin.kernels.landmarks import MOUTH_LEFT, MOUTH_RIGHT, eye_centers
+from henshin.types import AlignedFace, FilterSpec
 
 
 def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
@@ -45,3 +46,17 @@ def quad_matrix(quad: np.ndarray, size: int) -> np.ndarray:
     ox, oy = cx - ax - half * vx, cy - ay - half * vy
     return np.array([[s * ux, s * uy, -s * (ux * ox + uy * oy)],
                      [s * vx, s * vy, -s * (vx * ox + vy * oy)]], np.float64)
+
+
+def box_quad(landmarks: np.ndarray, scale: float) -> np.ndarray:
+    """(cx, cy, half, 0): the upright square ``scale`` times the landmarks' box (its longer side), centred on it."""
+    xy = np.asarray(landmarks[:, :2], np.float64)
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    half = 0.5 * scale * max(x1 - x0, y1 - y0)
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, half, 0.0])
+
+
+def crop_matrix(face: AlignedFace, spec: FilterSpec) -> np.ndarray:
+    """The frame→crop affine of a face for a filter: the FFHQ square, or the upright box the spec asks for."""
+    quad = face.quad if spec.crop == "aligned" else box_quad(face.landmarks, spec.box_scale)
+    return quad_matrix(quad, spec.size)

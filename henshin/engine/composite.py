@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from henshin.engine.align import quad_matrix
+from henshin.engine.align import crop_matrix
 from henshin.errors import OptionError
 from henshin.kernels.blend import blend_into, match_colour
 from henshin.kernels.landmarks import FACE_OVAL
@@ -144,7 +144,7 @@ def composite(image: np.ndarray, faces: Sequence[AlignedFace], outputs: Any, spe
     out = image.clone() if is_torch(image) else image.copy()
     compositor = Compositor()
     for face, output in zip(faces, outputs, strict=True):
-        compositor.paste(out, face, output, quad_matrix(face.quad, spec.size), spec, params, opacity)
+        compositor.paste(out, face, output, crop_matrix(face, spec), spec, params, opacity)
     return out
 
 

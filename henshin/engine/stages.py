@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from henshin.engine.align import ffhq_quad, quad_matrix
+from henshin.engine.align import crop_matrix, ffhq_quad
 from henshin.engine.chains import Chain, FilterGraph, Link
 from henshin.engine.composite import Compositor, paste_background, paste_patches
 from henshin.engine.people import PeopleMasker
@@ -165,7 +165,7 @@ class FaceStages:
             return
         spec = chain.crop_links[0].filter.spec
         image = work.pixels(spec.device) if spec.array == "torch" else work.image
-        matrices = np.stack([quad_matrix(job.face.quad, spec.size) for job in jobs])
+        matrices = np.stack([crop_matrix(job.face, spec) for job in jobs])
         crops = crop_from_frame(image, matrices, spec.size, spec.value_range, spec.layout)
         for job, crop in zip(jobs, crops, strict=True):
             job.crop = crop
@@ -277,7 +277,7 @@ class FaceStages:
         key = (link.uid, track)
         if key not in self._states:
             self._states[key] = (link, link.filter.start_track(track))
-        matrix = quad_matrix(face.quad, spec.size) if face is not None and spec.consumes == "crops" else None
+        matrix = crop_matrix(face, spec) if face is not None and spec.consumes == "crops" else None
         return FaceContext(track, self._states[key][1], work.frame.index, self._time(work.frame), matrix,
                            face.landmarks if face is not None else None)
 
@@ -320,7 +320,7 @@ class FaceStages:
             link = job.chain.crop_links[-1]
             spec = link.filter.spec
             output = _place(job.output, canvas)
-            self._compositor.paste(canvas, job.face, output, quad_matrix(job.face.quad, spec.size), spec, params,
+            self._compositor.paste(canvas, job.face, output, crop_matrix(job.face, spec), spec, params,
                                    link.filter.opacity)
         work.output = _host(canvas)
         return work
