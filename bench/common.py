@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,17 @@ def report(name: str, result: dict[str, Any], rows: list[tuple[str, str]], out: 
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     sys.stdout.flush()
+
+
+def timed_ms(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] = lambda: None, warmup: int = 2) -> list[float]:
+    """Milliseconds of ``repeats`` calls after ``warmup`` untimed ones; ``sync`` waits for a device's queue."""
+    for _ in range(warmup):  # lazy init, autotuning, graph capture
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1000)
+    return times

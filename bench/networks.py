@@ -27,14 +27,13 @@ import argparse
 import dataclasses
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import report
+from bench.common import report, timed_ms
 from bench.runtimes import configurations
 from henshin import runtimes as rt
 from henshin.runtimes import NetworkSpec, RuntimeOptions
@@ -124,19 +123,6 @@ def flops_per_face(module: Any, inputs: list[np.ndarray]) -> int:
     return int(counter.get_total_flops())
 
 
-def _time(fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
 def _as_numpy(out: Any) -> np.ndarray:
     return out.detach().float().cpu().numpy() if hasattr(out, "detach") else np.asarray(out, np.float32)
 
@@ -189,7 +175,7 @@ def _measure_runtime(net: Network, spec: NetworkSpec, label: str, options: Runti
             args = [torch.from_numpy(a).cuda() for a in arrays]
         try:
             out = _as_numpy(runtime(*args))
-            times = _time(lambda runtime=runtime, args=args: runtime(*args), *plan, sync)
+            times = timed_ms(lambda runtime=runtime, args=args: runtime(*args), plan[1], sync, warmup=plan[0])
         except Exception as exc:  # noqa: BLE001 - out of memory at a large batch, say
             rows.append({"network": net.key, "runtime": label, "batch": b, "error": str(exc).splitlines()[0]})
             continue

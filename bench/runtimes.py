@@ -20,14 +20,13 @@ import argparse
 import dataclasses
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import report
+from bench.common import report, timed_ms
 from henshin import runtimes as rt
 from henshin.runtimes import NetworkSpec, RuntimeOptions
 
@@ -96,19 +95,6 @@ def configurations() -> list[tuple[str, RuntimeOptions]]:
     return configs
 
 
-def _time(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> list[float]:
-    for _ in range(2):  # warm-up: lazy init, autotuning, graph capture
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
 def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1, 4, 8)) -> dict[str, Any]:
     """Run every network × runtime × batch; returns the rows and the side-by-side pairs."""
     if quick:
@@ -146,7 +132,7 @@ def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1,
                     out = runtime(*args)
                     out = out.detach().float().cpu().numpy() if hasattr(out, "detach") else np.asarray(out)
                     reference.setdefault(b, out)  # the first configuration is eager fp32 (or ORT fp32)
-                    times = _time(lambda runtime=runtime, args=args: runtime(*args), repeats, sync)
+                    times = timed_ms(lambda runtime=runtime, args=args: runtime(*args), repeats, sync)
                     median = statistics.median(times)
                     rows.append({
                         "network": net.key, "runtime": label, "batch": b, "size": size,

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from henshin.digest import sha256_file
 from henshin.engine.convert import ConvertJob
 from henshin.engine.distributed.join import join_segments
 from henshin.engine.distributed.plan import FilePlan, Segment, plan_file
 from henshin.engine.distributed.pool import Failure, Pool
-from henshin.engine.distributed.workdir import WorkFolder, content_hash, default_root, work_key
+from henshin.engine.distributed.workdir import WorkFolder, default_root, work_key
 from henshin.engine.distributed.worker import SegmentResult, settings_key
 from henshin.engine.sinks import VIDEO_SUFFIXES, check_output
 from henshin.engine.sources import IMAGE_SUFFIXES
@@ -242,7 +243,7 @@ def _prepare(job: DistributedJob, src: Path, dst: Path) -> _File:
     radius = job.settings.smooth_radius
     plan = plan_file(src, job.segment_seconds, job.warmup_frames, radius)
     cut = {"segment_seconds": job.segment_seconds, "warmup": job.warmup_frames, "lookahead": radius}
-    digest = content_hash(src)
+    digest = sha256_file(src)
     folder = WorkFolder(_root(job), work_key(digest, settings_key(job.settings), cut))
     folder.open({"input": str(src), "sha256": digest, "output": str(dst), "settings": settings_key(job.settings),
                  "plan": cut, "segments": len(plan.segments)})

@@ -21,17 +21,6 @@ from typing import Any
 
 from henshin import __version__
 
-CHUNK = 1 << 20
-
-
-def content_hash(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def work_key(input_hash: str, settings: dict[str, Any], plan: dict[str, Any]) -> str:
     """The folder name for one input converted with ``settings`` and cut by ``plan``."""
