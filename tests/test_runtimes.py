@@ -388,3 +388,31 @@ def test_fns_filter_reuses_eager_torch_but_not_a_fixed_size_onnx_graph(fns_file:
     x = np.random.default_rng(1).random((2, 3, 64, 48), dtype=np.float32) * 255
     faces = [FaceContext(0), FaceContext(1)]
     assert np.abs(exported.process(x, faces) - eager.process(x, faces)).max() < 1e-2
+
+
+def test_fns_without_the_onnx_package(clip: tuple[Path, np.ndarray], fns_file: Path, home: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from henshin.runtimes import options
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` fails, as where it is not installed
+    monkeypatch.setattr(options, "_NOTED", set())
+    caplog.set_level(logging.INFO, logger="henshin")
+    assert choose_runtime("auto", True, tensorrt=False, cuda=False) == "torch"
+    assert "pip install 'onnx" in caplog.text
+    with pytest.raises(RuntimeUnavailableError, match="pip install 'onnx"):
+        choose_runtime("onnxruntime", True, tensorrt=False, cuda=False)
+    assert choose_runtime("onnxruntime", False, tensorrt=False, cuda=False) == "onnxruntime"  # no export needed
+    src, _ = clip
+    out = tmp_path / "fns.mp4"
+    argv = ["-q", "convert", str(src), str(out), "--filter", "fns", "--param", f"weights={fns_file}",
+            "--param", "size=64", "--max-faces", "1"]
+    assert main(argv) == 0  # the default runtime falls back to eager torch
+    assert out.exists()
+    capsys.readouterr()
+    assert main([*argv[:3], str(tmp_path / "other.mp4"), *argv[4:], "--runtime", "onnxruntime"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the onnx package" in err and "Traceback" not in err
+    assert not (tmp_path / "other.mp4").exists()

@@ -6,12 +6,14 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from henshin import __version__
-from henshin.errors import HenshinError, OptionError
+from henshin.errors import HenshinError, Interrupted, OptionError
 
 log = logging.getLogger("henshin")
 
@@ -49,11 +51,14 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
 
 
 def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> Any:
-    """The RuntimeOptions the command line asks for (validated)."""
+    """The RuntimeOptions the command line asks for, checked against this machine before any work."""
     from henshin.runtimes import RuntimeOptions
+    from henshin.runtimes.options import check_available
 
-    return RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch,
-                          compile=args.compile, cuda_graphs=args.cuda_graphs)
+    options = RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch,
+                             compile=args.compile, cuda_graphs=args.cuda_graphs)
+    check_available(options)
+    return options
 
 
 def parse_param_pairs(pairs: list[str]) -> dict[str, str]:
@@ -84,10 +89,20 @@ def check_count(name: str, value: int | None, low: int) -> None:
         raise OptionError(f"{name} expects a whole number of at least {low}, got {value}.")
 
 
-def write_stats(path: Path | None, doc: dict[str, Any]) -> None:
-    """Write the ``--stats`` document, when asked for."""
+def check_stats(path: Path | None, inputs: list[Path], taken: list[tuple[str, Path]], overwrite: bool) -> None:
+    """Refuse a ``--stats`` path before work starts: an input, another output, a folder, or existing without --overwrite."""
     if path is not None:
-        path.write_text(json.dumps(doc, indent=2) + "\n")
+        from henshin.outputs import check_writable
+
+        check_writable(path, inputs=inputs, taken=taken, overwrite=overwrite, what="--stats")
+
+
+def write_stats(path: Path | None, doc: dict[str, Any]) -> None:
+    """Write the ``--stats`` document, when asked for (complete or not at all)."""
+    if path is not None:
+        from henshin.outputs import write_atomic
+
+        write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode(), f"--stats {path}")
 
 
 def _native_stderr_to_devnull() -> None:
@@ -110,20 +125,57 @@ def _native_stderr_to_devnull() -> None:
     os.close(devnull)
 
 
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # what kill, systemd, container runtimes and a closed terminal send
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into an ``Interrupted`` in the main thread, as Ctrl-C is; returns the old handlers.
+
+    Only the first one interrupts: a second while cleaning up must not cut the cleanup short.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    seen: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        if seen:
+            return
+        seen.append(signum)
+        raise Interrupted(signum, signal.Signals(signum).name)
+
+    previous = {}
+    for name in STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, stop)
+    return previous
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    for number, handler in handlers.items():
+        signal.signal(number, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run a subcommand; user mistakes become one line and exit code 2."""
+    """Entry point: run a subcommand; user mistakes become one line and exit code 2, signals 128 + the signal."""
     args = build_parser().parse_args(argv)
     _native_stderr_to_devnull()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="henshin: %(message)s", stream=sys.stderr)
+    handlers = _stop_on_signals()
     try:
         return args.run(args)
     except HenshinError as exc:
         print(f"henshin: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("henshin: interrupted; no output was written.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        name = getattr(exc, "name", "Ctrl-C")
+        kept = getattr(exc, "kept", "") or "nothing half-written was left behind"
+        print(f"henshin: stopped by {name}; {kept}.", file=sys.stderr)
+        return 128 + int(signum)
+    finally:
+        _restore(handlers)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class LiveRunner:
         self._processing_done = False
         self._sink_error: BaseException | None = None
         self._started = time.perf_counter()
+        self.interruption: KeyboardInterrupt | None = None  # Ctrl-C or a signal that ended the run
 
     # -- control ---------------------------------------------------------------
 
@@ -85,35 +86,49 @@ class LiveRunner:
     # -- the run -----------------------------------------------------------------
 
     def run(self) -> RunStats:
-        """Capture, process and output until the source ends, max frames, quit or Ctrl-C."""
+        """Capture, process and output until the source ends, max frames, quit, Ctrl-C or a signal.
+
+        Ctrl-C, SIGTERM and SIGHUP end the run like ``quit``: the sinks are
+        closed (a recording is kept) and the figures returned; the interrupt
+        is kept in ``interruption`` for the caller's exit code.
+        """
         capture = threading.Thread(target=self._capture, name="henshin-capture", daemon=True)
         output = threading.Thread(target=self._output, name="henshin-output", daemon=True)
-        ok = False
+        start = time.perf_counter()
         try:
-            warm_up(self.stages, self.source.width, self.source.height)
-            start = self._started = time.perf_counter()
-            capture.start()
-            output.start()
             try:
+                warm_up(self.stages, self.source.width, self.source.height)
+                start = self._started = time.perf_counter()
+                capture.start()
+                output.start()
                 self._process_loop()
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
+                self.interruption = exc
                 self.stop("interrupted")
             finally:
                 self.stop(self.stats.end_reason or "end of source")
-                capture.join(timeout=5)
-                output.join(timeout=5)
+                for thread in (capture, output):
+                    if thread.is_alive():
+                        thread.join(timeout=5)
                 self.stats.wall_s = time.perf_counter() - start
-            ok = self._sink_error is None
         finally:
-            if ok:
-                self.sinks.close()
-            else:
-                self.sinks.abort()
-            self.source.close()
-            self.stages.close()
+            self._finish()
         if self._sink_error is not None:
             raise self._sink_error
         return self.stats
+
+    def _finish(self) -> None:
+        """Close the sinks (abort them when one failed), the source and the stages."""
+        try:
+            if self._sink_error is None:
+                self.sinks.close()
+            else:
+                self.sinks.abort()
+        except BaseException as exc:  # a recording that cannot be finished (full disk): reported by run()
+            self._sink_error = self._sink_error or exc
+        finally:
+            self.source.close()
+            self.stages.close()
 
     def _capture(self) -> None:
         try:
@@ -225,6 +240,9 @@ class LiveRunner:
                     return
             except HenshinError as exc:
                 log.warning("control: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - a bad control line never ends a live run
+                log.warning("control: %r could not be applied (%s: %s); the run goes on unchanged.",
+                            line, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
 def warm_up(stages: FaceStages, width: int, height: int) -> None:
@@ -266,13 +284,18 @@ def _timed(stats: RunStats, stage: str, fn: Callable[..., Any], *args: Any) -> A
 
 
 def read_commands(stream: Any, runner: LiveRunner) -> Callable[[], None]:
-    """Start a daemon thread feeding lines of ``stream`` (stdin) to the runner."""
+    """Start a daemon thread feeding lines of ``stream`` (stdin) to the runner.
+
+    Bytes are read and decoded leniently, so a line that is not UTF-8 is answered
+    as an unknown command instead of ending the reading.
+    """
+    raw = getattr(stream, "buffer", None)
 
     def loop() -> None:
         try:
-            for line in stream:
-                runner.command(line)
-        except (OSError, ValueError, UnicodeDecodeError):
+            for line in raw if raw is not None else stream:
+                runner.command(line.decode("utf-8", "replace") if isinstance(line, bytes) else line)
+        except (OSError, ValueError):
             return  # no readable stdin (closed, or captured by a test runner)
 
     thread = threading.Thread(target=loop, name="henshin-control", daemon=True)

@@ -125,10 +125,14 @@ class _Stage(threading.Thread):
             self._run.put(self.outbox, item)
 
 
-def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineConfig | None = None) -> RunStats:
-    """Every frame of ``source`` through the stages into ``sink``; the sink is closed on success, aborted otherwise."""
+def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineConfig | None = None,
+                stats: RunStats | None = None) -> RunStats:
+    """Every frame of ``source`` through the stages into ``sink``; the sink is closed on success, aborted otherwise.
+
+    ``stats``: a record to fill (a new one when None), so the caller keeps the figures when the run fails.
+    """
     config = config or OfflineConfig()
-    stats = RunStats()
+    stats = stats if stats is not None else RunStats()
     run = _Run(stats)
     progress = _progress_bar(config.progress, source.frame_count)
 
@@ -171,10 +175,17 @@ def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineC
         progress.close()
     if run.error is not None:
         sink.abort()
+        stats.end_reason = "interrupted" if isinstance(run.error, KeyboardInterrupt) else "failed"
         raise run.error
     start = time.perf_counter()
-    sink.close()
+    try:
+        sink.close()
+    except KeyboardInterrupt:
+        sink.abort()
+        stats.end_reason = "interrupted"
+        raise
     stats.stage_s["encode"] += time.perf_counter() - start
+    stats.end_reason = "complete"
     return stats
 
 

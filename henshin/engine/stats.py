@@ -52,6 +52,8 @@ class RunStats:
             "fps": round(self.frames_processed / self.wall_s, 3) if self.wall_s > 0 else 0.0,
             "stage_ms": stage_ms,
         }
+        if self.end_reason:
+            doc["end_reason"] = self.end_reason
         if self.mode == "live":
             if "output" in self.stage_s:
                 stage_ms["output"] = round(self.stage_s["output"] / max(self.frames_out, 1) * 1000, 3)
