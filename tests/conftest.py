@@ -133,3 +133,20 @@ def run_offline_frames(images: list[np.ndarray], chain: str, smooth: int = 4, **
         stages.close()
         stages.graph.close()
     return sink.images
+
+
+@pytest.fixture(scope="session")
+def xscreen():
+    """A virtual X screen (Xvfb) for window tests; skipped, saying what to install, where the tools are missing."""
+    import sys
+
+    from tests.xscreen import INSTALL, VirtualScreen, missing_tools
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("window tests run under Xvfb, on Linux")
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"window tests need {', '.join(missing)}: {INSTALL}")
+    screen = VirtualScreen()
+    yield screen
+    screen.close()

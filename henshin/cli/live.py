@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if args.record is not None:
             sinks.append(VideoFileSink(args.record, source.frame_rate, source.time_base))
         for kind in dict.fromkeys(args.sink or ["vcam"]):
-            sinks.append(_sink(kind, args, source, lambda line: runner_box[0].command(line)))
+            sinks.append(_sink(kind, args, source, _Later(runner_box)))
         graph = FilterGraph(request, runtime)
     except BaseException:
         for sink in sinks:
@@ -99,14 +99,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Later:
+    """The runner for the sinks' callbacks (a window's keys), made after them."""
+
+    def __init__(self, box: list) -> None:
+        self._box = box
+
+    def __call__(self, line: str) -> None:
+        self._box[0].command(line)
+
+    def stop(self, reason: str) -> None:
+        self._box[0].stop(reason)
+
+
 def _report(stats: Any, doc: dict[str, Any]) -> None:
     latency = doc["latency_ms"]
     if latency["p50"] is None:
-        log.info("%s: %d captured, nothing was shown", stats.end_reason, stats.frames_in)
+        log.warning("%s: %d captured, nothing was shown (%s); the latency figures are empty.", stats.end_reason,
+                    stats.frames_in, _why_nothing(stats))
     else:
         log.info("%s: %d captured, %d processed, %d dropped; latency p50 %.1f ms, p99 %.1f ms",
                  stats.end_reason, stats.frames_in, stats.frames_processed, stats.frames_dropped,
                  latency["p50"], latency["p99"])
+
+
+def _why_nothing(stats: Any) -> str:
+    if not stats.frames_in:
+        return "the source gave no frame"
+    if not stats.frames_processed:
+        return f"the run ended ({stats.end_reason}) before the first frame was processed"
+    return "the sinks took no frame before the run ended"
 
 
 def _check_record(args: argparse.Namespace, inputs: list[Path]) -> None:
@@ -117,7 +139,7 @@ def _check_record(args: argparse.Namespace, inputs: list[Path]) -> None:
     check_output(args.record, inputs, args.overwrite, [("--stats", args.stats)] if args.stats else [], "--record")
 
 
-def _sink(kind: str, args: argparse.Namespace, source: Any, command: Any) -> Any:
+def _sink(kind: str, args: argparse.Namespace, source: Any, runner: Any) -> Any:
     if kind == "vcam":
         from henshin.engine.screens import VirtualCameraSink
 
@@ -128,7 +150,7 @@ def _sink(kind: str, args: argparse.Namespace, source: Any, command: Any) -> Any
     if kind == "preview":
         from henshin.engine.screens import PreviewSink
 
-        return PreviewSink(command)
+        return PreviewSink(runner, on_close=lambda: runner.stop("window closed"))
     from henshin.engine.sinks import NullSink
 
     return NullSink()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from henshin.engine.sinks import Sink
+from henshin.engine.sinks import Sink, pump
 from henshin.engine.sources import Source
 from henshin.engine.stages import FaceStages, Work
 from henshin.engine.stats import RunStats
@@ -165,7 +165,8 @@ def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineC
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads) and run.error is None:
-            threads[-1].join(timeout=0.1)
+            if not pump([sink], 0.05):  # a preview window is served from here, the main thread
+                threads[-1].join(timeout=0.1)
     except BaseException as exc:  # Ctrl-C in the main thread: stop every stage, then re-raise
         run.fail(exc)
     finally:

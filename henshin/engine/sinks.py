@@ -31,7 +31,9 @@ class Sink(Protocol):
 
     ``repeats``: live, whether the sink also takes the last frame again on the
     camera's ticks when no new one is ready (a virtual camera must keep its
-    rate; a file records each frame once, at its capture time).
+    rate; a file records each frame once, at its capture time). A sink with a
+    window also has ``pump(seconds)``: its event loop, which the scheduler runs
+    on the main thread while ``write`` is called from another (see ``pump``).
     """
 
     repeats: bool
@@ -74,6 +76,10 @@ class Tee:
             if not repeated or sink.repeats:
                 sink.write(frame, image)
 
+    def pump(self, seconds: float) -> bool:
+        """Run the event loop of every sink that has a window for about ``seconds``; False when none has."""
+        return pump(self.sinks, seconds)
+
     def close(self) -> None:
         try:
             for sink in self.sinks:
@@ -88,6 +94,18 @@ class Tee:
                 sink.abort()
             except Exception:  # noqa: BLE001 - every sink gets its abort whatever one of them raises
                 pass
+
+
+def pump(sinks: Sequence[object], seconds: float) -> bool:
+    """Serve the windows among ``sinks`` on this (the main) thread for about ``seconds``; False when there are none.
+
+    GUI toolkits serve a window only from the main thread, so a scheduler whose
+    main thread only waits calls this instead of sleeping.
+    """
+    loops = [sink.pump for sink in sinks if callable(getattr(sink, "pump", None))]
+    for loop in loops:
+        loop(seconds / len(loops))
+    return bool(loops)
 
 
 def check_output(path: Path, inputs: list[Path], overwrite: bool, taken: Sequence[tuple[str, Path]] = (),
