@@ -34,3 +34,15 @@ class ModelError(HenshinError, RuntimeError):
 
 class RuntimeUnavailableError(HenshinError, RuntimeError):
     """A requested runtime or device is not installed or not present."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so the run stops the way Ctrl-C stops it.
+
+    A KeyboardInterrupt, so every place that cleans up after Ctrl-C cleans up
+    after these too; ``signum`` gives the exit code (128 + signal).
+    """
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum, self.name = signum, name

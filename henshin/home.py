@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from henshin.errors import OutputError
+
 
 def cache_root() -> Path:
     """henshin's cache: ``$HENSHIN_HOME`` when set, else the platform's user cache dir."""
     if os.environ.get("HENSHIN_HOME"):
-        return Path(os.environ["HENSHIN_HOME"]).expanduser()
+        root = Path(os.environ["HENSHIN_HOME"]).expanduser()
+        if root.exists() and not root.is_dir():
+            raise OutputError(f"HENSHIN_HOME={root} is a file; point HENSHIN_HOME at a folder (it is created "
+                              "when missing) or unset it.")
+        return root
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("henshin"))

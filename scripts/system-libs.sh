@@ -1,13 +1,35 @@
 #!/usr/bin/env bash
-# OpenCV (pulled in by mediapipe) needs libGL and GLib from the system.
-# Installs them with apt when they are missing and we are allowed to.
+# System packages henshin needs, installed with apt when missing and we are allowed to:
+# - libGL and GLib for OpenCV (pulled in by mediapipe) — required;
+# - Xvfb, xdotool and xwd (x11-apps) for the preview-window tests, which run under a
+#   virtual X screen — optional: without them those tests are skipped, saying why.
 set -euo pipefail
-if ldconfig -p 2>/dev/null | grep -q 'libGL.so.1' && ldconfig -p 2>/dev/null | grep -q 'libgthread-2.0.so.0'; then
+
+have_libs() {
+  ldconfig -p 2>/dev/null | grep -q 'libGL.so.1' && ldconfig -p 2>/dev/null | grep -q 'libgthread-2.0.so.0'
+}
+have_x_tools() {
+  command -v Xvfb >/dev/null && command -v xdotool >/dev/null && command -v xwd >/dev/null
+}
+
+can_apt=false
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  can_apt=true
+fi
+
+wanted=()
+have_libs || wanted+=(libgl1 libglib2.0-0)
+have_x_tools || wanted+=(xvfb xdotool x11-apps)
+if [ ${#wanted[@]} -eq 0 ]; then
   exit 0
 fi
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgl1 libglib2.0-0 >/dev/null
-else
+if $can_apt; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${wanted[@]}" >/dev/null
+  exit 0
+fi
+if ! have_libs; then
   echo "henshin needs libgl1 and libglib2.0-0: sudo apt-get install libgl1 libglib2.0-0" >&2
   exit 1
 fi
+echo "note: the preview-window tests need xvfb, xdotool and x11-apps (sudo apt-get install xvfb xdotool x11-apps);" \
+     "without them they are skipped." >&2

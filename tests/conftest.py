@@ -215,3 +215,21 @@ def gnr_training_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "G_optim": {"state": {}, "param_groups": [{"lr": 0.002, "betas": (0.0, 0.99)}]},
                 "D_optim": {"state": {}, "param_groups": []}, "iter": 300000}, path)
     return path
+
+
+
+@pytest.fixture(scope="session")
+def xscreen():
+    """A virtual X screen (Xvfb) for window tests; skipped, saying what to install, where the tools are missing."""
+    import sys
+
+    from tests.xscreen import INSTALL, VirtualScreen, missing_tools
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("window tests run under Xvfb, on Linux")
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"window tests need {', '.join(missing)}: {INSTALL}")
+    screen = VirtualScreen()
+    yield screen
+    screen.close()

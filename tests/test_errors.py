@@ -137,3 +137,56 @@ def test_failure_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(["-q", "convert", str(clip[0]), str(out), "--batch", "1"])
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def nothing_loaded(monkeypatch):
+    """Fail the test if the source is opened or a filter built: options must be refused before that."""
+    import henshin.engine.convert as convert_module
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started although an option was bad")
+
+    monkeypatch.setattr(convert_module, "open_source", forbidden)
+    monkeypatch.setattr(convert_module, "FilterGraph", forbidden)
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--preset", "ludicrous"], "--preset expects one of ultrafast"),
+        (["--crf", "-5"], "--crf expects a whole number from 0"),
+        (["--crf", "99"], "--crf expects a whole number from 0"),
+        (["--device", "tpu"], "--device expects cpu, cuda or cuda:N"),
+        (["--device", "cpu", "--precision", "fp16"], "--precision fp16 needs a CUDA device"),
+        (["--runtime", "onnxruntime", "--precision", "bf16"], "ONNX Runtime runs networks in fp32"),
+        (["--runtime", "tensorrt", "--device", "cpu"], "TensorRT runs on a CUDA GPU only"),
+    ],
+)
+def test_bad_encoder_and_runtime_options_are_refused_before_work(capsys, clip, tmp_path, nothing_loaded, args,
+                                                                 expect):
+    code, err = _run(capsys, "convert", str(clip[0]), str(tmp_path / "out.mp4"), *args)
+    assert code == 2
+    assert expect in _one_sentence(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_device_this_machine_lacks_is_refused_before_work(capsys, clip, tmp_path, nothing_loaded):
+    from henshin.runtimes import cuda_available
+
+    if cuda_available():
+        import torch
+
+        device, expect = f"cuda:{torch.cuda.device_count()}", "pick one of them"
+    else:
+        device, expect = "cuda", "torch sees none on this machine"
+    code, err = _run(capsys, "convert", str(clip[0]), str(tmp_path / "out.mp4"), "--device", device)
+    assert code == 2 and expect in _one_sentence(err)
+
+
+def test_binary_preset_file_is_one_sentence(capsys, clip, tmp_path):
+    preset = tmp_path / "look.toml"
+    preset.write_bytes(b"\x00\x01\xff\xfe")
+    code, err = _run(capsys, "convert", str(clip[0]), str(tmp_path / "out.mp4"), "--filter", "warp",
+                     "--param", f"preset={preset}")
+    assert code == 2 and "is not a text file" in _one_sentence(err)

@@ -218,3 +218,53 @@ class _Recorder:
 
     def abort(self) -> None:
         self.closed = True
+
+
+BAD_LINES = [
+    b"step style abc",
+    b"step style nan",
+    b"step strength 1e999",
+    b"set style 99",
+    b"face x style",
+    b"filter",
+    b"filter warp preset=PRESET",  # a binary file
+    b"\xff\xfe\x00 not utf-8",
+]
+
+
+def test_bad_control_lines_never_end_a_live_run(capsys, caplog, monkeypatch, live_clip, tmp_path):
+    import io
+
+    preset = tmp_path / "bin.toml"
+    preset.write_bytes(b"\x00\x01\xff\xfe")
+    lines = b"\n".join(line.replace(b"PRESET", str(preset).encode()) for line in BAD_LINES) + b"\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(lines)))
+    stats_path = tmp_path / "s.json"
+    code = main(["-q", "live", "--source", str(live_clip), "--sink", "null", "--max-frames", "24",
+                 "--stats", str(stats_path)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Traceback" not in err
+    answers = [r.getMessage() for r in caplog.records if r.getMessage().startswith("control:")]
+    assert len(answers) == len(BAD_LINES), answers
+    assert all("\n" not in answer for answer in answers)  # one sentence each
+    assert "is not a text file" in caplog.text
+    stats = json.loads(stats_path.read_text())
+    assert stats["end_reason"] == "max frames" and stats["frames_processed"] > 0
+
+
+def test_a_control_command_that_crashes_is_answered_and_the_run_goes_on(live_clip, monkeypatch, caplog):
+    def broken(self, text, params={}):  # noqa: B006
+        raise RuntimeError("simulated bug in a filter's set-up")
+
+    monkeypatch.setattr(FilterGraph, "switch", broken)
+    graph = FilterGraph(ChainRequest("tint"))
+    stages = FaceStages(graph, OneEuroSmoother())
+    runner = LiveRunner(RealtimeFileSource(live_clip), stages, [NullSink()])
+    runner.command("filter warp")
+    try:
+        stats = runner.run()
+    finally:
+        graph.close()
+    assert "'filter warp' could not be applied (RuntimeError" in caplog.text
+    assert stats.end_reason == "end of source" and stats.frames_processed > 0

@@ -529,3 +529,48 @@ def test_cli_import_and_pull(use_registry, server, fns_file, capsys):
     assert "fns-candy:" in capsys.readouterr().out
     assert main(["models", "import", "stylegan2-ffhq-1024", str(fns_file)]) == 2
     assert "not a StyleGAN2 FFHQ 1024 checkpoint" in capsys.readouterr().err
+
+
+# -- a damaged cache is never used ------------------------------------------------------------------------
+
+
+def test_convert_refuses_a_damaged_cached_model(use_registry, fns_file, face_png, tmp_path, capsys):
+    use_registry(registry("https://example.invalid", fns_sha=_sha(fns_file)))
+    (stored,) = models.import_model("fns-candy", fns_file)
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # still loads: only the recorded hash can tell
+    stored.write_bytes(bytes(data))
+    out = tmp_path / "out.png"
+    capsys.readouterr()
+    assert main(["-q", "convert", str(face_png), str(out), "--filter", "fns"]) == 2
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "henshin models verify fns-candy" in err and "henshin models pull fns-candy" in err
+    assert not out.exists()
+
+
+def test_a_checked_model_is_hashed_again_only_when_it_changed(use_registry, fns_file, monkeypatch):
+    use_registry(registry("https://example.invalid"))  # no registry hash: the one recorded at import counts
+    (stored,) = models.import_model("fns-candy", fns_file)
+    hashed = []
+    real = models.sha256_file
+    monkeypatch.setattr(models, "sha256_file", lambda path: hashed.append(path) or real(path))
+    assert models.model_path("fns-candy") == stored
+    assert hashed == []  # size and time as recorded when stored: the fast path
+    later = stored.stat().st_mtime_ns + 5_000_000_000
+    import os
+
+    os.utime(stored, ns=(later, later))
+    assert models.model_path("fns-candy") == stored
+    assert hashed == [stored]  # touched: hashed once, found intact, recorded again
+    assert models.model_path("fns-candy") == stored
+    assert hashed == [stored]
+
+
+def test_import_errors_name_the_file_the_user_gave(use_registry, tmp_path, home):
+    use_registry(registry("https://example.invalid"))
+    junk = tmp_path / "downloaded.pth"
+    junk.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(ModelError) as info:
+        models.import_model("fns-candy", junk)
+    assert str(junk) in str(info.value) and ".part" not in str(info.value)
+    assert _cache_files(home) == []

@@ -458,3 +458,31 @@ def test_channels_last_takes_modules_with_five_dimensional_weights() -> None:
     channels_last(net)
     assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert net.mod.weight.dim() == 5 and net.mod.weight.is_contiguous()
+
+
+def test_fns_without_the_onnx_package(clip: tuple[Path, np.ndarray], fns_file: Path, home: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from henshin.runtimes import options
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` fails, as where it is not installed
+    monkeypatch.setattr(options, "_NOTED", set())
+    caplog.set_level(logging.INFO, logger="henshin")
+    assert choose_runtime("auto", True, tensorrt=False, cuda=False) == "torch"
+    assert "pip install 'onnx" in caplog.text
+    with pytest.raises(RuntimeUnavailableError, match="pip install 'onnx"):
+        choose_runtime("onnxruntime", True, tensorrt=False, cuda=False)
+    assert choose_runtime("onnxruntime", False, tensorrt=False, cuda=False) == "onnxruntime"  # no export needed
+    src, _ = clip
+    out = tmp_path / "fns.mp4"
+    argv = ["-q", "convert", str(src), str(out), "--filter", "fns", "--param", f"weights={fns_file}",
+            "--param", "size=64", "--max-faces", "1"]
+    assert main(argv) == 0  # the default runtime falls back to eager torch
+    assert out.exists()
+    capsys.readouterr()
+    assert main([*argv[:3], str(tmp_path / "other.mp4"), *argv[4:], "--runtime", "onnxruntime"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the onnx package" in err and "Traceback" not in err
+    assert not (tmp_path / "other.mp4").exists()

@@ -11,13 +11,13 @@ from typing import Any
 from henshin.cli.options import (
     add_filter_options,
     check_count,
+    check_stats,
     cut_config,
     parse_face_routes,
     parse_param_pairs,
     runtime_options,
     write_stats,
 )
-from henshin.errors import OptionError
 
 log = logging.getLogger("henshin")
 
@@ -42,7 +42,9 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warping-error", action="store_true",
                    help="measure temporal stability into --stats: the warping error of output and input "
                         "where the filter changed pixels (two optical flows per frame)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file and --stats file; in an output folder, the files of "
+                        "the same names (nothing else is removed)")
     p.add_argument("--max-faces", type=int, default=4, metavar="N", help="faces to track (default 4)")
     p.add_argument("--smooth", type=int, default=4, metavar="FRAMES",
                    help="alignment smoothing half-window in frames; 0 turns it off (default 4)")
@@ -55,14 +57,15 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
 def job_from_args(args: argparse.Namespace, input: Path, output: Path) -> Any:
     """The ConvertJob the shared options ask for (each checked)."""
     from henshin.engine.convert import ConvertJob
+    from henshin.engine.files import check_encoder
     from henshin.engine.offline import OfflineConfig
     from henshin.engine.tracking import TrackerConfig
 
     check_count("--max-faces", args.max_faces, 1)
     check_count("--smooth", args.smooth, 0)
     check_count("--batch", args.batch, 1)
-    if args.stats is not None and not args.stats.resolve().parent.is_dir():
-        raise OptionError(f"the folder of --stats {args.stats} does not exist; create it or choose another path.")
+    check_encoder(args.crf, args.preset)
+    check_stats(args.stats, [input], [("the output", output)], args.overwrite)
     return ConvertJob(
         input=input, output=output, filter=args.filter, params=parse_param_pairs(args.param),
         faces=parse_face_routes(args.face), tracker=TrackerConfig(max_faces=args.max_faces),
@@ -70,6 +73,7 @@ def job_from_args(args: argparse.Namespace, input: Path, output: Path) -> Any:
         scheduling=OfflineConfig(batch_frames=args.batch, progress=not args.quiet and sys.stderr.isatty()),
         overwrite=args.overwrite, crf=args.crf, preset=args.preset,
         runtime=runtime_options(args, max_batch=max(8, args.batch * args.max_faces)),
+        taken=[("--stats", args.stats)] if args.stats else [],
     )
 
 
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     """Check every option, convert, write the stats."""
     from henshin.cli.distributed import check_ray_options
     from henshin.engine.convert import convert
+    from henshin.engine.stats import RunStats
 
     check_ray_options(args)
     job = job_from_args(args, args.input, args.output)
@@ -88,11 +93,23 @@ def run(args: argparse.Namespace) -> int:
         from henshin.engine.screens import PreviewSink
 
         job.extra_sinks.append(PreviewSink(lambda line: None))
-    stats = convert(job)
-    doc = stats.to_json() | {"input": str(args.input), "output": str(args.output), "filter": args.filter,
-                              "routes": {str(k): v for k, v in job.faces.items()}, "params": job.params}
+    stats = RunStats()
+    try:
+        convert(job, stats)
+    except KeyboardInterrupt as exc:
+        exc.kept = f"{args.output} was not written"
+        if args.stats and stats.frames_in:
+            write_stats(args.stats, _doc(stats, args, job) | {"output": None})
+            exc.kept += f"; the figures so far are in {args.stats}"
+        raise
+    doc = _doc(stats, args, job)
     write_stats(args.stats, doc)
     if not args.quiet:
         log.info("wrote %s: %d frames, %d with faces, %.1f fps", args.output, stats.frames_out,
                  stats.frames_with_faces, doc["fps"])
     return 0
+
+
+def _doc(stats: Any, args: argparse.Namespace, job: Any) -> dict[str, Any]:
+    return stats.to_json() | {"input": str(args.input), "output": str(args.output), "filter": args.filter,
+                              "routes": {str(k): v for k, v in job.faces.items()}, "params": job.params}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from henshin.errors import HenshinError
 from henshin.runtimes import (
     RuntimeOptions,
     cache_dir,
@@ -70,8 +71,15 @@ def checks() -> list[Check]:
     out.append(_mediapipe())
     out.append(_bundled())
     out.append(_models())
-    out.append(Check("cache", str(cache_dir(RuntimeOptions()).parent), True))
+    out.append(_cache())
     return out
+
+
+def _cache() -> Check:
+    try:
+        return Check("cache", str(cache_dir(RuntimeOptions()).parent), True)
+    except HenshinError as exc:
+        return Check("cache", str(exc), False, "set HENSHIN_HOME to a folder you can write to, or unset it")
 
 
 def _vcam() -> Check:
@@ -115,6 +123,10 @@ def _bundled() -> Check:
 def _models() -> Check:
     from henshin.models.store import default_registry, models_dir, status
 
+    try:
+        models_dir()
+    except HenshinError as exc:
+        return Check("models", str(exc), False, "set HENSHIN_HOME to a folder, or unset it")
     states = {entry.name: status(entry) for entry in default_registry()}
     have = [name for name, state in states.items() if state in ("present", "bundled")]
     return Check("models", f"{len(have)} of {len(states)} present ({', '.join(have)}) in {models_dir()}", True,

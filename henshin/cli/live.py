@@ -11,6 +11,7 @@ from typing import Any
 from henshin.cli.options import (
     add_filter_options,
     check_count,
+    check_stats,
     cut_config,
     parse_face_routes,
     parse_param_pairs,
@@ -29,7 +30,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sink", action="append", choices=["vcam", "preview", "null"], default=None,
                    help="where frames go, repeatable (default vcam)")
     p.add_argument("--record", type=Path, metavar="OUT.mp4", help="also record what is sent, with the camera's timestamps")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --record or --stats file")
     add_filter_options(p)
     p.add_argument("--width", type=int, help="camera width to ask for")
     p.add_argument("--height", type=int, help="camera height to ask for")
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     """Check every option, open the source, the filters and the sinks, run until the end."""
     from henshin.engine.camera import open_live_source
     from henshin.engine.chains import ChainRequest, FilterGraph
+    from henshin.engine.files import VideoFileSink
     from henshin.engine.live import LiveConfig, LiveRunner, read_commands
     from henshin.engine.smoothing import OneEuroSmoother
     from henshin.engine.stages import FaceStages
@@ -55,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_count("--max-frames", args.max_frames, 1)
     check_count("--max-faces", args.max_faces, 1)
-    if args.stats is not None and not args.stats.resolve().parent.is_dir():
-        raise OptionError(f"the folder of --stats {args.stats} does not exist; create it or choose another path.")
+    inputs = [Path(args.source)] if not args.source.isdigit() and Path(args.source).exists() else []
+    if args.record is not None:
+        _check_record(args, inputs)
+    check_stats(args.stats, inputs, [("--record", args.record)] if args.record else [], args.overwrite)
     request = ChainRequest(args.filter, parse_face_routes(args.face), parse_param_pairs(args.param))
     runtime = runtime_options(args, max_batch=max(1, args.max_faces))
     source = open_live_source(args.source, args.width, args.height, args.fps, args.loop)
@@ -65,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
     graph = None
     try:
         if args.record is not None:
-            sinks.append(_recorder(args, source))
+            sinks.append(VideoFileSink(args.record, source.frame_rate, source.time_base))
         for kind in dict.fromkeys(args.sink or ["vcam"]):
-            sinks.append(_sink(kind, args, source, lambda line: runner_box[0].command(line)))
+            sinks.append(_sink(kind, args, source, _Later(runner_box)))
         graph = FilterGraph(request, runtime)
     except BaseException:
         for sink in sinks:
@@ -82,33 +86,62 @@ def run(args: argparse.Namespace) -> int:
     if sys.stdin is not None and not sys.stdin.closed:
         read_commands(sys.stdin, runner)  # `set strength 0.5`, `filter style`, `toggle`, `quit`
     try:
-        stats = runner.run()
+        runner.run()
     finally:
         graph.close()
-    doc = stats.to_json() | {"source": str(args.source), "filter": args.filter}
-    write_stats(args.stats, doc)
+        # The figures are written however the run ended: a failed recording, a signal, the end.
+        doc = runner.stats.to_json() | {"source": str(args.source), "filter": args.filter}
+        write_stats(args.stats, doc)
+    _report(runner.stats, doc)
+    if runner.interruption is not None:
+        kept = [f"the recording {args.record}"] if args.record else []
+        kept += [f"the figures in {args.stats}"] if args.stats else []
+        runner.interruption.kept = f"{' and '.join(kept)} {'were' if len(kept) > 1 else 'was'} kept" if kept else ""
+        raise runner.interruption
+    return 0
+
+
+class _Later:
+    """The runner for the sinks' callbacks (a window's keys), made after them."""
+
+    def __init__(self, box: list) -> None:
+        self._box = box
+
+    def __call__(self, line: str) -> None:
+        self._box[0].command(line)
+
+    def stop(self, reason: str) -> None:
+        self._box[0].stop(reason)
+
+
+def _report(stats: Any, doc: dict[str, Any]) -> None:
     latency = doc["latency_ms"]
     if latency["p50"] is None:
-        log.info("%s: %d captured, nothing was shown", stats.end_reason, stats.frames_in)
+        log.warning("%s: %d captured, nothing was shown (%s); the latency figures are empty.", stats.end_reason,
+                    stats.frames_in, _why_nothing(stats))
     else:
         log.info("%s: %d captured, %d processed, %d dropped; latency p50 %.1f ms, p99 %.1f ms",
                  stats.end_reason, stats.frames_in, stats.frames_processed, stats.frames_dropped,
                  latency["p50"], latency["p99"])
-    return 0
 
 
-def _recorder(args: argparse.Namespace, source: Any) -> Any:
-    from henshin.engine.files import VideoFileSink
+def _why_nothing(stats: Any) -> str:
+    if not stats.frames_in:
+        return "the source gave no frame"
+    if not stats.frames_processed:
+        return f"the run ended ({stats.end_reason}) before the first frame was processed"
+    return "the sinks took no frame before the run ended"
+
+
+def _check_record(args: argparse.Namespace, inputs: list[Path]) -> None:
     from henshin.engine.sinks import check_output, output_kind
 
     if output_kind(args.record) != "video":
         raise OptionError(f"--record {args.record} should be a video file (.mp4, .mov or .mkv).")
-    inputs = [source.path] if getattr(source, "path", None) else []
-    check_output(args.record, inputs, args.overwrite)
-    return VideoFileSink(args.record, source.frame_rate, source.time_base)
+    check_output(args.record, inputs, args.overwrite, [("--stats", args.stats)] if args.stats else [], "--record")
 
 
-def _sink(kind: str, args: argparse.Namespace, source: Any, command: Any) -> Any:
+def _sink(kind: str, args: argparse.Namespace, source: Any, runner: Any) -> Any:
     if kind == "vcam":
         from henshin.engine.screens import VirtualCameraSink
 
@@ -119,7 +152,7 @@ def _sink(kind: str, args: argparse.Namespace, source: Any, command: Any) -> Any
     if kind == "preview":
         from henshin.engine.screens import PreviewSink
 
-        return PreviewSink(command)
+        return PreviewSink(runner, on_close=lambda: runner.stop("window closed"))
     from henshin.engine.sinks import NullSink
 
     return NullSink()

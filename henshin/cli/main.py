@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
+from typing import Any
 
 from henshin import __version__
-from henshin.errors import HenshinError
+from henshin.errors import HenshinError, Interrupted
 
 log = logging.getLogger("henshin")
 
@@ -46,20 +49,57 @@ def _native_stderr_to_devnull() -> None:
     os.close(devnull)
 
 
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # what kill, systemd, container runtimes and a closed terminal send
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into an ``Interrupted`` in the main thread, as Ctrl-C is; returns the old handlers.
+
+    Only the first one interrupts: a second while cleaning up must not cut the cleanup short.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    seen: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        if seen:
+            return
+        seen.append(signum)
+        raise Interrupted(signum, signal.Signals(signum).name)
+
+    previous = {}
+    for name in STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, stop)
+    return previous
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    for number, handler in handlers.items():
+        signal.signal(number, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run a subcommand; user mistakes become one line and exit code 2."""
+    """Entry point: run a subcommand; user mistakes become one line and exit code 2, signals 128 + the signal."""
     args = build_parser().parse_args(argv)
     _native_stderr_to_devnull()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="henshin: %(message)s", stream=sys.stderr)
+    handlers = _stop_on_signals()
     try:
         return args.run(args)
     except HenshinError as exc:
         print(f"henshin: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("henshin: interrupted; no output was written.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        name = getattr(exc, "name", "Ctrl-C")
+        kept = getattr(exc, "kept", "") or "nothing half-written was left behind"
+        print(f"henshin: stopped by {name}; {kept}.", file=sys.stderr)
+        return 128 + int(signum)
+    finally:
+        _restore(handlers)
 
 
 if __name__ == "__main__":

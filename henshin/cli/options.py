@@ -40,11 +40,14 @@ def cut_config(args: argparse.Namespace) -> Any:
 
 
 def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> Any:
-    """The RuntimeOptions the command line asks for (validated)."""
+    """The RuntimeOptions the command line asks for, checked against this machine before any work."""
     from henshin.runtimes import RuntimeOptions
+    from henshin.runtimes.options import check_available
 
-    return RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch,
-                          compile=args.compile, cuda_graphs=args.cuda_graphs)
+    options = RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch,
+                             compile=args.compile, cuda_graphs=args.cuda_graphs)
+    check_available(options)
+    return options
 
 
 def parse_param_pairs(pairs: list[str]) -> dict[str, str]:
@@ -75,7 +78,17 @@ def check_count(name: str, value: int | None, low: int) -> None:
         raise OptionError(f"{name} expects a whole number of at least {low}, got {value}.")
 
 
-def write_stats(path: Path | None, doc: dict[str, Any]) -> None:
-    """Write the ``--stats`` document, when asked for."""
+def check_stats(path: Path | None, inputs: list[Path], taken: list[tuple[str, Path]], overwrite: bool) -> None:
+    """Refuse a ``--stats`` path before work starts: an input, another output, a folder, or existing without --overwrite."""
     if path is not None:
-        path.write_text(json.dumps(doc, indent=2) + "\n")
+        from henshin.outputs import check_writable
+
+        check_writable(path, inputs=inputs, taken=taken, overwrite=overwrite, what="--stats")
+
+
+def write_stats(path: Path | None, doc: dict[str, Any]) -> None:
+    """Write the ``--stats`` document, when asked for (complete or not at all)."""
+    if path is not None:
+        from henshin.outputs import write_atomic
+
+        write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode(), f"--stats {path}")

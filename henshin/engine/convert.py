@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from henshin.engine.chains import ChainRequest, FilterGraph
-from henshin.engine.files import FolderSink, ImageSink, VideoFileSink
+from henshin.engine.files import FolderSink, ImageSink, VideoFileSink, check_encoder
 from henshin.engine.metrics import WarpingSink
 from henshin.engine.offline import OfflineConfig, run_offline
 from henshin.engine.shots import CutConfig
-from henshin.engine.sinks import Sink, Tee, check_output, output_kind
+from henshin.engine.sinks import Sink, Tee, check_folder_names, check_output, output_kind
 from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.sources import FolderSource, ImageSource, open_source
 from henshin.engine.stages import FaceStages
@@ -44,16 +44,34 @@ class ConvertJob:
     runtime: Any = None  # RuntimeOptions; None: auto
     extra_sinks: list[Sink] = field(default_factory=list)  # a preview window, say
     measure_stability: bool = False  # the warping error of output and input into the stats
+    taken: list[tuple[str, Path]] = field(default_factory=list)  # other paths the run writes: ("--stats", path)
 
 
-def convert(job: ConvertJob) -> RunStats:
-    """Run a conversion; the output appears only when it is complete."""
-    request = ChainRequest(job.filter, dict(job.faces), dict(job.params))
-    kind = output_kind(job.output)
-    source = open_source(job.input)
+def convert(job: ConvertJob, stats: RunStats | None = None) -> RunStats:
+    """Run a conversion; the output appears only when it is complete.
+
+    Every option and the output path are checked before the source is opened;
+    ``stats`` (optional) is filled as the run goes, so a caller has the figures
+    of an interrupted run too.
+    """
     try:
-        check_output(job.output, [job.input], job.overwrite)
-        # The filters first: a missing model or runtime is reported before any output exists.
+        check_encoder(job.crf, job.preset)
+        request = ChainRequest(job.filter, dict(job.faces), dict(job.params))
+        kind = output_kind(job.output)
+        check_output(job.output, [job.input], job.overwrite, taken=job.taken)
+        source = open_source(job.input)
+    except BaseException:
+        Tee(job.extra_sinks).abort()  # a preview window opened by the caller
+        raise
+    try:
+        names = [p.name for p in source.files] if isinstance(source, FolderSource) else None
+        if names:  # an output may not be one of the folder's images either
+            check_output(job.output, [job.input, *source.files], job.overwrite, job.taken)
+        if kind == "folder":
+            check_folder_names(job.output, names, job.overwrite)
+        if kind == "image" and not isinstance(source, ImageSource):
+            raise OptionError(f"{job.input} has several frames but {job.output} is an image; give a .mp4 output or a folder.")
+        # The filters next: a missing model or runtime is reported before any output exists.
         graph = FilterGraph(request, job.runtime)
         try:
             sink = _open_sink(job, source, kind)
@@ -64,7 +82,7 @@ def convert(job: ConvertJob) -> RunStats:
             stages = FaceStages(graph, CentredSmoother(job.smooth_radius), job.tracker, float(source.frame_rate),
                                 job.cuts)
             try:
-                stats = run_offline(source, stages, sink, job.scheduling)
+                stats = run_offline(source, stages, sink, job.scheduling, stats)
             finally:
                 stages.close()
         finally:
@@ -83,8 +101,6 @@ def _open_sink(job: ConvertJob, source: Any, kind: str) -> Sink:
         audio = job.input if getattr(source, "has_audio", False) else None
         return VideoFileSink(job.output, source.frame_rate, source.time_base, audio, job.crf, job.preset)
     if kind == "image":
-        if not isinstance(source, ImageSource):
-            raise OptionError(f"{job.input} has several frames but {job.output} is an image; give a .mp4 output or a folder.")
         return ImageSink(job.output)
     names = [p.name for p in source.files] if isinstance(source, FolderSource) else None
     return FolderSink(job.output, names)

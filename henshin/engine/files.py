@@ -1,15 +1,15 @@
 """File outputs: an H.264 video with the source's audio, one image, or a folder of images.
 
-Each is written under a temporary name beside the destination and moved into
-place only when complete, so an interrupted run leaves nothing half-written
-under the final name, and an input is never overwritten.
+Each is written under a temporary name in the destination's folder and moved
+into place only when complete (``henshin.outputs``), so an interrupted run or a
+full disk leaves nothing half-written; a folder output only ever adds or
+replaces the files it writes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,10 +19,26 @@ import numpy as np
 
 from henshin.engine.formats import VIDEO_SUFFIXES
 from henshin.errors import BadInputError, OptionError, OutputError
+from henshin.outputs import commit, discard, partial_path, write_error
 from henshin.types import Frame
+
+log = logging.getLogger("henshin")
 
 # Audio codecs an MP4/MOV/MKV can carry as they are; anything else is re-encoded to AAC.
 COPYABLE_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+# x264's presets (x264 --fullhelp), fastest first.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+CRF_RANGE = (0, 51)  # libx264 with 8-bit output
+
+
+def check_encoder(crf: int, preset: str) -> None:
+    """Refuse an x264 quality or preset it would reject (or, for CRF, silently clamp)."""
+    if not CRF_RANGE[0] <= crf <= CRF_RANGE[1]:
+        raise OptionError(f"--crf expects a whole number from {CRF_RANGE[0]} (lossless) to {CRF_RANGE[1]} "
+                          f"(worst), got {crf}; 18 looks like the source, 23 is x264's default.")
+    if preset not in X264_PRESETS:
+        raise OptionError(f"--preset expects one of {', '.join(X264_PRESETS)}, got {preset!r}.")
 
 
 class VideoFileSink:
@@ -35,36 +51,40 @@ class VideoFileSink:
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise OptionError(f"output {self.path} should end in one of {', '.join(sorted(VIDEO_SUFFIXES))}.")
+        check_encoder(crf, preset)
         self.frame_rate, self.time_base = frame_rate, time_base
         self.crf, self.preset = crf, preset
-        fd, tmp = tempfile.mkstemp(dir=self.path.resolve().parent, prefix=f".{self.path.stem}.",
-                                   suffix=".partial" + self.path.suffix)
-        os.close(fd)
-        _default_mode(tmp)
-        self._tmp = Path(tmp)
-        self._out = av.open(tmp, mode="w", format=_container_format(self.path))
+        self._tmp: Path | None = partial_path(self.path)
+        try:
+            self._out = av.open(str(self._tmp), mode="w", format=_container_format(self.path))
+            self._audio = _AudioCopy(audio_from, self._out) if audio_from else None
+        except OSError as exc:
+            discard(self._tmp)
+            raise write_error(exc, self.path) from None
         self._video: av.video.stream.VideoStream | None = None
-        self._audio = _AudioCopy(audio_from, self._out) if audio_from else None
         self._last_pts: int | None = None
         self.frames = 0
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
         """Encode one frame at its source timestamp."""
-        if self._video is None:
-            self._open_video(image.shape[1], image.shape[0])
-        # RGB → YUV 4:2:0 with OpenCV: the same BT.601 picture as swscale's conversion (round trip
-        # 1.19 vs 1.22 levels MAD on the sample), a tenth of the time (0.4 vs 4 ms per 720p frame).
-        yuv = cv2.cvtColor(np.ascontiguousarray(_even(image)), cv2.COLOR_RGB2YUV_I420)
-        av_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        pts = frame.pts if frame.pts is not None else frame.index
-        if frame.time_base is not None and frame.time_base != self.time_base:
-            pts = round(pts * frame.time_base / self.time_base)
-        if self._last_pts is not None and pts <= self._last_pts:
-            pts = self._last_pts + 1  # never hand the muxer a non-increasing timestamp
-        self._last_pts = pts
-        av_frame.pts, av_frame.time_base = pts, self.time_base
-        for packet in self._video.encode(av_frame):
-            self._mux_video(packet)
+        try:
+            if self._video is None:
+                self._open_video(image.shape[1], image.shape[0])
+            # RGB → YUV 4:2:0 with OpenCV: the same BT.601 picture as swscale's conversion (round trip
+            # 1.19 vs 1.22 levels MAD on the sample), a tenth of the time (0.4 vs 4 ms per 720p frame).
+            yuv = cv2.cvtColor(np.ascontiguousarray(_even(image)), cv2.COLOR_RGB2YUV_I420)
+            av_frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            pts = frame.pts if frame.pts is not None else frame.index
+            if frame.time_base is not None and frame.time_base != self.time_base:
+                pts = round(pts * frame.time_base / self.time_base)
+            if self._last_pts is not None and pts <= self._last_pts:
+                pts = self._last_pts + 1  # never hand the muxer a non-increasing timestamp
+            self._last_pts = pts
+            av_frame.pts, av_frame.time_base = pts, self.time_base
+            for packet in self._video.encode(av_frame):
+                self._mux_video(packet)
+        except OSError as exc:  # a full or vanished disk: one sentence, and the caller aborts
+            raise write_error(exc, self.path) from None
         self.frames += 1
 
     def close(self) -> None:
@@ -77,10 +97,13 @@ class VideoFileSink:
                 self._audio.mux_until(None)
                 self._audio.close()
             self._out.close()
-        except BaseException:
+        except BaseException as exc:
             self.abort()
+            if isinstance(exc, OSError):
+                raise write_error(exc, self.path) from None
             raise
-        os.replace(self._tmp, self.path)
+        commit(self._tmp, self.path)
+        self._tmp = None
 
     def abort(self) -> None:
         """Stop and delete the partial file."""
@@ -88,13 +111,18 @@ class VideoFileSink:
             if self._audio is not None:
                 self._audio.close()
             self._out.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a full disk fails the close too; the file goes either way
             pass
-        self._tmp.unlink(missing_ok=True)
+        discard(self._tmp)
+        self._tmp = None
 
     def _open_video(self, width: int, height: int) -> None:
+        even_w, even_h = width + width % 2, height + height % 2
+        if (even_w, even_h) != (width, height):
+            log.info("frames are %dx%d but H.264 needs even sides: %s is %dx%d, the last row/column repeated.",
+                     width, height, self.path, even_w, even_h)
         stream = self._out.add_stream("libx264", rate=self.frame_rate)
-        stream.width, stream.height = width + width % 2, height + height % 2
+        stream.width, stream.height = even_w, even_h
         stream.pix_fmt = "yuv420p"
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
@@ -157,68 +185,80 @@ class _AudioCopy:
 
 
 class ImageSink:
-    """One still image (the single frame of an image input)."""
+    """One still image (the single frame of an image input), in place when the run completes."""
 
     repeats = False
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._written = False
+        self._tmp: Path | None = None
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
-        if self._written:
+        if self._tmp is not None:
             raise BadInputError(f"{self.path} is an image but the input has several frames; give a video output such as out.mp4.")
-        _write_image_atomic(self.path, image)
-        self._written = True
+        self._tmp = partial_path(self.path)
+        _write_file(self._tmp, _encode(self.path, image), self.path)
 
     def close(self) -> None:
-        pass
+        if self._tmp is not None:
+            commit(self._tmp, self.path)
+            self._tmp = None
 
     def abort(self) -> None:
-        pass
+        discard(self._tmp)
+        self._tmp = None
 
 
 class FolderSink:
-    """Numbered PNG images in a folder, which appears only when complete."""
+    """PNG images written into a folder beside what it holds; they appear when the run completes.
+
+    Images go to a temporary folder first (inside the output folder when it
+    exists, else beside it); ``close`` moves each into place under its name, so
+    only files of those names are ever replaced and nothing else is touched.
+    """
 
     repeats = False
 
     def __init__(self, path: str | Path, names: list[str] | None = None) -> None:
         self.path = Path(path)
         self._names = names
-        self._tmp = Path(tempfile.mkdtemp(dir=self.path.resolve().parent, prefix=f".{self.path.name}.partial"))
+        self._tmp: Path | None = partial_path(self.path, folder=True, inside=self.path.is_dir())
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
-        name = self._names[frame.index] if self._names else f"{frame.index:06d}.png"
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        if not cv2.imwrite(str(self._tmp / (Path(name).stem + ".png")), bgr):
-            raise OutputError(f"could not write an image into {self._tmp}; check the disk space.")
+        _write_file(self._tmp / image_name(frame.index, self._names), _encode(Path("x.png"), image), self.path)
 
     def close(self) -> None:
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        os.replace(self._tmp, self.path)
+        if not self.path.exists():
+            commit(self._tmp, self.path)  # the whole folder at once
+        else:
+            for name in sorted(os.listdir(self._tmp)):
+                commit(self._tmp / name, self.path / name)
+            discard(self._tmp)
+        self._tmp = None
 
     def abort(self) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        discard(self._tmp)
+        self._tmp = None
 
 
-def _write_image_atomic(path: Path, image: np.ndarray) -> None:
+def image_name(index: int, names: list[str] | None) -> str:
+    """The file a folder output writes for frame ``index``: the input image's name as a PNG, or a number."""
+    return Path(names[index]).stem + ".png" if names else f"{index:06d}.png"
+
+
+def _encode(path: Path, image: np.ndarray) -> bytes:
     ok, data = cv2.imencode(path.suffix.lower(), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OutputError(f"could not encode {path}; use a .png or .jpg name.")
-    fd, tmp = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.stem}.", suffix=".partial")
-    _default_mode(tmp)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.tobytes())
-    os.replace(tmp, path)
+    return data.tobytes()
 
 
-def _default_mode(path: str) -> None:
-    """mkstemp makes 0600 files; give outputs the mode a plain open() would (0666 & ~umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+def _write_file(tmp: Path, data: bytes, shown: Path) -> None:
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise write_error(exc, shown) from None
 
 
 def _container_format(path: Path) -> str:

@@ -13,6 +13,7 @@ for every processed frame.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -64,6 +65,8 @@ class LiveRunner:
         self._processing_done = False
         self._sink_error: BaseException | None = None
         self._started = time.perf_counter()
+        self.interruption: KeyboardInterrupt | None = None  # Ctrl-C or a signal that ended the run
+        self._process_error: BaseException | None = None
 
     # -- control ---------------------------------------------------------------
 
@@ -85,35 +88,73 @@ class LiveRunner:
     # -- the run -----------------------------------------------------------------
 
     def run(self) -> RunStats:
-        """Capture, process and output until the source ends, max frames, quit or Ctrl-C."""
-        capture = threading.Thread(target=self._capture, name="henshin-capture", daemon=True)
-        output = threading.Thread(target=self._output, name="henshin-output", daemon=True)
-        ok = False
+        """Capture, process and output until the source ends, max frames, quit, Ctrl-C or a signal.
+
+        Capture, processing and output are threads; the calling (main) thread
+        serves the sinks' windows (GUI toolkits serve windows only from there)
+        and receives Ctrl-C and signals. Ctrl-C, SIGTERM and SIGHUP end the run
+        like ``quit``: the sinks are closed (a recording is kept) and the
+        figures returned; the interrupt is kept in ``interruption`` for the
+        caller's exit code.
+        """
+        threads = [threading.Thread(target=target, name=f"henshin-{name}", daemon=True)
+                   for name, target in (("capture", self._capture), ("process", self._process),
+                                        ("output", self._output))]
+        start = time.perf_counter()
         try:
-            warm_up(self.stages, self.source.width, self.source.height)
-            start = self._started = time.perf_counter()
-            capture.start()
-            output.start()
             try:
-                self._process_loop()
-            except KeyboardInterrupt:
+                warm_up(self.stages, self.source.width, self.source.height)
+                start = self._started = time.perf_counter()
+                for thread in threads:
+                    thread.start()
+                self._serve(threads[-1])
+            except KeyboardInterrupt as exc:
+                self.interruption = exc
                 self.stop("interrupted")
+                self._serve(threads[-1])  # the output thread may be handing a frame to a window
             finally:
                 self.stop(self.stats.end_reason or "end of source")
-                capture.join(timeout=5)
-                output.join(timeout=5)
+                for thread in threads:
+                    if thread.is_alive():
+                        thread.join(timeout=5)
                 self.stats.wall_s = time.perf_counter() - start
-            ok = self._sink_error is None
         finally:
-            if ok:
+            self._finish()
+        if self._sink_error is not None:
+            raise self._sink_error
+        if self._process_error is not None:
+            raise self._process_error
+        return self.stats
+
+    def _serve(self, output: threading.Thread) -> None:
+        """The main thread's part until the output thread ends: the windows' event loops, or waiting."""
+        while output.is_alive():
+            if not self.sinks.pump(0.03):
+                output.join(timeout=0.1)
+
+    def _process(self) -> None:
+        try:
+            self._process_loop()
+        except BaseException as exc:  # handed to the main thread, which re-raises it after cleaning up
+            self._process_error = exc
+            self.stop("processing failed")
+        finally:
+            with self._out_lock:  # however processing ended, the output thread finishes
+                self._processing_done = True
+                self._out_lock.notify_all()
+
+    def _finish(self) -> None:
+        """Close the sinks (abort them when one failed), the source and the stages."""
+        try:
+            if self._sink_error is None:
                 self.sinks.close()
             else:
                 self.sinks.abort()
+        except BaseException as exc:  # a recording that cannot be finished (full disk): reported by run()
+            self._sink_error = self._sink_error or exc
+        finally:
             self.source.close()
             self.stages.close()
-        if self._sink_error is not None:
-            raise self._sink_error
-        return self.stats
 
     def _capture(self) -> None:
         try:
@@ -157,7 +198,12 @@ class LiveRunner:
                 if self._stop.is_set():
                     return
                 work = process_frame(self.stages, frame, self.stats)
-                image = self._draw_overlay(work.output) if self.config.overlay else work.output
+                image = work.output
+                if self.config.overlay:
+                    figures = self._figures(len(work.faces))
+                    image = draw_figures(image, figures)
+                    # The original too, for a side-by-side view: the figures readable on both halves.
+                    frame = dataclasses.replace(frame, image=draw_figures(frame.image, figures))
                 with self._out_lock:
                     self._out = (frame, image)
                     self._out_lock.notify()
@@ -187,6 +233,8 @@ class LiveRunner:
                     item = self._out if not sent else None
                     if item is not None:
                         self._out = None
+                if self._stop.is_set():
+                    return  # quit, a closed window, Ctrl-C: nothing more is sent
                 if item is not None:
                     last, sent = item, True
                     self._send(*item, repeated=False)
@@ -207,15 +255,12 @@ class LiveRunner:
         self.stats.stage_s["output"] += time.perf_counter() - start
         self.stats.frames_out += 1
 
-    def _draw_overlay(self, image: np.ndarray) -> np.ndarray:
+    def _figures(self, faces: int) -> str:
+        """The overlay's line: processed frames per second, median recent latency, faces in this frame."""
         recent = self.stats.latencies_ms[-30:]
         latency = float(np.median(recent)) if recent else 0.0
         fps = self.stats.frames_processed / max(time.perf_counter() - self._started, 1e-6)
-        out = image.copy()
-        text = f"{fps:5.1f} fps  {latency:6.1f} ms"
-        cv2.putText(out, text, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(out, text, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
-        return out
+        return f"{fps:5.1f} fps  {latency:6.1f} ms  {faces} face{'' if faces == 1 else 's'}"
 
     def _apply_commands(self) -> None:
         while True:
@@ -227,8 +272,22 @@ class LiveRunner:
                 if apply_command(self.stages.graph, line) == "quit":
                     self.stop("quit")
                     return
+                log.info("control: %s", line)  # what a key or a line did, echoed where the user looks
             except HenshinError as exc:
                 log.warning("control: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - a bad control line never ends a live run
+                log.warning("control: %r could not be applied (%s: %s); the run goes on unchanged.",
+                            line, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+
+
+def draw_figures(image: np.ndarray, text: str) -> np.ndarray:
+    """A copy of ``image`` with ``text`` in its top-left corner, white on a black outline (readable on any picture)."""
+    out = image.copy()
+    scale = max(0.5, image.shape[0] / 720 * 0.8)
+    origin = (10, int(28 * scale / 0.8))
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
+    return out
 
 
 def warm_up(stages: FaceStages, width: int, height: int) -> None:
@@ -270,13 +329,18 @@ def _timed(stats: RunStats, stage: str, fn: Callable[..., Any], *args: Any) -> A
 
 
 def read_commands(stream: Any, runner: LiveRunner) -> Callable[[], None]:
-    """Start a daemon thread feeding lines of ``stream`` (stdin) to the runner."""
+    """Start a daemon thread feeding lines of ``stream`` (stdin) to the runner.
+
+    Bytes are read and decoded leniently, so a line that is not UTF-8 is answered
+    as an unknown command instead of ending the reading.
+    """
+    raw = getattr(stream, "buffer", None)
 
     def loop() -> None:
         try:
-            for line in stream:
-                runner.command(line)
-        except (OSError, ValueError, UnicodeDecodeError):
+            for line in raw if raw is not None else stream:
+                runner.command(line.decode("utf-8", "replace") if isinstance(line, bytes) else line)
+        except (OSError, ValueError):
             return  # no readable stdin (closed, or captured by a test runner)
 
     thread = threading.Thread(target=loop, name="henshin-control", daemon=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from henshin.engine.sinks import pump
 from henshin.engine.stages import FaceStages, Work
 from henshin.engine.stats import RunStats
 
@@ -127,10 +128,14 @@ class _Stage(threading.Thread):
             self._run.put(self.outbox, item)
 
 
-def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineConfig | None = None) -> RunStats:
-    """Every frame of ``source`` through the stages into ``sink``; the sink is closed on success, aborted otherwise."""
+def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineConfig | None = None,
+                stats: RunStats | None = None) -> RunStats:
+    """Every frame of ``source`` through the stages into ``sink``; the sink is closed on success, aborted otherwise.
+
+    ``stats``: a record to fill (a new one when None), so the caller keeps the figures when the run fails.
+    """
     config = config or OfflineConfig()
-    stats = RunStats()
+    stats = stats if stats is not None else RunStats()
     run = _Run(stats)
     progress = _progress_bar(config.progress, source.frame_count)
 
@@ -163,7 +168,8 @@ def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineC
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads) and run.error is None:
-            threads[-1].join(timeout=0.1)
+            if not pump([sink], 0.05):  # a preview window is served from here, the main thread
+                threads[-1].join(timeout=0.1)
     except BaseException as exc:  # Ctrl-C in the main thread: stop every stage, then re-raise
         run.fail(exc)
     finally:
@@ -173,10 +179,17 @@ def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineC
         progress.close()
     if run.error is not None:
         sink.abort()
+        stats.end_reason = "interrupted" if isinstance(run.error, KeyboardInterrupt) else "failed"
         raise run.error
     start = time.perf_counter()
-    sink.close()
+    try:
+        sink.close()
+    except KeyboardInterrupt:
+        sink.abort()
+        stats.end_reason = "interrupted"
+        raise
     stats.stage_s["encode"] += time.perf_counter() - start
+    stats.end_reason = "complete"
     return stats
 
 

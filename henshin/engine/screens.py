@@ -1,9 +1,18 @@
-"""Outputs to screens: a virtual camera (pyvirtualcam) and a preview window (OpenCV)."""
+"""Outputs to screens: a virtual camera (pyvirtualcam) and a preview window (OpenCV HighGUI).
+
+The preview stays with OpenCV's HighGUI: it ships in the OpenCV wheel henshin
+already needs (Qt on Linux, Cocoa on macOS, Win32 on Windows), shows a NumPy
+frame in one call and reads keys; what it needs is its event loop on the main
+thread, which the schedulers give it through ``pump``.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 
 import cv2
@@ -11,6 +20,8 @@ import numpy as np
 
 from henshin.errors import OptionError, RuntimeUnavailableError
 from henshin.types import Frame
+
+log = logging.getLogger("henshin")
 
 VCAM_HELP = {
     "linux": "install and load v4l2loopback: sudo apt install v4l2loopback-dkms && "
@@ -53,34 +64,154 @@ class VirtualCameraSink:
         self._cam.close()
 
 
-# Preview keys → control commands (see henshin.engine.chains.apply_command).
+# Preview keys → control commands (see henshin.engine.chains.apply_command); ``b`` is the window's own.
 PREVIEW_KEYS = {
     ord("q"): "quit", 27: "quit", ord(" "): "toggle",
     ord("n"): "step style 1", ord("p"): "step style -1",
     ord("+"): "step strength 0.1", ord("="): "step strength 0.1", ord("-"): "step strength -0.1",
     ord("f"): "next-filter",
 }
+COMPARE_KEY = ord("b")
+SHOW_WAIT_S = 2.0  # longest a frame waits for the window's thread before it is skipped
+KEY_POLL_MS = 5  # the event loop's tick: keys, repaint and a waiting frame at most this late
+
+
+def check_display() -> None:
+    """On Linux, refuse a preview without a reachable X display (OpenCV's Qt would abort the process)."""
+    if not sys.platform.startswith("linux"):
+        return
+    display = os.environ.get("DISPLAY")
+    if not display:
+        where = " (a Wayland session needs XWayland)" if os.environ.get("WAYLAND_DISPLAY") else ""
+        raise OptionError(f"no X display for the preview window: DISPLAY is not set{where}; "
+                          "use --sink vcam or --sink null.")
+    if _x_display_opens(display) is False:
+        raise OptionError(f"the preview window cannot open the display DISPLAY={display} (no X server answers "
+                          "there); check DISPLAY, or use --sink vcam or --sink null.")
+
+
+def _x_display_opens(display: str) -> bool | None:
+    """Whether libX11 connects to ``display``; None when libX11 is not there to ask."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("X11")
+    if name is None:
+        return None
+    try:
+        x11 = ctypes.CDLL(name)
+    except OSError:
+        return None
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    conn = x11.XOpenDisplay(display.encode())
+    if not conn:
+        return False
+    x11.XCloseDisplay(conn)
+    return True
 
 
 class PreviewSink:
-    """An OpenCV window showing the output; its keys become control commands."""
+    """An OpenCV window showing the output; its keys become control commands, closing it quits.
+
+    GUI toolkits serve a window only from the thread that runs their event
+    loop, the main thread (Qt on Linux, Cocoa on macOS): ``write``, called from
+    the scheduler's output thread, hands the frame over and waits until it is
+    on screen, while ``pump``, called by the scheduler on the main thread, runs
+    the event loop and shows it. ``b`` toggles a side-by-side view, original | filtered.
+    Closing the window calls ``on_close`` (default: the ``quit`` command); the
+    frame in flight at that moment is the only one sent and not shown.
+    """
 
     repeats = False
 
-    def __init__(self, on_command: Callable[[str], None], title: str = "henshin") -> None:
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise OptionError("no display for the preview window (DISPLAY is not set); use --sink vcam or --sink null.")
+    def __init__(self, on_command: Callable[[str], None], title: str = "henshin", compare: bool = False,
+                 on_close: Callable[[], None] | None = None) -> None:
+        check_display()
         self._title, self._on_command = title, on_command
-        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        self._on_close = on_close or (lambda: on_command("quit"))  # closing the window is `q`, at once
+        self.compare = compare
+        self.shown = 0  # frames put on screen
+        self.closed = False  # the user closed the window
+        self._pending: tuple[Frame, np.ndarray] | None = None
+        self._ready = threading.Condition()
+        self._size: tuple[int, int] | None = None
+        self._skipped = False
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+
+    # -- the output thread -----------------------------------------------------------------------
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
-        cv2.imshow(self._title, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        key = cv2.waitKey(1) & 0xFF
-        if key in PREVIEW_KEYS:
-            self._on_command(PREVIEW_KEYS[key])
+        """Hand a frame to the window's thread and wait until it is shown (or the window is gone)."""
+        with self._ready:
+            if self.closed:
+                return
+            self._pending = (frame, image)
+            self._ready.notify_all()
+            shown = self._ready.wait_for(lambda: self._pending is None or self.closed, timeout=SHOW_WAIT_S)
+            if not shown:
+                self._pending = None
+                if not self._skipped:
+                    self._skipped = True
+                    log.warning("the preview window is not being served (its event loop must run on the main "
+                                "thread); frames are skipped.")
+
+    # -- the main thread ---------------------------------------------------------------------------
+
+    def pump(self, seconds: float) -> None:
+        """Run the window's event loop for about ``seconds``: show a waiting frame, read keys, notice a close."""
+        end = time.monotonic() + seconds
+        while not self.closed:
+            with self._ready:
+                item = self._pending
+            if item is not None:
+                self._show(*item)
+                with self._ready:
+                    self._pending = None
+                    self.shown += 1
+                    self._ready.notify_all()
+            self._key(cv2.waitKey(KEY_POLL_MS))
+            if self._size is not None and self._window_gone():
+                with self._ready:
+                    self.closed = True
+                    self._ready.notify_all()
+                self._on_close()
+            if time.monotonic() >= end:
+                return
 
     def close(self) -> None:
-        cv2.destroyWindow(self._title)
+        if not self.closed:
+            cv2.destroyWindow(self._title)
+            cv2.waitKey(1)  # let the toolkit take the window down
+        with self._ready:
+            self.closed = True
+            self._ready.notify_all()
 
     def abort(self) -> None:
         self.close()
+
+    # -- inside ------------------------------------------------------------------------------------
+
+    def _show(self, frame: Frame, image: np.ndarray) -> None:
+        picture = np.hstack([frame.image, image]) if self.compare and frame.image.shape == image.shape else image
+        size = (picture.shape[1], picture.shape[0])
+        if size != self._size:
+            cv2.resizeWindow(self._title, *size)  # a normal window keeps its size: follow the picture's
+            self._size = size
+        cv2.imshow(self._title, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+
+    def _key(self, code: int) -> None:
+        if code < 0:
+            return
+        key = code & 0xFF
+        if key == COMPARE_KEY:
+            self.compare = not self.compare
+        elif key in PREVIEW_KEYS:
+            self._on_command(PREVIEW_KEYS[key])
+
+    def _window_gone(self) -> bool:
+        try:
+            return cv2.getWindowProperty(self._title, cv2.WND_PROP_VISIBLE) < 1
+        except cv2.error:
+            return True

@@ -10,6 +10,8 @@ frames to several sinks (``live --record``, ``convert --preview``).
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -17,7 +19,10 @@ import numpy as np
 
 from henshin.engine.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from henshin.errors import OptionError, OutputError
+from henshin.outputs import check_writable
 from henshin.types import Frame
+
+NUMBERED = re.compile(r"^\d{6}\.png$")  # what a folder output of a video is made of
 
 
 class Sink(Protocol):
@@ -25,7 +30,9 @@ class Sink(Protocol):
 
     ``repeats``: live, whether the sink also takes the last frame again on the
     camera's ticks when no new one is ready (a virtual camera must keep its
-    rate; a file records each frame once, at its capture time).
+    rate; a file records each frame once, at its capture time). A sink with a
+    window also has ``pump(seconds)``: its event loop, which the scheduler runs
+    on the main thread while ``write`` is called from another (see ``pump``).
     """
 
     repeats: bool
@@ -68,6 +75,10 @@ class Tee:
             if not repeated or sink.repeats:
                 sink.write(frame, image)
 
+    def pump(self, seconds: float) -> bool:
+        """Run the event loop of every sink that has a window for about ``seconds``; False when none has."""
+        return pump(self.sinks, seconds)
+
     def close(self) -> None:
         try:
             for sink in self.sinks:
@@ -84,19 +95,48 @@ class Tee:
                 pass
 
 
-def check_output(path: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse an output that is an input, exists (without ``overwrite``) or cannot be written."""
-    resolved = path.resolve()
-    for src in inputs:
-        if src.exists() and (resolved == src.resolve() or (path.exists() and path.samefile(src))):
-            raise OutputError(f"{path} is the input; choose a different output path.")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another name.")
-    parent = resolved.parent
-    if not parent.is_dir():
-        raise OutputError(f"{parent} does not exist; create the folder or choose another output path.")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{parent} is not writable; choose an output path in a folder you can write to.")
+def pump(sinks: Sequence[object], seconds: float) -> bool:
+    """Serve the windows among ``sinks`` on this (the main) thread for about ``seconds``; False when there are none.
+
+    GUI toolkits serve a window only from the main thread, so a scheduler whose
+    main thread only waits calls this instead of sleeping.
+    """
+    loops = [sink.pump for sink in sinks if callable(getattr(sink, "pump", None))]
+    for loop in loops:
+        loop(seconds / len(loops))
+    return bool(loops)
+
+
+def check_output(path: Path, inputs: list[Path], overwrite: bool, taken: Sequence[tuple[str, Path]] = (),
+                 what: str = "output") -> None:
+    """Refuse an output that is or holds an input, exists (without ``overwrite``) or cannot be written.
+
+    A folder output may exist: its images are written beside what it holds
+    (``check_folder_names`` then checks the names the run will write).
+    """
+    folder = output_kind(path) == "folder"
+    check_writable(path, inputs=inputs, taken=taken, overwrite=overwrite, folder=folder, what=what)
+
+
+def check_folder_names(path: Path, names: list[str] | None, overwrite: bool) -> None:
+    """Refuse, without ``overwrite``, a folder output that already holds a file the run would write.
+
+    ``names``: the input images' names (written as PNGs of the same stem); None: numbered ``000000.png``...
+    """
+    if not path.is_dir() or overwrite:
+        return
+    clash = _clashes(path, names)
+    if clash:
+        more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
+        raise OutputError(f"output folder {path} already holds {clash[0]}{more}, which this run would write; "
+                          "pass --overwrite to replace those files or choose another folder.")
+
+
+def _clashes(folder: Path, names: list[str] | None) -> list[str]:
+    existing = set(os.listdir(folder))
+    if names is None:
+        return sorted(n for n in existing if NUMBERED.match(n))
+    return [n for n in dict.fromkeys(Path(n).stem + ".png" for n in names) if n in existing]
 
 
 def output_kind(path: Path) -> str:

@@ -6,6 +6,8 @@ opened on construction, iterated for ``Frame`` objects, and closed.
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -20,7 +22,12 @@ from henshin.engine.formats import IMAGE_SUFFIXES
 from henshin.errors import BadInputError, InputNotFoundError
 from henshin.types import Frame
 
+log = logging.getLogger("henshin")
+
 DEFAULT_STILL_RATE = Fraction(25)
+# The first bytes of the image formats OpenCV reads, to know an image whatever its name says.
+IMAGE_MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"BM": "BMP", b"II*\x00": "TIFF",
+               b"MM\x00*": "TIFF"}
 
 
 class Source(Protocol):
@@ -64,6 +71,7 @@ class VideoSource:
         self.width = self._stream.codec_context.width
         self.height = self._stream.codec_context.height
         self.has_audio = bool(self._container.streams.audio)
+        _note_reductions(self.path, _pixel_changes(self._stream.codec_context.pix_fmt or ""))
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
@@ -89,7 +97,8 @@ class ImageSource:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._image = read_image(self.path)
+        self._image, changes = read_image_noting(self.path)
+        _note_reductions(self.path, changes)
         self.height, self.width = self._image.shape[:2]
         self.frame_rate = DEFAULT_STILL_RATE
         self.time_base = 1 / DEFAULT_STILL_RATE
@@ -113,6 +122,7 @@ class FolderSource:
             raise BadInputError(f"{self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); put image files in it.")
         first = read_image(self.files[0])
         self.height, self.width = first.shape[:2]
+        self._noted: set[str] = set()  # each change said once per run, not once per image
         self.frame_rate = frame_rate
         self.time_base = 1 / frame_rate
         self.frame_count = len(self.files)
@@ -120,9 +130,12 @@ class FolderSource:
 
     def __iter__(self) -> Iterator[Frame]:
         for index, file in enumerate(self.files):
-            image = read_image(file)
+            image, changes = read_image_noting(file)
             if image.shape[:2] != (self.height, self.width):
+                changes.append(f"resized to {self.width}x{self.height}, the size of the first image")
                 image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+            _note_reductions(file, [c for c in changes if c not in self._noted], folder=self.path)
+            self._noted.update(changes)
             yield Frame(image, index, index, self.time_base, time.monotonic_ns())
 
     def close(self) -> None:
@@ -138,18 +151,80 @@ def open_source(path: str | Path) -> VideoSource | ImageSource | FolderSource:
         return FolderSource(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
+    kind = image_format(path)
+    if kind is not None:  # a still image under a video's name: read it as the image it is
+        log.info("%s is a %s image despite its name; reading it as one image.", path, kind)
+        return ImageSource(path)
     return VideoSource(path)
+
+
+def image_format(path: Path) -> str | None:
+    """``PNG``, ``JPEG``... when the file's first bytes say it is an image, else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in IMAGE_MAGIC.items() if head.startswith(magic)), None)
 
 
 def read_image(path: Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB, or say why it cannot be read."""
+    return read_image_noting(path)[0]
+
+
+def read_image_noting(path: Path) -> tuple[np.ndarray, list[str]]:
+    """Read an image as (H, W, 3) uint8 RGB, with what that changed (alpha dropped, 16 bits reduced to 8)."""
     if not path.exists():
         raise InputNotFoundError(f"{path} does not exist; check the input path.")
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not); ANYDEPTH keeps 16 bits to see them.
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
     if image is None:
         raise BadInputError(f"{path} is not a readable image; give a PNG or JPEG file.")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    changes = []
+    if image.dtype != np.uint8:
+        changes.append(f"{image.dtype.itemsize * 8}-bit colour reduced to 8 bits per channel")
+        image = _to_8bit(image)
+    if _has_alpha(data[:4096].tobytes()):
+        changes.append("transparency (alpha) dropped: the output has none")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), changes
+
+
+def _has_alpha(head: bytes) -> bool:
+    """Whether a PNG or WebP file's header declares transparency."""
+    if head.startswith(b"\x89PNG"):
+        colour_type = head[25] if len(head) > 25 else 0
+        before_data = head.split(b"IDAT", 1)[0]
+        return colour_type in (4, 6) or b"tRNS" in before_data  # grey+alpha, RGBA, or a transparent palette
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return head[12:16] == b"VP8X" and bool(head[20] & 0x10) or b"ALPH" in head
+    return False
+
+
+def _to_8bit(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint16:
+        return (image.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    return np.clip(np.nan_to_num(image.astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)  # float images
+
+
+def _pixel_changes(pix_fmt: str) -> list[str]:
+    """What decoding to 8-bit RGB drops from a video stream of this pixel format."""
+    changes = []
+    if re.search(r"p(9|10|12|14|16)(le|be)?$|48|64", pix_fmt):
+        changes.append(f"{pix_fmt} (more than 8 bits per channel) reduced to 8 bits per channel")
+    if pix_fmt.startswith(("yuva", "rgba", "bgra", "argb", "abgr", "gbrap", "ya")):
+        changes.append("transparency (alpha) dropped: the output has none")
+    return changes
+
+
+def _note_reductions(path: Path, changes: list[str], folder: Path | None = None) -> None:
+    """Say in the log, once, where henshin changes what the user gave."""
+    for change in changes:
+        where = f"{path} (and any other image of {folder} like it)" if folder else str(path)
+        log.info("%s: %s.", where, change)
 
 
 def _open_container(path: Path) -> av.container.InputContainer:

@@ -62,6 +62,8 @@ class RunStats:
         }
         if self.warping_error is not None:
             doc["warping_error"] = self.warping_error
+        if self.end_reason:
+            doc["end_reason"] = self.end_reason
         if self.mode == "live":
             if "output" in self.stage_s:
                 stage_ms["output"] = round(self.stage_s["output"] / max(self.frames_out, 1) * 1000, 3)

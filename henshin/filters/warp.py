@@ -131,7 +131,12 @@ def load_preset(name: str) -> WarpPreset:
         path = Path(name).expanduser()
         if not path.is_file():
             raise InputNotFoundError(f"preset file {path} does not exist; give a .toml or .json file of group moves.")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise BadInputError(f"preset file {path} is not a text file; give a .toml or .json file of group moves.") from None
+        except OSError as exc:
+            raise BadInputError(f"preset file {path} cannot be read ({exc.strerror}); check its permissions.") from None
         return parse_preset(_decode(text, path), f"preset file {path}", path.stem)
     if name not in BUILTIN_PRESETS:
         raise OptionError(f"unknown preset {name!r}; expected one of {', '.join(BUILTIN_PRESETS)} "

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from henshin.digest import sha256_file
-from henshin.errors import InputNotFoundError, ModelError, OptionError
+from henshin.errors import InputNotFoundError, ModelError, OptionError, OutputError
 from henshin.home import cache_root
 from henshin.models.registry import ModelEntry, ModelFile, Registry, default_registry
+from henshin.outputs import commit, discard, ensure_folder, partial_path, write_atomic, write_error
 
 CONNECT_TIMEOUT_S = 10.0  # per socket operation: an offline machine fails at once, a stalled one soon
 CHUNK = 1 << 20
@@ -62,10 +63,18 @@ def read_manifest(entry: ModelEntry) -> dict[str, dict[str, Any]]:
 
 
 def _write_manifest(entry: ModelEntry, files: dict[str, dict[str, Any]]) -> None:
-    path = entry_dir(entry) / "manifest.json"
-    tmp = path.with_name("manifest.json.part")
-    tmp.write_text(json.dumps({"model": entry.name, "files": files}, indent=2) + "\n")
-    os.replace(tmp, path)
+    doc = json.dumps({"model": entry.name, "files": files}, indent=2) + "\n"
+    write_atomic(entry_dir(entry) / "manifest.json", doc.encode(), f"the manifest of {entry.name}")
+
+
+def _make_entry_dir(entry: ModelEntry) -> Path:
+    return ensure_folder(entry_dir(entry), f"the model cache folder of {entry.name}")
+
+
+def _stat_record(path: Path) -> dict[str, int]:
+    """Size and modification time: while both are unchanged the file needs no new hash check."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def file_location(entry: ModelEntry, mf: ModelFile) -> Path:
@@ -106,12 +115,43 @@ def missing_message(entry: ModelEntry) -> str:
 
 
 def model_files(name: str, registry: Registry | None = None) -> dict[str, Path]:
-    """Every file of model ``name`` by registry file name; ModelError with the fix when any is missing."""
+    """Every file of model ``name`` by registry file name, checked; ModelError with the fix when any is missing or damaged."""
     entry = (registry or default_registry()).get(name)
     found = present_files(entry)
     if len(found) < len(entry.files):
         raise ModelError(missing_message(entry))
+    check_stored(entry, found)
     return found
+
+
+def check_stored(entry: ModelEntry, found: dict[str, Path]) -> None:
+    """Refuse a cached file whose bytes no longer match the hash recorded when it was stored.
+
+    Fast path: a file whose size and modification time are those of its last
+    full check is not hashed again; after a full check that passes, the new
+    size and time are recorded (where the cache is writable).
+    """
+    manifest = read_manifest(entry)
+    changed = False
+    for mf in entry.files:
+        record, path = manifest.get(mf.name), found[mf.name]
+        if mf.package or not record:
+            continue  # files inside an installed package, or stored by hand: nothing recorded to compare
+        stat = _stat_record(path)
+        if record.get("checked") == stat:
+            continue
+        expected = record.get("sha256") or ("" if path.suffix == ".safetensors" else mf.sha256)
+        if stat["size"] != record.get("size", stat["size"]) or (expected and sha256_file(path) != expected):
+            raise ModelError(f"the stored file {path} of model {entry.name} is damaged: it no longer matches the "
+                             f"hash recorded when it was stored; run `henshin models verify {entry.name}` to see, "
+                             f"and `henshin models pull {entry.name}` (or import it again) to replace it.")
+        record["checked"] = stat
+        changed = True
+    if changed:
+        try:
+            _write_manifest(entry, manifest)
+        except OutputError:
+            pass  # a read-only shared cache: the next run checks the hash again
 
 
 def model_path(name: str, registry: Registry | None = None) -> Path:
@@ -226,7 +266,7 @@ def pull(name: str, registry: Registry | None = None, *, progress: bool = True,
             raise ModelError(missing_message(entry))
         say(f"{name}: ships inside the installed package, nothing to download ({', '.join(map(str, found.values()))})")
         return list(found.values())
-    entry_dir(entry).mkdir(parents=True, exist_ok=True)
+    _make_entry_dir(entry)
     manifest = read_manifest(entry)
     out = []
     for mf in entry.files:
@@ -243,7 +283,7 @@ def pull(name: str, registry: Registry | None = None, *, progress: bool = True,
             fetch(mf.url, part, size=mf.size, progress=progress, label=mf.name, hint=_import_hint(entry))
         sha = _accept(entry, mf, part, dest)
         manifest[mf.name] = {"stored": dest.name, "sha256": sha, "size": dest.stat().st_size,
-                             "origin": mf.url, "registry_sha256": bool(mf.sha256)}
+                             "origin": mf.url, "registry_sha256": bool(mf.sha256), "checked": _stat_record(dest)}
         _write_manifest(entry, manifest)
         say(f"{name}: {dest} ({_human(dest.stat().st_size)}, sha256 {sha[:16]}…"
             f"{' verified' if mf.sha256 else ' recorded; the registry has no hash for it'})")
@@ -257,9 +297,9 @@ def _accept(entry: ModelEntry, mf: ModelFile, part: Path, dest: Path) -> str:
         check_file(entry, mf, part)
         sha = sha256_file(part)
     except BaseException:
-        part.unlink(missing_ok=True)
+        discard(part)
         raise
-    os.replace(part, dest)
+    commit(part, dest, f"the model cache file {dest}")
     return sha
 
 
@@ -271,7 +311,7 @@ def _import_hint(entry: ModelEntry) -> str:
 def _fetch_archive(entry: ModelEntry, mf: ModelFile, progress: bool) -> Path:
     """The archive holding ``mf``, downloaded once into ``models/.downloads`` and kept for its siblings."""
     archive = models_dir() / ".downloads" / mf.archive_name
-    archive.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(archive.parent, "the model download folder")
     if not archive.is_file():
         part = archive.with_name(archive.name + ".part")
         fetch(mf.url, part, progress=progress, label=archive.name, hint=_import_hint(entry))
@@ -381,18 +421,25 @@ def import_model(name: str, path: Path, registry: Registry | None = None, *, saf
     if not path.exists():
         raise InputNotFoundError(f"{path} does not exist; give the file you downloaded for {name}.")
     sources = _import_sources(entry, path)
-    entry_dir(entry).mkdir(parents=True, exist_ok=True)
+    _make_entry_dir(entry)
     manifest = read_manifest(entry)
     out = []
     for mf, src in sources:
         dest = entry_dir(entry) / mf.name
-        part = dest.with_name(dest.name + ".part")
-        if isinstance(src, tuple):  # (archive, member)
-            _extract(entry, mf, src[0], part)
-        else:
-            shutil.copyfile(src, part)
-        source_sha = sha256_file(part)
-        _accept(entry, mf, part, dest)
+        part = partial_path(dest)
+        shown = f"{src[0]}:{src[1]}" if isinstance(src, tuple) else str(src)  # what the user gave, for messages
+        try:
+            if isinstance(src, tuple):  # (archive, member)
+                _extract(entry, mf, src[0], part)
+            else:
+                shutil.copyfile(src, part)
+            source_sha = sha256_file(part)
+            _accept(entry, mf, part, dest)
+        except ModelError as exc:
+            raise ModelError(str(exc).replace(str(part), shown)) from None
+        except OSError as exc:
+            discard(part)
+            raise write_error(exc, dest, f"the model cache file {dest}") from None
         if safetensors and Path(mf.name).suffix in (".pt", ".pth"):
             dest = _convert(entry, mf, dest, say)
         previous = entry_dir(entry) / manifest.get(mf.name, {}).get("stored", dest.name)
@@ -400,7 +447,7 @@ def import_model(name: str, path: Path, registry: Registry | None = None, *, saf
             previous.unlink(missing_ok=True)  # an earlier import in the other format
         manifest[mf.name] = {"stored": dest.name, "sha256": sha256_file(dest), "size": dest.stat().st_size,
                              "source_sha256": source_sha, "origin": str(src[0] if isinstance(src, tuple) else src),
-                             "registry_sha256": bool(mf.sha256)}
+                             "registry_sha256": bool(mf.sha256), "checked": _stat_record(dest)}
         _write_manifest(entry, manifest)
         say(f"{name}: stored {dest} ({_human(dest.stat().st_size)}, source sha256 {source_sha[:16]}…"
             f"{' matches the registry' if mf.sha256 else ''})")
@@ -450,7 +497,7 @@ def _convert(entry: ModelEntry, mf: ModelFile, src: Path, say: Callable[[str], N
         raise ModelError("--safetensors needs the safetensors package; install it with: "
                          "pip install 'henshin[torch]'.") from None
     dest = src.with_suffix(".safetensors")
-    part = dest.with_name(dest.name + ".part")
+    part = partial_path(dest)
     try:
         save_safetensors(load_checkpoint(src), part, entry.keep)
         _check_structure(entry, mf, part)
@@ -461,7 +508,7 @@ def _convert(entry: ModelEntry, mf: ModelFile, src: Path, say: Callable[[str], N
             return src
         os.replace(part, dest)
     finally:
-        part.unlink(missing_ok=True)
+        discard(part)
     src.unlink()
     return dest
 
@@ -511,10 +558,17 @@ def _verify_entry(entry: ModelEntry, found: dict[str, Path]) -> Verdict:
             notes = check_file(entry, mf, path, expect_sha256=expect)
             if not expect:
                 notes.insert(0, "no known hash")
+            elif mf.name in manifest:
+                manifest[mf.name]["checked"] = _stat_record(path)  # `convert` trusts it until it changes
             verdict.lines.append(f"{mf.name}: {'; '.join(notes)}")
         except ModelError as exc:
             verdict.state = "failed"
             verdict.lines.append(f"{mf.name}: {exc}")
+    if verdict.state == "ok" and manifest:
+        try:
+            _write_manifest(entry, manifest)
+        except OutputError:
+            pass  # a read-only shared cache
     return verdict
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from henshin.digest import sha256_file
 from henshin.home import cache_root
+from henshin.outputs import ensure_folder, write_atomic
 from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 
 log = logging.getLogger("henshin")
@@ -50,8 +50,7 @@ def cache_dir(options: RuntimeOptions) -> Path:
         root = options.cache_dir
     else:
         root = cache_root() / "compiled"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return ensure_folder(root, "the cache folder")
 
 
 def read_cached(path: Path, meta: dict[str, Any]) -> bytes | None:
@@ -83,9 +82,7 @@ def write_cached(path: Path, data: bytes, meta: dict[str, Any]) -> None:
     record = path.with_name(path.name + ".json")
     for target, payload in ((path, data), (record, json.dumps(
             {"sha256": hashlib.sha256(data).hexdigest(), "meta": _jsonable(meta)}, indent=1).encode())):
-        tmp = target.with_name(target.name + ".partial")
-        tmp.write_bytes(payload)
-        os.replace(tmp, target)
+        write_atomic(target, payload, f"the cached {target.name}")
 
 
 def _jsonable(value: Any) -> Any:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from henshin.errors import ModelError
+from henshin.errors import ModelError, RuntimeUnavailableError
+from henshin.outputs import write_atomic
 from henshin.runtimes.cache import cache_dir, cache_key, read_cached, write_cached
 from henshin.runtimes.options import NetworkSpec, Runtime, RuntimeOptions
 
@@ -53,16 +53,20 @@ def export_onnx(spec: NetworkSpec, target: Path | io.BytesIO) -> None:
                for i, (name, shape) in enumerate(spec.inputs) if spec.is_batched(i)}
     dynamic[spec.output] = {0: "batch", **free}
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(module, args, buffer, input_names=names, output_names=[spec.output],
-                          dynamic_axes=dynamic, opset_version=ONNX_OPSET, dynamo=False)
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(module, args, buffer, input_names=names, output_names=[spec.output],
+                              dynamic_axes=dynamic, opset_version=ONNX_OPSET, dynamo=False)
+    except (ImportError, torch.onnx.OnnxExporterError) as exc:
+        if "onnx" not in str(exc).lower():
+            raise
+        raise RuntimeUnavailableError("exporting the network to ONNX needs the onnx package; install it with: "
+                                      "pip install 'onnx>=1.16,<1.18', or use --runtime torch.") from None
     if isinstance(target, io.BytesIO):
         target.write(buffer.getvalue())
         return
-    tmp = Path(target).with_name(Path(target).name + ".partial")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, target)
+    write_atomic(Path(target), buffer.getvalue())
 
 
 def _example(shape: tuple[int, ...], batched: bool) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -21,6 +22,7 @@ from henshin.errors import OptionError, RuntimeUnavailableError
 log = logging.getLogger("henshin")
 
 RuntimeName = Literal["auto", "torch", "onnxruntime", "tensorrt"]
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
 Precision = Literal["fp32", "fp16", "bf16"]
 
@@ -92,14 +94,72 @@ class RuntimeOptions:
         if (self.compile or self.cuda_graphs) and self.runtime in ("onnxruntime", "tensorrt"):
             flag = "--compile" if self.compile else "--cuda-graphs"
             raise OptionError(f"{flag} applies to the torch runtime; drop it or use --runtime torch.")
+        if self.device is not None and not DEVICE.fullmatch(self.device):
+            raise OptionError(f"--device expects cpu, cuda or cuda:N (N a GPU number from 0), got {self.device!r}.")
+        half = self.precision in ("fp16", "bf16")
+        if half and self.device == "cpu":
+            raise OptionError(f"--precision {self.precision} needs a CUDA device; use fp32 on the CPU.")
+        if half and self.runtime == "onnxruntime":
+            raise OptionError(f"ONNX Runtime runs networks in fp32 here; drop --precision {self.precision} "
+                              "or use --runtime torch or tensorrt on a GPU.")
+        if self.runtime == "tensorrt" and self.device == "cpu":
+            raise OptionError("TensorRT runs on a CUDA GPU only; drop --device cpu or use --runtime onnxruntime.")
+        if self.runtime == "tensorrt" and self.precision == "bf16":
+            raise OptionError("TensorRT runs fp32 or fp16 here; use --precision fp16.")
+
+
+def check_available(options: RuntimeOptions) -> None:
+    """Refuse, before any work, a runtime, device or precision this machine does not have."""
+    if options.runtime == "torch" and not has_module("torch"):
+        raise RuntimeUnavailableError("torch is not installed; install it with: pip install 'henshin[torch]'.")
+    if options.runtime == "tensorrt" and not has_module("tensorrt"):
+        raise RuntimeUnavailableError("TensorRT is not installed; install it with: pip install 'henshin[tensorrt]'.")
+    wants_gpu = (options.device or "").startswith("cuda") or options.runtime == "tensorrt" \
+        or options.precision in ("fp16", "bf16")
+    if not wants_gpu:
+        return
+    asked = f"--device {options.device}" if options.device else (
+        "--runtime tensorrt" if options.runtime == "tensorrt" else f"--precision {options.precision}")
+    if not cuda_available():
+        raise RuntimeUnavailableError(f"{asked} needs a CUDA GPU, and torch sees none on this machine; "
+                                      "leave it out to run on the CPU.")
+    index = int(options.device.partition(":")[2] or 0) if options.device else 0
+    import torch
+
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise RuntimeUnavailableError(f"--device {options.device}: this machine has {count} GPU"
+                                      f"{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1}); pick one of them.")
 
 
 # -- what is available ------------------------------------------------------------
 
+_NOTED: set[str] = set()
+
+
+def _note_once(message: str) -> None:
+    """Log a fallback once per process, not once per network."""
+    if message not in _NOTED:
+        _NOTED.add(message)
+        log.info("%s", message)
+
+
 
 def has_module(name: str) -> bool:
     """True when ``name`` can be imported (without importing it)."""
-    return importlib.util.find_spec(name) is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package missing, or the module blocked in sys.modules
+        return False
+
+
+def imports(name: str) -> bool:
+    """True when ``name`` imports: installed and working (an optional package can be present but broken)."""
+    try:
+        importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - ImportError, or whatever a broken install raises
+        return False
+    return True
 
 
 def cuda_available() -> bool:
@@ -119,21 +179,32 @@ def onnxruntime_providers() -> list[str]:
 
 
 def choose_runtime(requested: RuntimeName, has_torch_module: bool, *, tensorrt: bool | None = None,
-                   cuda: bool | None = None) -> str:
+                   cuda: bool | None = None, onnx: bool | None = None) -> str:
     """Resolve ``auto`` (and check an explicit choice) for one network.
 
     A network with no torch module (ONNX-only) can run under ONNX Runtime or TensorRT.
+    A torch module reaches those two through an ONNX export, which needs the
+    ``onnx`` package: without it ``auto`` runs the module on eager torch (and says so).
     """
     if requested not in RUNTIMES:
         raise OptionError(f"--runtime expects one of {', '.join(RUNTIMES)}, got {requested!r}.")
     tensorrt = has_module("tensorrt") if tensorrt is None else tensorrt
     cuda = cuda_available() if cuda is None else cuda
+    exportable = not has_torch_module or requested == "torch" or (imports("onnx") if onnx is None else onnx)
     if requested == "auto":
-        if tensorrt and cuda:
+        if tensorrt and cuda and exportable:
             return "tensorrt"
         if cuda and has_torch_module:
             return "torch"
+        if not exportable and has_module("torch"):
+            _note_once("the onnx package is not installed, so networks run on eager torch on the CPU instead of "
+                       "ONNX Runtime (often slower); install it with: pip install 'onnx>=1.16,<1.18'")
+            return "torch"
         return "onnxruntime"
+    if requested in ("onnxruntime", "tensorrt") and not exportable:
+        raise RuntimeUnavailableError(f"--runtime {requested} runs this network through an ONNX export, which needs "
+                                      "the onnx package; install it with: pip install 'onnx>=1.16,<1.18', "
+                                      "or use --runtime torch.")
     if requested == "tensorrt":
         if not tensorrt:
             raise RuntimeUnavailableError("TensorRT is not installed; install it with: pip install 'henshin[tensorrt]'.")
