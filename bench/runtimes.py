@@ -78,14 +78,15 @@ NETWORKS = [
 ]
 
 
-def configurations() -> list[tuple[str, RuntimeOptions]]:
-    """(label, options) for every runtime this machine can run."""
+def configurations(compile: bool = True) -> list[tuple[str, RuntimeOptions]]:
+    """(label, options) for every runtime this machine can run (``compile=False``: no torch.compile rows)."""
     configs = []
     if rt.cuda_available():
         configs += [("torch eager fp32", RuntimeOptions("torch", "cuda", "fp32")),
                     ("torch eager fp16", RuntimeOptions("torch", "cuda", "fp16")),
-                    ("torch compile fp16", RuntimeOptions("torch", "cuda", "fp16", compile=True)),
                     ("torch cuda-graphs fp16", RuntimeOptions("torch", "cuda", "fp16", cuda_graphs=True))]
+        if compile:
+            configs.append(("torch compile fp16", RuntimeOptions("torch", "cuda", "fp16", compile=True)))
         if "CUDAExecutionProvider" in rt.onnxruntime_providers():
             configs.append(("onnxruntime cuda fp32", RuntimeOptions("onnxruntime", "cuda", "fp32")))
         if rt.has_module("tensorrt"):
@@ -95,7 +96,8 @@ def configurations() -> list[tuple[str, RuntimeOptions]]:
     return configs
 
 
-def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1, 4, 8)) -> dict[str, Any]:
+def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1, 4, 8),
+            compile: bool = True) -> dict[str, Any]:
     """Run every network × runtime × batch; returns the rows and the side-by-side pairs."""
     if quick:
         batches, size = tuple(b for b in batches if b <= 4), min(size, 128)
@@ -114,7 +116,7 @@ def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1,
             inputs = {b: [rng.random((b, *spec.inputs[0][1]), dtype=np.float32) * (255.0 if net.key == "fns" else 1.0)]
                       + net.extra() for b in batches}
             reference: dict[int, np.ndarray] = {}
-            for label, options in configurations():
+            for label, options in configurations(compile):
                 options = dataclasses.replace(options, max_batch=max(batches), cache_dir=Path(cache))
                 if spec.module is None and options.runtime == "torch":
                     continue  # an ONNX-only network has no eager form
@@ -173,9 +175,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="batches 1 and 4 at 128×128, 3 repeats")
     parser.add_argument("--size", type=int, default=256, help="crop side (default 256)")
+    parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (its autotuning takes minutes)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/runtimes.json"))
     args = parser.parse_args()
-    result = measure(args.quick, args.size)
+    result = measure(args.quick, args.size, compile=not args.no_compile)
     rows = []
     for r in result["rows"]:
         label = f"{r['network']:<13} {r['runtime']:<22} b{r.get('batch', '-')}"

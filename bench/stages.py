@@ -88,14 +88,17 @@ class NullSink:
         pass
 
 
-def configurations() -> list[tuple[str, RuntimeOptions | None]]:
+def configurations(gpu_only: bool = False, compile: bool = True) -> list[tuple[str, RuntimeOptions | None]]:
     """(label, runtime options) for each device path this machine has."""
-    out: list[tuple[str, RuntimeOptions | None]] = [("cpu onnxruntime", RuntimeOptions("onnxruntime", "cpu"))]
+    out: list[tuple[str, RuntimeOptions | None]] = []
+    if not gpu_only:
+        out.append(("cpu onnxruntime", RuntimeOptions("onnxruntime", "cpu")))
     if cuda_available():
         out += [("cuda torch fp32", RuntimeOptions("torch", "cuda", "fp32")),
                 ("cuda torch fp16", RuntimeOptions("torch", "cuda", "fp16")),
-                ("cuda torch fp16 compile", RuntimeOptions("torch", "cuda", "fp16", compile=True)),
                 ("cuda torch fp16 cuda-graphs", RuntimeOptions("torch", "cuda", "fp16", cuda_graphs=True))]
+        if compile:
+            out.append(("cuda torch fp16 compile", RuntimeOptions("torch", "cuda", "fp16", compile=True)))
     return out
 
 
@@ -154,10 +157,10 @@ def _synchronised(stages: Any, sync: Any) -> None:
         setattr(stages, name, wrapped)
 
 
-def measure(quick: bool = False) -> dict[str, Any]:
+def measure(quick: bool = False, gpu_only: bool = False, compile: bool = True) -> dict[str, Any]:
     frames, repeats = (8, 1) if quick else (30, 3)
     cases = []
-    for label, options in configurations():
+    for label, options in configurations(gpu_only, compile):
         for faces, scope in ((1, "face"), (4, "face"), (1, "frame")):
             if scope == "frame" and options.runtime == "onnxruntime" and not quick:
                 n = 4  # a 1280×720 frame through the network takes about half a second on 2 CPU cores
@@ -175,9 +178,11 @@ def measure(quick: bool = False) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="8 frames, one timed pass")
+    parser.add_argument("--gpu-only", action="store_true", help="only the CUDA paths")
+    parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (its autotuning takes minutes)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/stages.json"))
     args = parser.parse_args()
-    result = measure(args.quick)
+    result = measure(args.quick, args.gpu_only, not args.no_compile)
     rows = []
     for c in result["cases"]:
         if "error" in c:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
@@ -26,6 +25,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
 @pytest.fixture(scope="session")
 def faceless_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short clip of a plain gradient: no face anywhere."""
+    import av  # imported where used, so GPU-only test runs collect without PyAV
+
     path = tmp_path_factory.mktemp("clips") / "empty.mp4"
     image = background(CLIP.width, CLIP.height)
     with av.open(str(path), "w") as out:
@@ -52,6 +53,8 @@ def face_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def decode_video(path: Path) -> tuple[list[np.ndarray], list[int], Fraction]:
     """All frames of a video as RGB arrays, with their pts and the stream time base."""
+    import av
+
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames, pts = [], []
@@ -63,6 +66,8 @@ def decode_video(path: Path) -> tuple[list[np.ndarray], list[int], Fraction]:
 
 def audio_seconds(path: Path) -> float:
     """Decoded audio duration in seconds (0 when there is no audio stream)."""
+    import av
+
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return 0.0
