@@ -61,6 +61,8 @@ def test_an_official_layout_checkpoint_runs_as_a_filter_into_the_declared_range(
     assert out.shape == crops.shape and out.dtype == np.float32
     assert out.min() >= -1 and out.max() <= 1 and np.isfinite(out).all()
     assert out.std() > 0.01  # not a constant picture
+    box = make(gnr_training_file, crop="box", border="0.2", strength="0.5")
+    assert (box.spec.crop, box.spec.box_scale, box.spec.border, box.opacity) == ("box", 1.3, 0.2, 0.5)
 
 
 def test_same_code_and_input_give_identical_output(gnr_training_file: Path, crops: np.ndarray) -> None:
