@@ -26,6 +26,7 @@ log = logging.getLogger("henshin")
 
 # Audio codecs an MP4/MOV/MKV can carry as they are; anything else is re-encoded to AAC.
 COPYABLE_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+SMPTE170M, LIMITED_RANGE = 6, 1  # BT.601 (525-line) colour tags and limited ("MPEG") range, as FFmpeg numbers them
 # x264's presets (x264 --fullhelp), fastest first.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
@@ -127,6 +128,11 @@ class VideoFileSink:
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
         stream.options = {"crf": str(self.crf), "preset": self.preset}
+        # Frames are converted to YUV with BT.601 coefficients (below): say so in the stream, so a
+        # player does not guess BT.709 from an HD size and shift the colours.
+        context = stream.codec_context
+        context.colorspace, context.color_primaries, context.color_trc = SMPTE170M, SMPTE170M, SMPTE170M
+        context.color_range = LIMITED_RANGE
         self._video = stream
 
     def _mux_video(self, packet: av.Packet) -> None:

@@ -32,7 +32,7 @@ from henshin.engine.distributed.plan import Segment
 from henshin.engine.files import VideoFileSink
 from henshin.engine.offline import OfflineConfig, run_offline
 from henshin.engine.smoothing import CentredSmoother
-from henshin.engine.sources import VideoSource, upright
+from henshin.engine.sources import VideoSource, rgb_of, upright
 from henshin.engine.stages import FaceStages, Work
 from henshin.errors import BadInputError
 from henshin.types import Frame
@@ -104,7 +104,7 @@ class SegmentSource(VideoSource):
             raise BadInputError(f"{seg.name}: the first frame decoded is at {first.pts}, expected {seg.warm_pts}; "
                                 "the file may be damaged, convert it without --ray.")
         for index, f in enumerate(itertools.chain([first], frames), seg.first - seg.warm_frames):
-            yield Frame(upright(f.to_ndarray(format="rgb24"), f.rotation), index, f.pts, self.time_base)
+            yield Frame(upright(rgb_of(f), f.rotation), index, f.pts, self.time_base)
 
     def _decode(self, seek_ts: int | None) -> Iterator[av.VideoFrame]:
         """Decoded frames from ``warm_pts`` up to (not including) ``stop_pts``."""
