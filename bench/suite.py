@@ -88,7 +88,7 @@ def scenario(name: str, summary: str, default: bool = True) -> Callable[[Scenari
 
 def registry() -> dict[str, Entry]:
     """Every scenario, importing the modules that define them first."""
-    from bench import convert, gnr, live, ray, temporal, versus  # noqa: F401 - imported for their registrations
+    from bench import convert, gnr, latent, live, ray, temporal, versus  # noqa: F401 - imported for their registrations
 
     return SCENARIOS
 

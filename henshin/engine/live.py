@@ -197,7 +197,11 @@ class LiveRunner:
                 self._apply_commands()
                 if self._stop.is_set():
                     return
+                start = time.perf_counter()
                 work = process_frame(self.stages, frame, self.stats)
+                load = (time.perf_counter() - start) / self.period
+                for link in self.stages.graph.links:  # a filter may trade quality to hold the rate
+                    link.filter.govern(load)
                 image = work.output
                 if self.config.overlay:
                     figures = self._figures(len(work.faces))

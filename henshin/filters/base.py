@@ -33,7 +33,7 @@ FILTERS: dict[str, type[Filter]] = {}
 # Modules that register filters when imported; imported on first lookup so
 # that `import henshin.filters` stays cheap.
 _FILTER_MODULES = ("henshin.filters.style", "henshin.filters.fns", "henshin.filters.warp",
-                   "henshin.filters.tint", "henshin.filters.gnr_filter")
+                   "henshin.filters.tint", "henshin.filters.gnr_filter", "henshin.filters.latent_edit")
 
 
 class Filter(ABC):
@@ -95,6 +95,9 @@ class Filter(ABC):
     def set_params(self, **changes: str) -> None:
         """Change parameters by name from strings, validating them as at start (per-face state is kept)."""
         self.params = dataclasses.replace(self.params, **_convert(type(self.params), changes))
+
+    def govern(self, load: float) -> None:  # noqa: B027 - optional hook
+        """Live only: the last frame took ``load`` × the camera's frame period; a filter may trade quality for speed."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most filters hold nothing
         """Release sessions and buffers."""

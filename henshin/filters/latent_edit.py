@@ -1,0 +1,273 @@
+"""The latent filter: real faces edited in StyleGAN2's W+ space, steady over time (live and offline).
+
+Per face and frame: the aligned crop → e4e → W+ (smoothed per face over time) → the edit
+plan (InterFaceGAN / GANSpace directions with strengths and rows, conditioned, and style
+mixing with reference faces; ``henshin.filters.latent_plan``), reached over ``ramp`` → StyleGAN2
+→ the face. ``mode=delta`` (the default) adds G(edited) − G(unedited) to the real crop, so the
+identity, background and detail the encoder loses are kept and strength 0 is the input
+itself; ``mode=replace`` pastes G(edited). Items of all faces (and frames, offline) go through
+each network as one batch; the encoder runs every ``encode_every`` frames per face (sooner
+when the face changes), the held W+ filling the frames between through the smoothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from henshin.errors import ModelError
+from henshin.filters.base import Filter, register
+from henshin.filters.latent_directions import (
+    is_path,
+    load_named,
+    load_path,
+    named,
+    random_direction,
+)
+from henshin.filters.latent_nets import ENCODER_SIZE, LatentNets, load_nets, random_nets
+from henshin.filters.latent_params import EditItem, LatentParams, MixItem, layer_rows
+from henshin.filters.latent_plan import EditPlan, build_plan
+from henshin.filters.latent_state import GAP_S, LatentEuro, TrackLatent, thumbnail
+from henshin.filters.networks import placement
+from henshin.filters.reference import reference_crop
+from henshin.kernels.masks import is_torch
+from henshin.models.checkpoints import load_checkpoint
+from henshin.types import FaceContext, FilterSpec
+
+LATENT_FILES = (".pt", ".pth", ".npy", ".safetensors")  # a mix= reference given as a W+ code
+PLAN_KEYS = ("edit", "layers", "condition", "mix", "mix_layers")
+GOVERN_HOLD = 15  # frames between two quality steps of the governor
+GOVERN_HIGH, GOVERN_LOW = 1.05, 0.6  # frame time / frame period above which quality drops, below which it rises
+MAX_GOVERNED_EVERY = 8
+
+
+def quality_levels(every: int, size: int, min_size: int = 256) -> list[tuple[int, int]]:
+    """(encode_every, generator size) from the asked quality down: the encoder less often first, then smaller output."""
+    levels = [(every, size)]
+    while levels[-1][0] * 2 <= max(MAX_GOVERNED_EVERY, every):
+        levels.append((levels[-1][0] * 2, size))
+    while levels[-1][1] // 2 >= min_size:
+        levels.append((levels[-1][0], levels[-1][1] // 2))
+    return levels
+
+
+@register
+class LatentFilter(Filter):
+    """Stable StyleGAN2 latent edits (InterFaceGAN, GANSpace, style mixing) through e4e."""
+
+    name = "latent"
+    Params = LatentParams
+
+    def __init__(self, params: LatentParams, runtime: Any = None, weights: Any = None) -> None:
+        super().__init__(params, runtime, weights)
+        self._array, self._device = placement(runtime, has_torch_module=True)
+        self._references: dict[str, Tensor] = {}
+        self.last_latents: dict[int, Tensor] = {}  # per track: the W+ the generator was given last (edited)
+        self.last_bases: dict[int, Tensor] = {}  # per track: the smoothed, unedited W+ it came from
+        self.level, self._load_avg, self._since = 0, 0.0, 0
+        self._version = 0
+        self._load()
+
+    @classmethod
+    def required_models(cls, params: LatentParams) -> tuple[str, ...]:
+        if params.random_weights:
+            return ()
+        models = [] if params.weights_is_path else [params.weights]
+        for name in params.directions_used():
+            spec = None if is_path(name) else named(name)
+            if spec is not None and spec.model not in models:
+                models.append(spec.model)
+        return tuple(models)
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        p = self.params
+        if p.random_weights:
+            self.nets: LatentNets = random_nets()
+        else:
+            path = Path(p.weights).expanduser() if p.weights_is_path else self.weights_file(p.weights)
+            self.nets = load_nets(path)
+        self.nets.open(self.runtime)
+        self._references.clear()
+        self._set_size()
+        self._build_plan()
+
+    def _set_size(self) -> None:
+        self._size = self.nets.output_size(self.params.size)
+        self._levels = quality_levels(self.params.encode_every, self._size, min(256, self._size))
+        self.level = min(self.level, len(self._levels) - 1)
+        self.nets.synthesis(self.runtime, self._size)  # built now: errors show at start
+
+    def _build_plan(self) -> None:
+        p, n, dim = self.params, self.nets.n_latent, self.nets.style_dim
+        layer_rows(p.layers, n)
+        layer_rows(p.mix_layers, n, "mix_layers")
+        directions = {name: self._direction(name) for name in p.directions_used()}
+        edits = [self._preset_rows(item) for item in p.edits]
+        references = [(item, self._reference(item)) for item in p.references]
+        plan = build_plan(edits, p.layers, directions, [directions[c] for c in p.conditions], references,
+                          p.mix_layers, n, dim)
+        self.plan: EditPlan = plan.to(self._device)
+        self._version += 1
+
+    def _direction(self, name: str) -> Tensor:
+        if is_path(name):
+            return load_path(name)
+        if self.params.random_weights:
+            return random_direction(name, self.nets.n_latent, self.nets.style_dim)
+        spec = named(name)
+        return load_named(spec, self.weights_file(spec.model))
+
+    @staticmethod
+    def _preset_rows(item: EditItem) -> EditItem:
+        """A GANSpace preset without @rows gets the preset's rows."""
+        spec = None if is_path(item.direction) else named(item.direction)
+        if item.layers is None and spec is not None and spec.rows is not None:
+            return dataclasses.replace(item, layers=f"{spec.rows[0]}-{spec.rows[1] - 1}")
+        return item
+
+    def _reference(self, item: MixItem) -> Tensor:
+        """A reference's W+ (1, L, 512) on the CPU: a W+ file as stored, or a picture's face encoded (once)."""
+        if item.path not in self._references:
+            if Path(item.path).suffix.lower() in LATENT_FILES:
+                self._references[item.path] = _latent_file(item.path, self.nets.n_latent, self.nets.style_dim)
+            else:
+                crop = torch.from_numpy(reference_crop(item.path, ENCODER_SIZE))
+                self._references[item.path] = self._encode(crop.to(self._device)).cpu()
+        return self._references[item.path]
+
+    # -- engine interface -------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> FilterSpec:
+        return FilterSpec(consumes="crops", size=self.params.crop, value_range=(-1.0, 1.0), array=self._array,
+                          device=self._device, devices=("cpu", "cuda"), mask=self.params.paste)
+
+    def start_track(self, track_id: int) -> TrackLatent:
+        return TrackLatent(LatentEuro())
+
+    def end_track(self, track_id: int, state: Any) -> None:
+        self.last_latents.pop(track_id, None)
+        self.last_bases.pop(track_id, None)
+
+    def set_params(self, **changes: str) -> None:
+        old = self.params
+        super().set_params(**changes)
+        try:
+            self._apply(old)
+        except BaseException:
+            self.params = old
+            raise
+
+    def _apply(self, old: LatentParams) -> None:
+        p = self.params
+        if (p.weights, p.random_weights) != (old.weights, old.random_weights):
+            self._load()
+            return
+        if (p.size, p.encode_every) != (old.size, old.encode_every):
+            self._set_size()
+        if any(getattr(p, k) != getattr(old, k) for k in PLAN_KEYS):
+            self._build_plan()
+
+    def govern(self, load: float) -> None:
+        """Live: step down (encoder less often, then a smaller output) while frames take longer than the camera's period."""
+        if not self.params.govern:
+            return
+        self._load_avg = load if self._since == 0 and self.level == 0 else 0.8 * self._load_avg + 0.2 * load
+        self._since += 1
+        if self._since < GOVERN_HOLD:
+            return
+        if self._load_avg > GOVERN_HIGH and self.level < len(self._levels) - 1:
+            self.level, self._since = self.level + 1, 0
+        elif self._load_avg < GOVERN_LOW and self.level > 0:
+            self.level, self._since = self.level - 1, 0
+
+    # -- the work ---------------------------------------------------------------------------------
+
+    def process(self, batch: Any, faces: Sequence[FaceContext]) -> Any:
+        crops = torch.from_numpy(np.ascontiguousarray(batch)) if not is_torch(batch) else batch.float()
+        every, size = self._levels[self.level]
+        base = self._latents(crops, faces, every)
+        p, n_latent, dim = self.params, self.nets.n_latent, self.nets.style_dim
+        plans = [c.state.plan_at(c.time, self.plan, self._version, p.ramp_s, n_latent, dim) for c in faces]
+        used = torch.stack([plan.apply(base[i: i + 1])[0] for i, plan in enumerate(plans)])
+        for c, w, b in zip(faces, used, base, strict=True):
+            self.last_latents[c.track_id], self.last_bases[c.track_id] = w, b
+        if p.mode == "replace":
+            out = self._synthesize(used, size).clamp_(-1.0, 1.0)
+        else:
+            out = self._delta(crops, base, used, [i for i, plan in enumerate(plans) if not plan.identity], size)
+        return out if is_torch(batch) else out.numpy()
+
+    def _latents(self, crops: Tensor, faces: Sequence[FaceContext], every: int) -> Tensor:
+        """Each item's smoothed, unedited W+ (N, L, 512); the encoder runs on the items that need it, as one batch."""
+        thumbs = thumbnail(crops) if every > 1 else None
+        chosen = []
+        for i, c in enumerate(faces):
+            state: TrackLatent = c.state
+            if state.last_time is not None and not 0 <= c.time - state.last_time <= GAP_S:
+                state.restart(c.time)
+            state.last_time, state.frames = c.time, state.frames + 1
+            if state.needs_encoding(c.index, None if thumbs is None else thumbs[i], every):
+                chosen.append(i)
+                state.encoded_index = c.index
+                state.thumb = None if thumbs is None else thumbs[i]
+        encoded = self._encode(crops[chosen]) if chosen else None
+        rows = []
+        for i, c in enumerate(faces):
+            state = c.state
+            if i in chosen:
+                state.held, state.encodes = encoded[chosen.index(i)], state.encodes + 1
+            rows.append(state.smooth(state.held, c.time, self.params.smooth))
+        return torch.stack(rows)
+
+    def _encode(self, crops: Tensor) -> Tensor:
+        """Crops (N, 3, S, S) in [-1, 1] → W+ (N, L, 512) on the filter's device."""
+        if crops.shape[-1] != ENCODER_SIZE:
+            crops = F.interpolate(crops, size=(ENCODER_SIZE, ENCODER_SIZE), mode="bilinear", align_corners=False,
+                                  antialias=True)
+        return self._run(self.nets.encode, crops)
+
+    def _synthesize(self, w_plus: Tensor, size: int) -> Tensor:
+        return self._run(self.nets.synthesis(self.runtime, size), w_plus)
+
+    def _delta(self, crops: Tensor, base: Tensor, used: Tensor, edited: list[int], size: int) -> Tensor:
+        """Crops with G(edited) − G(unedited) added on the edited items; the others are the crops themselves."""
+        out = crops.clone()
+        if not edited:
+            return out
+        k = len(edited)
+        images = self._synthesize(torch.cat([used[edited], base[edited]]), size)
+        diff = images[:k] - images[k:]
+        side = crops.shape[-1]
+        if diff.shape[-1] != side:
+            diff = F.interpolate(diff, size=(side, side), mode="bilinear", align_corners=False,
+                                 antialias=diff.shape[-1] > side)
+        out[edited] = (crops[edited] + diff.to(crops)).clamp_(-1.0, 1.0)
+        return out
+
+    def _run(self, runtime: Any, x: Tensor) -> Tensor:
+        """A network on a torch batch: NumPy in and out where its runtime lives on the CPU side."""
+        if self._array == "numpy":
+            return torch.from_numpy(np.asarray(runtime(np.ascontiguousarray(x.detach().cpu().numpy()))))
+        return runtime(x.to(self._device))
+
+
+def _latent_file(path: str, n_latent: int, dim: int) -> Tensor:
+    """A W+ code saved as a file: (L, 512), (1, L, 512), or one w (512,)/(1, 512) for every row → (1, L, 512)."""
+    obj = load_checkpoint(Path(path).expanduser())
+    w = torch.from_numpy(np.asarray(obj, np.float32)) if isinstance(obj, np.ndarray) else obj
+    if not isinstance(w, Tensor) or w.shape[-1] != dim or w.numel() not in (dim, n_latent * dim):
+        shape = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
+        raise ModelError(f"{path} is not a W+ code for this generator: expected ({n_latent}, {dim}) or ({dim},), "
+                         f"got {shape}.")
+    return w.float().reshape(1, -1, dim).expand(1, n_latent, dim).clone()
+

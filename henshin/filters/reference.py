@@ -1,0 +1,53 @@
+"""A reference face from a still picture: found, FFHQ-aligned and cut as an encoder's crop.
+
+Filters that take a face from a picture (style mixing's ``mix=REF.jpg``) align it exactly as
+the engine aligns faces in frames (``henshin.kernels.ffhq``), from mediapipe's face mesh run
+once in still-image mode; the largest face in the picture is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from henshin.errors import BadInputError, InputNotFoundError
+from henshin.kernels.ffhq import ffhq_quad, quad_matrix
+from henshin.kernels.warp import crop_from_frame
+
+MAX_FACES = 4
+MIN_CONFIDENCE = 0.5
+
+
+def read_picture(path: Path | str) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; a missing or unreadable file is one sentence."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputNotFoundError(f"picture {path} does not exist; check the path.")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadInputError(f"{path} is not a picture OpenCV can read; give a JPEG or PNG.")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def face_landmarks(image: np.ndarray, path: Path | str = "the picture") -> np.ndarray:
+    """(478, 3) landmarks in pixels of the largest face in an RGB picture; a picture without one is refused."""
+    import mediapipe as mp
+
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES, refine_landmarks=True,
+                                         min_detection_confidence=MIN_CONFIDENCE) as mesh:
+        result = mesh.process(np.ascontiguousarray(image))
+    if not result.multi_face_landmarks:
+        raise BadInputError(f"no face was found in {path}; give a picture where a face fills a good part of it.")
+    h, w = image.shape[:2]
+    faces = [np.array([(p.x * w, p.y * h, p.z * w) for p in f.landmark], np.float32)
+             for f in result.multi_face_landmarks]
+    return max(faces, key=lambda f: np.ptp(f[:, 0]) * np.ptp(f[:, 1]))
+
+
+def reference_crop(path: Path | str, size: int = 256) -> np.ndarray:
+    """The picture's largest face as an FFHQ-aligned crop: (1, 3, size, size) float32 in [-1, 1]."""
+    image = read_picture(path)
+    matrix = quad_matrix(ffhq_quad(face_landmarks(image, path)), size)
+    return crop_from_frame(image, matrix[None], size, (-1.0, 1.0), "NCHW")
