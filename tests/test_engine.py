@@ -484,3 +484,15 @@ def test_a_filter_can_ask_for_an_upright_box_crop(face_frames):
     assert abs(matrix[0, 1]) < 1e-9 and abs(matrix[1, 0]) < 1e-9  # upright: no rotation
     assert matrix[0, 0] == pytest.approx(128 / side, rel=1e-6)
     np.testing.assert_allclose(matrix @ [(x0 + x1) / 2, (y0 + y1) / 2, 1.0], [64, 64], atol=1e-6)
+
+
+def test_a_filter_whose_package_is_missing_is_left_out_with_the_fix():
+    """Without torch (an optional extra) the weight-free filters still list and run; a torch filter says what to install."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from henshin.filters import base\n"
+            "names = sorted(base.available_filters())\n"
+            "assert 'warp' in names and 'tint' in names and 'latent' not in names, names\n"
+            "try:\n    base.filter_class('latent')\nexcept base.OptionError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-800:]
+    assert "the latent filter needs torch; install it with: pip install 'henshin[torch]'" in out.stdout

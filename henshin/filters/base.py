@@ -32,8 +32,12 @@ from henshin.types import FaceContext, FacePatch, FilterSpec
 FILTERS: dict[str, type[Filter]] = {}
 # Modules that register filters when imported; imported on first lookup so
 # that `import henshin.filters` stays cheap.
-_FILTER_MODULES = ("henshin.filters.style", "henshin.filters.fns", "henshin.filters.warp",
-                   "henshin.filters.tint", "henshin.filters.gnr_filter", "henshin.filters.latent_edit")
+# The built-in filters by name, and the module that registers each: a run imports only the
+# filters it uses, so one whose optional dependency (torch) is missing costs nothing elsewhere.
+BUILTIN: dict[str, str] = {"style": "henshin.filters.style", "fns": "henshin.filters.fns",
+                           "warp": "henshin.filters.warp", "tint": "henshin.filters.tint",
+                           "gnr": "henshin.filters.gnr_filter", "latent": "henshin.filters.latent_edit"}
+UNAVAILABLE: dict[str, str] = {}  # built-in filters that could not be imported here, and why
 
 
 class Filter(ABC):
@@ -136,10 +140,21 @@ def register(cls: type[Filter]) -> type[Filter]:
 
 
 def available_filters() -> dict[str, type[Filter]]:
-    """All registered filters, importing the built-in families first."""
-    for module in _FILTER_MODULES:
-        importlib.import_module(module)
+    """All filters that can run here: the built-in ones (those whose imports fail are left out,
+    with the reason in ``UNAVAILABLE``) and any registered by other code."""
+    for name in BUILTIN:
+        _load(name)
     return FILTERS
+
+
+def _load(name: str) -> None:
+    if name in FILTERS or name not in BUILTIN or name in UNAVAILABLE:
+        return
+    try:
+        importlib.import_module(BUILTIN[name])
+    except ImportError as exc:  # an optional dependency of that family (torch) is not installed
+        UNAVAILABLE[name] = f"the {name} filter needs {exc.name or 'a package that is missing'}; install it with: " \
+                            "pip install 'henshin[torch]'"
 
 
 def create_filter(name: str, params: Any, runtime: Any = None, weights: Mapping[str, Path] | None = None) -> Filter:
@@ -148,11 +163,14 @@ def create_filter(name: str, params: Any, runtime: Any = None, weights: Mapping[
 
 
 def filter_class(name: str) -> type[Filter]:
-    """The filter class registered as ``name``, or an error listing the known ones."""
-    filters = available_filters()
-    if name not in filters:
-        raise OptionError(f"unknown filter {name!r}; expected one of: {', '.join(sorted(filters))}.")
-    return filters[name]
+    """The filter class registered as ``name`` (its module imported on first use), or an error listing the known ones."""
+    _load(name)
+    if name in FILTERS:
+        return FILTERS[name]
+    if name in UNAVAILABLE:
+        raise OptionError(UNAVAILABLE[name] + ".")
+    known = sorted({*BUILTIN, *FILTERS})
+    raise OptionError(f"unknown filter {name!r}; expected one of: {', '.join(known)}.")
 
 
 def parse_params(cls: type, raw: Mapping[str, str]) -> Any:
