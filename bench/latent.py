@@ -10,6 +10,10 @@
   released configurations: what a network costs does not depend on its weights' values.
 - End to end: ``henshin convert`` of a 1280×720 clip with 1 and 2 faces, ``random_weights=1``
   (e4e + 256 generator), ``edit=smile:2`` in the default delta mode, ``encode_every`` 1 and 4.
+- Domains (issue 19): ms per face of a face decoded by an adapted generator against the FFHQ one
+  (same architecture, so the same cost), the memory a second loaded generator adds, and switching
+  live: ``set domain N`` to a preloaded domain (``domains=``) and to one read on demand, with the
+  first frame after the switch against a steady frame (the stall).
 - Stability: the same clip (one face, no lighting swing) with W+ smoothing on (``smooth=1``)
   and off (``smooth=0``): the warping error ratio (output ÷ input inside the face box) and the
   mean frame-to-frame W+ change (RMS over coordinates). With random weights the pictures mean
@@ -222,8 +226,72 @@ def _run_recording(clip: Clip, out: Path, params: dict[str, str]) -> tuple[float
     return (statistics.mean(steps) if steps else 0.0), fps
 
 
+def _domains(work: Path, quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Cost of decoding with a second generator and of switching domains live (random weights, runtime auto)."""
+    import torch
+
+    from henshin.filters.base import parse_params
+    from henshin.filters.latent_edit import LatentFilter
+    from henshin.filters.latent_params import LatentParams
+    from henshin.filters.stylegan2 import StyleGAN2Generator, rosinality_channels
+    from henshin.types import FaceContext
+
+    paths = []
+    for seed in (1, 2, 3):  # three "domains": the released 256 configuration with other seeds
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            g = StyleGAN2Generator(256, 512, 8, rosinality_channels(2))
+        paths.append(work / f"domain-{seed}.pt")
+        torch.save({"g_ema": g.state_dict()}, paths[-1])
+    params = {**EDIT, "mode": "replace", "domains": f"{paths[0]},{paths[1]}"}
+    start = time.perf_counter()
+    filt = LatentFilter(parse_params(LatentParams, params))
+    load_s = time.perf_counter() - start
+    crop = np.random.default_rng(0).uniform(-1, 1, (1, 3, 256, 256)).astype(np.float32)
+    state = filt.start_track(0)
+    clock = {"i": 0}
+
+    def frame() -> float:
+        clock["i"] += 1
+        begin = time.perf_counter()
+        filt.process(crop, [FaceContext(0, state, clock["i"], clock["i"] / 30)])
+        return (time.perf_counter() - begin) * 1000
+
+    def steady(domain: str) -> dict[str, Any]:
+        filt.set_params(domain=domain)
+        frame()
+        return spread([frame() for _ in range(REPEATS[quick])])
+
+    base, domain = steady("0"), steady("1")
+    filt.set_params(domain="0")
+    frame()
+    begin = time.perf_counter()
+    filt.set_params(domain="2")
+    switch_ms = (time.perf_counter() - begin) * 1000
+    first_ms = frame()
+    begin = time.perf_counter()
+    filt.set_params(domain=str(paths[2]))
+    cold_ms = (time.perf_counter() - begin) * 1000
+    cold_first = frame()
+    weights_mb = sum(t.numel() * t.element_size() for t in filt.decoder.generator.state_dict().values()) / 2**20
+    filt.close()
+    cases = [{"name": "latent face, FFHQ generator (replace)", "ms": base},
+             {"name": "latent face, a domain's generator (replace)", "ms": domain},
+             {"name": "switch to a preloaded domain (set domain 2)", "ms": spread([switch_ms], 3),
+              "first_frame_ms": round(first_ms, 1)},
+             {"name": "switch to a domain read on demand (set domain PATH)", "ms": spread([cold_ms], 1),
+              "first_frame_ms": round(cold_first, 1)},
+             {"name": "filter start with 2 preloaded domains", "ms": spread([load_s * 1000], 1),
+              "generator_weights_mb": round(weights_mb, 1)}]
+    pairs = [pair("latent face: domain generator vs FFHQ generator", "ms", ("FFHQ", base["median"]),
+                  ("domain", domain["median"])),
+             pair("first frame after a preloaded switch vs a steady frame", "ms", ("steady", domain["median"]),
+                  ("first after switch", round(first_ms, 1)))]
+    return cases, pairs
+
+
 @scenario("latent", "latent filter: ms per face (encoder, generator 256/1024, paste-back) per runtime; 720p fps "
-          "for 1-2 faces, encode_every 1/4; warping error with W+ smoothing on/off")
+          "for 1-2 faces, encode_every 1/4; warping error with W+ smoothing on/off; domains: decode and switch cost")
 def latent(quick: bool) -> dict[str, Any]:
     """The latent filter's figures in the suite's format."""
     per_face, skipped = _per_face(quick)
@@ -231,14 +299,19 @@ def latent(quick: bool) -> dict[str, Any]:
         work = Path(tmp)
         e2e, e2e_pairs = _end_to_end(work, quick)
         stable, stable_pairs = _stability(work, quick)
+        domains, domain_pairs = _domains(work, quick)
     notes = ["seeded random weights in the released configurations (what a network costs does not depend on its "
              "weights); per-face ms at batch 1, median of repeats after one warm-up",
              "end to end: random_weights=1 (e4e + 256 generator), edit=smile:2, mode=delta (two generator passes "
              "per face), runtime auto; encode_every=4 runs the encoder on one frame in four for a still face",
              "stability: warping error inside the face box, output / input; the W+ change is the mean RMS over "
              "coordinates between consecutive frames of a face; batch_frames=1 so each item is recorded in order"]
-    return {"title": "latent filter: cost per face, 720p fps, W+ smoothing", "cases": per_face + e2e + stable,
-            "pairs": e2e_pairs + stable_pairs, "notes": notes, "skipped": skipped}
+    notes.append("domains: random 256-px generators as domains, replace mode, one face crop through the filter; "
+                 "a switch's ms is the set_params call, first_frame_ms the frame after it (a steady frame for "
+                 "comparison is the domain row)")
+    return {"title": "latent filter: cost per face, 720p fps, W+ smoothing, domains",
+            "cases": per_face + e2e + stable + domains, "pairs": e2e_pairs + stable_pairs + domain_pairs,
+            "notes": notes, "skipped": skipped}
 
 
 def main() -> None:

@@ -34,6 +34,10 @@ def add_parser(subparsers: Any) -> Any:
                    help="the downloaded file, a folder holding the model's files, or the official archive")
     q.add_argument("--safetensors", action="store_true",
                    help="store PyTorch checkpoints as safetensors (weights and plain options only)")
+    q.add_argument("--generator", action="store_true",
+                   help="NAME is your own name for a StyleGAN2 generator adapted from FFHQ (rosinality format: "
+                        "JoJoGAN, StyleGAN-NADA, ...), checked against the FFHQ generator's layout; then "
+                        "--filter latent --param domain=NAME uses it")
     q.set_defaults(run=_run_import)
 
     q = sub.add_parser("verify", help="re-check hashes and that each stored file loads into its network")
@@ -109,6 +113,12 @@ def _run_pull(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     from henshin.models import store as m
 
+    if args.generator:
+        m.import_generator(args.name, args.path)
+        return 0
+    if args.name not in m.default_registry().entries and m.valid_name(args.name):
+        raise OptionError(f"unknown model {args.name!r} (see `henshin models list`); to store an adapted StyleGAN2 "
+                          "generator under a name of your own, add --generator.")
     m.import_model(args.name, args.path, safetensors=args.safetensors)
     return 0
 

@@ -31,7 +31,8 @@ from henshin.filters.latent_directions import (
     named,
     random_direction,
 )
-from henshin.filters.latent_nets import ENCODER_SIZE, LatentNets, load_nets, random_nets
+from henshin.filters.latent_domains import check_fits, combine, describe, load_domain
+from henshin.filters.latent_nets import ENCODER_SIZE, Decoder, LatentNets, load_nets, random_nets
 from henshin.filters.latent_params import EditItem, LatentParams, MixItem, layer_rows
 from henshin.filters.latent_plan import EditPlan, build_plan
 from henshin.filters.latent_state import GAP_S, LatentEuro, TrackLatent, thumbnail
@@ -43,6 +44,7 @@ from henshin.types import FaceContext, FilterSpec
 
 LATENT_FILES = (".pt", ".pth", ".npy", ".safetensors")  # a mix= reference given as a W+ code
 PLAN_KEYS = ("edit", "layers", "condition", "mix", "mix_layers")
+DOMAIN_KEYS = ("domains", "swap", "swap_coarse", "domain_mix")
 GOVERN_HOLD = 15  # frames between two quality steps of the governor
 GOVERN_HIGH, GOVERN_LOW = 1.05, 0.6  # frame time / frame period above which quality drops, below which it rises
 MAX_GOVERNED_EVERY = 8
@@ -69,6 +71,8 @@ class LatentFilter(Filter):
         super().__init__(params, runtime, weights)
         self._array, self._device = placement(runtime, has_torch_module=True)
         self._references: dict[str, Tensor] = {}
+        self._raw_domains: dict[str, Any] = {}  # domain generators as read, before swap / domain_mix
+        self._decoders: dict[str, Decoder] = {}  # per domain name or path: the generator it decodes with
         self.last_latents: dict[int, Tensor] = {}  # per track: the W+ the generator was given last (edited)
         self.last_bases: dict[int, Tensor] = {}  # per track: the smoothed, unedited W+ it came from
         self.level, self._load_avg, self._since = 0, 0.0, 0
@@ -84,6 +88,7 @@ class LatentFilter(Filter):
             spec = None if is_path(name) else named(name)
             if spec is not None and spec.model not in models:
                 models.append(spec.model)
+        models += [d for d in params.domains_used() if not is_path(d) and d not in models]
         return tuple(models)
 
     # -- loading ---------------------------------------------------------------------------------
@@ -96,7 +101,9 @@ class LatentFilter(Filter):
             path = Path(p.weights).expanduser() if p.weights_is_path else self.weights_file(p.weights)
             self.nets = load_nets(path)
         self.nets.open(self.runtime)
-        self._references.clear()
+        self._references, self._raw_domains = {}, {}
+        self._size = self.nets.output_size(self.params.size)
+        self._load_domains()
         self._set_size()
         self._build_plan()
 
@@ -104,7 +111,42 @@ class LatentFilter(Filter):
         self._size = self.nets.output_size(self.params.size)
         self._levels = quality_levels(self.params.encode_every, self._size, min(256, self._size))
         self.level = min(self.level, len(self._levels) - 1)
-        self.nets.synthesis(self.runtime, self._size)  # built now: errors show at start
+        for decoder in (self.nets.decoder, *self._decoders.values()):
+            decoder.synthesis(self.runtime, self._size)  # built now: errors show at start, switching never waits
+
+    # -- domains ----------------------------------------------------------------------------------
+
+    def _load_domains(self) -> None:
+        """Every generator ``domain`` and ``domains`` name, combined with the base as swap and domain_mix say."""
+        self._decoders = {spec: self._decoder_for(spec) for spec in self.params.domains_used()}
+        self._raw_domains = {spec: g for spec, g in self._raw_domains.items() if spec in self._decoders}
+
+    def _decoder_for(self, spec: str) -> Decoder:
+        p = self.params
+        if spec not in self._raw_domains:
+            path = Path(spec).expanduser() if is_path(spec) else self.weights_file(spec)
+            generator = load_domain(path)
+            check_fits(generator, self.nets.generator, spec)
+            self._raw_domains[spec] = generator
+        generator = combine(self.nets.generator, self._raw_domains[spec], p.swap, p.swap_coarse, p.domain_mix)
+        decoder = Decoder(generator, f"{self.nets.key}-{describe(spec)}-swap{p.swap}{p.swap_coarse}-mix{p.domain_mix:g}")
+        # One call now: a runtime's first call allocates (and a GPU one autotunes), which a switch must not wait for.
+        w_plus = torch.zeros(1, self.nets.n_latent, self.nets.style_dim, device=self._device)
+        self._run(decoder.synthesis(self.runtime, self._size), w_plus)
+        return decoder
+
+    @property
+    def decoder(self) -> Decoder:
+        """The generator faces are decoded with now: the active domain's, or the encoder's own."""
+        spec = self.params.active_domain
+        return self._decoders[spec] if spec else self.nets.decoder
+
+    @property
+    def mode(self) -> str:
+        """``delta`` or ``replace`` (``auto``: replace with a domain, since its faces are not photos)."""
+        if self.params.mode != "auto":
+            return self.params.mode
+        return "replace" if self.params.active_domain else "delta"
 
     def _build_plan(self) -> None:
         p, n, dim = self.params, self.nets.n_latent, self.nets.style_dim
@@ -148,8 +190,10 @@ class LatentFilter(Filter):
 
     @property
     def spec(self) -> FilterSpec:
+        # A domain changes the face's outline: its whole crop is pasted inside a feathered border.
+        paste = self.params.paste if self.params.paste != "auto" else "crop" if self.params.active_domain else "face"
         return FilterSpec(consumes="crops", size=self.params.crop, value_range=(-1.0, 1.0), array=self._array,
-                          device=self._device, devices=("cpu", "cuda"), mask=self.params.paste)
+                          device=self._device, devices=("cpu", "cuda"), mask=paste)
 
     def start_track(self, track_id: int) -> TrackLatent:
         return TrackLatent(LatentEuro())
@@ -160,11 +204,15 @@ class LatentFilter(Filter):
 
     def set_params(self, **changes: str) -> None:
         old = self.params
+        kept = (self.nets, self._references, self._raw_domains, self._decoders, self._size, self._levels, self.level,
+                self.plan, self._version)
         super().set_params(**changes)
         try:
             self._apply(old)
-        except BaseException:
+        except BaseException:  # a change that fails leaves the filter as it was
             self.params = old
+            (self.nets, self._references, self._raw_domains, self._decoders, self._size, self._levels, self.level,
+             self.plan, self._version) = kept
             raise
 
     def _apply(self, old: LatentParams) -> None:
@@ -172,6 +220,10 @@ class LatentFilter(Filter):
         if (p.weights, p.random_weights) != (old.weights, old.random_weights):
             self._load()
             return
+        if any(getattr(p, k) != getattr(old, k) for k in DOMAIN_KEYS):
+            self._load_domains()
+        elif p.active_domain and p.active_domain not in self._decoders:  # not preloaded: read now (a stall)
+            self._decoders = {**self._decoders, p.active_domain: self._decoder_for(p.active_domain)}
         if (p.size, p.encode_every) != (old.size, old.encode_every):
             self._set_size()
         if any(getattr(p, k) != getattr(old, k) for k in PLAN_KEYS):
@@ -201,7 +253,7 @@ class LatentFilter(Filter):
         used = torch.stack([plan.apply(base[i: i + 1])[0] for i, plan in enumerate(plans)])
         for c, w, b in zip(faces, used, base, strict=True):
             self.last_latents[c.track_id], self.last_bases[c.track_id] = w, b
-        if p.mode == "replace":
+        if self.mode == "replace":
             out = self._synthesize(used, size).clamp_(-1.0, 1.0)
         else:
             out = self._delta(crops, base, used, [i for i, plan in enumerate(plans) if not plan.identity], size)
@@ -237,7 +289,7 @@ class LatentFilter(Filter):
         return self._run(self.nets.encode, crops)
 
     def _synthesize(self, w_plus: Tensor, size: int) -> Tensor:
-        return self._run(self.nets.synthesis(self.runtime, size), w_plus)
+        return self._run(self.decoder.synthesis(self.runtime, size), w_plus)
 
     def _delta(self, crops: Tensor, base: Tensor, used: Tensor, edited: list[int], size: int) -> Tensor:
         """Crops with G(edited) − G(unedited) added on the edited items; the others are the crops themselves."""

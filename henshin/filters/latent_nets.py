@@ -41,14 +41,35 @@ class Synthesis(nn.Module):
 
 
 @dataclass
-class LatentNets:
-    """The encoder and generator, their runtime key, and the runtimes built so far (per generator size)."""
+class Decoder:
+    """A generator and its runtimes built so far, one per output size."""
 
-    encoder: E4EEncoder
     generator: StyleGAN2Generator
     key: str
+    runtimes: dict[int, Any] = field(default_factory=dict)
+
+    def synthesis(self, options: Any, size: int) -> Any:
+        """The generator's runtime for output ``size`` (built on first use)."""
+        if size not in self.runtimes:
+            module = Synthesis(self.generator, size).eval()
+            self.runtimes[size] = build(options, f"stylegan2-{self.key}-{size}",
+                                        [("w_plus", (self.generator.n_latent, self.generator.style_dim))],
+                                        module=module)
+        return self.runtimes[size]
+
+
+@dataclass
+class LatentNets:
+    """The encoder with its runtime, and the generator it was trained with (the base decoder)."""
+
+    encoder: E4EEncoder
+    decoder: Decoder
+    key: str
     encode: Any = None
-    synthesize: dict[int, Any] = field(default_factory=dict)
+
+    @property
+    def generator(self) -> StyleGAN2Generator:
+        return self.decoder.generator
 
     @property
     def n_latent(self) -> int:
@@ -62,14 +83,6 @@ class LatentNets:
         """Build the encoder's runtime (errors show at start)."""
         self.encode = build(options, f"e4e-{self.key}", [("image", (3, ENCODER_SIZE, ENCODER_SIZE))], module=self.encoder)
 
-    def synthesis(self, options: Any, size: int) -> Any:
-        """The generator's runtime for output ``size`` (built on first use)."""
-        if size not in self.synthesize:
-            module = Synthesis(self.generator, size).eval()
-            self.synthesize[size] = build(options, f"stylegan2-{self.key}-{size}",
-                                          [("w_plus", (self.n_latent, self.style_dim))], module=module)
-        return self.synthesize[size]
-
     def output_size(self, asked: int) -> int:
         """The generator output side for a ``size`` parameter (0: the generator's own); a larger one is refused."""
         if asked > self.generator.size:
@@ -81,7 +94,8 @@ class LatentNets:
 def load_nets(path: Path) -> LatentNets:
     """Encoder and generator of an e4e checkpoint, loaded strictly."""
     encoder, generator = load_e4e(path)
-    return LatentNets(encoder.requires_grad_(False), generator.requires_grad_(False), Path(path).stem)
+    key = Path(path).stem
+    return LatentNets(encoder.requires_grad_(False), Decoder(generator.requires_grad_(False), key), key)
 
 
 def random_nets(seed: int = RANDOM_SEED, size: int = RANDOM_SIZE) -> LatentNets:
@@ -96,4 +110,5 @@ def random_nets(seed: int = RANDOM_SEED, size: int = RANDOM_SIZE) -> LatentNets:
         with torch.no_grad():
             # e4e adds the generator's mean latent; with it the random codes sit where the generator expects them.
             encoder.latent_avg.copy_(generator.mean_latent(512, seed).expand(n_latent, -1))
-    return LatentNets(encoder.requires_grad_(False), generator.requires_grad_(False), f"random{seed}-{size}")
+    key = f"random{seed}-{size}"
+    return LatentNets(encoder.requires_grad_(False), Decoder(generator.requires_grad_(False), key), key)

@@ -147,13 +147,18 @@ class LatentParams:
     fine, A-B); condition: directions the edits are projected off (gender,age); mix: reference
     faces PATH[:WEIGHT],… whose mix_layers rows are taken; ramp: time for edits to reach their
     strength (2s); mode: delta adds G(edited) − G(unedited) to the real face, replace pastes
-    G(edited); encode_every: run the encoder every N frames (and when the face changes);
+    G(edited) (auto: delta, or replace with a domain); encode_every: run the encoder every N frames (and when the face changes);
     smooth: W+ smoothing, 0 off, higher steadier; size: generator output side (0: the
     generator's own; smaller stops synthesis early); crop: side of the face crop cut from the
-    frame (the encoder sees it at 256); paste: blend inside the face mask or the whole crop;
-    weights: e4e checkpoint (registry name or path); random_weights: seeded random networks
-    (meaningless output, for tests and timing); govern: live, let the engine lower
-    encode_every and size to hold the frame rate."""
+    frame (the encoder sees it at 256); paste: blend inside the face mask or the whole crop
+    (auto: the crop with a domain); weights: e4e checkpoint (registry name or path);
+    random_weights: seeded random networks (meaningless output, for tests and timing); govern:
+    live, let the engine lower encode_every and size to hold the frame rate; domain: decode with
+    an adapted generator (registry name, path, or N for the Nth of domains; 0 or empty: FFHQ);
+    domains: generators loaded up front so that switching between them never stalls; swap: take
+    the layers up to this resolution from one generator and the rest from the other (0: off);
+    swap_coarse: which gives the coarse layers; domain_mix: 0..1, weights interpolated from FFHQ
+    (0) to the domain (1)."""
 
     edit: str = ""
     layers: str = "all"
@@ -161,15 +166,20 @@ class LatentParams:
     mix: str = ""
     mix_layers: str = "fine"
     ramp: str = "0"
-    mode: Literal["delta", "replace"] = "delta"
+    mode: Literal["auto", "delta", "replace"] = "auto"
     encode_every: int = 1
     smooth: float = 1.0
     size: int = 0
     crop: int = 256
-    paste: Literal["face", "crop"] = "face"
+    paste: Literal["auto", "face", "crop"] = "auto"
     weights: str = "e4e-ffhq"
     random_weights: bool = False
     govern: bool = True
+    domain: str = ""
+    domains: str = ""
+    swap: int = 0
+    swap_coarse: Literal["domain", "base"] = "domain"
+    domain_mix: float = 1.0
 
     def __post_init__(self) -> None:
         parse_layers(self.layers)
@@ -185,6 +195,17 @@ class LatentParams:
         if self.size and (self.size < 16 or self.size & (self.size - 1)):
             raise OptionError(f"parameter size expects 0 (the generator's own) or a power of two from 16, got {self.size}.")
         check_range("crop", self.crop, 256, 1024)
+        domains = self.domain_list
+        if self.domain_index is not None and self.domain_index > len(domains):
+            raise OptionError(f"parameter domain {self.domain} names domain {self.domain_index}, but domains lists "
+                              f"{len(domains)}; give 0 (FFHQ) to {len(domains)}, a registry name or a path.")
+        for spec in (*domains, *([self.domain] if self.domain and self.domain_index is None else [])):
+            if is_path(spec) and not Path(spec).expanduser().is_file():
+                raise InputNotFoundError(f"domain generator {spec} does not exist; check the path, or name a "
+                                         "registry model (henshin models list).")
+        if self.swap and (self.swap < 4 or self.swap & (self.swap - 1)):
+            raise OptionError(f"parameter swap expects 0 (off) or a resolution, a power of two from 4, got {self.swap}.")
+        check_range("domain_mix", self.domain_mix, 0.0, 1.0)
         if self.weights and is_path(self.weights) and not Path(self.weights).expanduser().is_file():
             raise InputNotFoundError(f"weights file {self.weights} does not exist; check the path given with "
                                      "--param weights=, or name a registry model (e4e-ffhq).")
@@ -208,6 +229,30 @@ class LatentParams:
     @property
     def weights_is_path(self) -> bool:
         return is_path(self.weights)
+
+    @property
+    def domain_list(self) -> tuple[str, ...]:
+        """The generators ``domains`` lists (names or paths), in order."""
+        return tuple(filter(None, (p.strip() for p in self.domains.split(","))))
+
+    @property
+    def domain_index(self) -> int | None:
+        """``domain`` as a number (0: FFHQ, N: the Nth of ``domains``), or None for a name or path."""
+        text = self.domain.strip()
+        return int(text) if text.isdigit() else (0 if not text else None)
+
+    @property
+    def active_domain(self) -> str:
+        """The generator the faces are decoded with: "" for FFHQ (the encoder's own), else a name or path."""
+        index = self.domain_index
+        if index is None:
+            return self.domain.strip()
+        return "" if index == 0 else self.domain_list[index - 1]
+
+    def domains_used(self) -> tuple[str, ...]:
+        """Every domain generator to load: ``domains`` and a ``domain`` named outside them."""
+        named = [self.active_domain] if self.domain_index is None and self.active_domain else []
+        return tuple(dict.fromkeys([*self.domain_list, *named]))
 
     def directions_used(self) -> tuple[str, ...]:
         """Every direction the edits and conditions name (names and paths)."""

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from henshin.errors import ModelError, OptionError
+from henshin.home import cache_root
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+USER_REGISTRY = "user-models.toml"  # models stored under names of the user's choosing (models import --generator)
 
 
 @dataclass(frozen=True)
@@ -118,5 +120,25 @@ def _packaged_registry() -> Registry:
 
 
 def default_registry() -> Registry:
-    """The registry shipped with henshin."""
-    return _packaged_registry()
+    """The registry shipped with henshin, plus the models imported under names of the user's choosing."""
+    packaged = _packaged_registry()
+    path = user_registry_path()
+    if not path.is_file():
+        return packaged
+    user = Registry.from_toml(path.read_text(encoding="utf-8"), str(path))
+    return Registry({**user.entries, **packaged.entries})  # a shipped name always wins
+
+
+def user_registry_path() -> Path:
+    """The TOML file (in the registry's layout) of the models imported under the user's own names."""
+    return cache_root() / "models" / USER_REGISTRY
+
+
+def packaged_names() -> set[str]:
+    """The names of the models shipped with henshin."""
+    return set(_packaged_registry().entries)
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` can name a model: lower-case letters, digits and dashes."""
+    return bool(_NAME.match(name))

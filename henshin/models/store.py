@@ -31,7 +31,15 @@ from typing import Any
 from henshin.digest import sha256_file
 from henshin.errors import InputNotFoundError, ModelError, OptionError, OutputError
 from henshin.home import cache_root
-from henshin.models.registry import ModelEntry, ModelFile, Registry, default_registry
+from henshin.models.registry import (
+    ModelEntry,
+    ModelFile,
+    Registry,
+    default_registry,
+    packaged_names,
+    user_registry_path,
+    valid_name,
+)
 from henshin.outputs import commit, discard, ensure_folder, partial_path, write_atomic, write_error
 
 CONNECT_TIMEOUT_S = 10.0  # per socket operation: an offline machine fails at once, a stalled one soon
@@ -453,6 +461,69 @@ def import_model(name: str, path: Path, registry: Registry | None = None, *, saf
             f"{' matches the registry' if mf.sha256 else ''})")
         out.append(dest)
     return out
+
+
+DOMAIN_FAMILY = "stylegan2-domain"
+DOMAIN_LOADER = "henshin.filters.latent_domains:load_ffhq_domain"
+
+
+def import_generator(name: str, path: Path, *, say: Callable[[str], None] = print) -> Path:
+    """Store a rosinality-format StyleGAN2 generator adapted from FFHQ as model ``name``, a name of the user's choosing.
+
+    The file must load strictly into the FFHQ generator's layout (1024 px, 512-d styles); it is
+    then copied into the cache and listed in the user registry, so ``domain=NAME`` finds it.
+    A shipped model's name is imported as that model.
+    """
+    if name in packaged_names():
+        return import_model(name, path, say=say)[0]
+    if not valid_name(name):
+        raise OptionError(f"a model name is lower-case letters, digits and dashes, got {name!r}.")
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise InputNotFoundError(f"{source} does not exist; give the generator checkpoint (.pt) you downloaded.")
+    entry = ModelEntry(name=name, title=f"StyleGAN2 generator adapted from FFHQ ({source.name})",
+                       family=DOMAIN_FAMILY, filter="latent", licence="as its source states",
+                       source=str(source.resolve()), files=(ModelFile(f"{name}.pt", url=source.resolve().as_uri()),),
+                       loader=DOMAIN_LOADER, note="imported with henshin models import --generator")
+    entry_dir(entry).mkdir(parents=True, exist_ok=True)
+    dest = entry_dir(entry) / f"{name}.pt"
+    part = dest.with_name(dest.name + ".part")
+    shutil.copyfile(source, part)
+    try:
+        _check_network(entry, part)  # refuses anything but an FFHQ-layout generator, in one sentence
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    sha = sha256_file(dest)
+    _write_manifest(entry, {dest.name: {"stored": dest.name, "sha256": sha, "size": dest.stat().st_size,
+                                        "source_sha256": sha, "origin": str(source), "registry_sha256": False}})
+    _write_user_entry(entry)
+    say(f"{name}: stored {dest} ({_human(dest.stat().st_size)}); use it with --param domain={name}")
+    return dest
+
+
+def _write_user_entry(entry: ModelEntry) -> None:
+    """Add (or replace) ``entry`` in the user registry file, written under a temporary name first."""
+    path = user_registry_path()
+    entries = {}
+    if path.is_file():
+        entries = dict(Registry.from_toml(path.read_text(encoding="utf-8"), str(path)).entries)
+    entries[entry.name] = entry
+    part = path.with_name(path.name + ".part")
+    part.write_text("\n".join(_toml_entry(e) for e in entries.values()), encoding="utf-8")
+    os.replace(part, path)
+
+
+def _toml_entry(entry: ModelEntry) -> str:
+    """One registry table in TOML (a JSON string is a valid TOML basic string)."""
+    q = json.dumps
+    lines = [f"[{entry.name}]"]
+    for key in ("title", "family", "filter", "licence", "source", "loader", "note"):
+        lines.append(f"{key} = {q(getattr(entry, key))}")
+    for mf in entry.files:
+        lines += [f"[[{entry.name}.files]]", f"name = {q(mf.name)}", f"url = {q(mf.url)}"]
+    return "\n".join(lines) + "\n"
 
 
 def _import_sources(entry: ModelEntry, path: Path) -> list[tuple[ModelFile, Any]]:
