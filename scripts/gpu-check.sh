@@ -15,7 +15,7 @@ export PYTHONPATH=/tmp/site:$PWD HENSHIN_HOME=${HENSHIN_HOME:-/tmp/henshin-home}
   python3 -c "import torch, onnxruntime as o, numpy, cv2; print('torch', torch.__version__, 'cuda', torch.version.cuda, '| onnxruntime', o.__version__, o.get_available_providers(), '| numpy', numpy.__version__, '| opencv', cv2.__version__)"
 } 2>&1 | tee "$OUT/machine.txt"
 step() { local name=$1 limit=$2; shift 2; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "exit $?" >> "$OUT/$name.log"; tail -n "${TAIL:-25}" "$OUT/$name.log"; }
-TESTS="tests/test_runtimes.py tests/test_stylegan2.py tests/test_e4e.py tests/test_gnr.py tests/test_gnr_filter.py tests/test_latent_filter.py tests/test_optflow.py tests/test_geometry.py tests/test_regions.py ${EXTRA_TESTS:-}"
+TESTS="tests/test_runtimes.py tests/test_stylegan2.py tests/test_e4e.py tests/test_gnr.py tests/test_gnr_filter.py tests/test_latent_filter.py tests/test_latent_domains.py tests/test_optflow.py tests/test_geometry.py tests/test_regions.py ${EXTRA_TESTS:-}"
 step gpu-tests "${TEST_LIMIT:-150}" python3 -m pytest -q -o addopts= -m gpu -p no:cacheprovider $TESTS
 step kernel-tests 60 python3 -m pytest -q -o addopts= -p no:cacheprovider tests/test_kernels.py  # CUDA cases where CUDA is
 step stages "${STAGES_LIMIT:-120}" python3 -m bench.stages --gpu-only --no-compile --out "$OUT/stages.json"
