@@ -78,7 +78,7 @@ NETWORKS = [
 ]
 
 
-def configurations(compile: bool = True) -> list[tuple[str, RuntimeOptions]]:
+def configurations(compile: bool = True, gpu_only: bool = False) -> list[tuple[str, RuntimeOptions]]:
     """(label, options) for every runtime this machine can run (``compile=False``: no torch.compile rows)."""
     configs = []
     if rt.cuda_available():
@@ -91,13 +91,14 @@ def configurations(compile: bool = True) -> list[tuple[str, RuntimeOptions]]:
             configs.append(("onnxruntime cuda fp32", RuntimeOptions("onnxruntime", "cuda", "fp32")))
         if rt.has_module("tensorrt"):
             configs.append(("tensorrt fp16", RuntimeOptions("tensorrt", "cuda", "fp16")))
-    configs += [("torch cpu fp32", RuntimeOptions("torch", "cpu", "fp32")),
-                ("onnxruntime cpu fp32", RuntimeOptions("onnxruntime", "cpu", "fp32"))]
+    if not gpu_only:
+        configs += [("torch cpu fp32", RuntimeOptions("torch", "cpu", "fp32")),
+                    ("onnxruntime cpu fp32", RuntimeOptions("onnxruntime", "cpu", "fp32"))]
     return configs
 
 
 def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1, 4, 8),
-            compile: bool = True) -> dict[str, Any]:
+            compile: bool = True, gpu_only: bool = False) -> dict[str, Any]:
     """Run every network × runtime × batch; returns the rows and the side-by-side pairs."""
     if quick:
         batches, size = tuple(b for b in batches if b <= 4), min(size, 128)
@@ -116,7 +117,7 @@ def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1,
             inputs = {b: [rng.random((b, *spec.inputs[0][1]), dtype=np.float32) * (255.0 if net.key == "fns" else 1.0)]
                       + net.extra() for b in batches}
             reference: dict[int, np.ndarray] = {}
-            for label, options in configurations(compile):
+            for label, options in configurations(compile, gpu_only):
                 options = dataclasses.replace(options, max_batch=max(batches), cache_dir=Path(cache))
                 if spec.module is None and options.runtime == "torch":
                     continue  # an ONNX-only network has no eager form
@@ -176,9 +177,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="batches 1 and 4 at 128×128, 3 repeats")
     parser.add_argument("--size", type=int, default=256, help="crop side (default 256)")
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (its autotuning takes minutes)")
+    parser.add_argument("--gpu-only", action="store_true", help="only the CUDA runtimes")
     parser.add_argument("--out", type=Path, default=Path("bench/results/runtimes.json"))
     args = parser.parse_args()
-    result = measure(args.quick, args.size, compile=not args.no_compile)
+    result = measure(args.quick, args.size, compile=not args.no_compile, gpu_only=args.gpu_only)
     rows = []
     for r in result["rows"]:
         label = f"{r['network']:<13} {r['runtime']:<22} b{r.get('batch', '-')}"

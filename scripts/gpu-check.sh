@@ -16,7 +16,7 @@ export PYTHONPATH=/tmp/site:$PWD HENSHIN_HOME=${HENSHIN_HOME:-/tmp/henshin-home}
 } 2>&1 | tee "$OUT/machine.txt"
 step() { local name=$1 limit=$2; shift 2; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "exit $?" >> "$OUT/$name.log"; tail -n "${TAIL:-25}" "$OUT/$name.log"; }
 TESTS="tests/test_runtimes.py tests/test_stylegan2.py tests/test_e4e.py tests/test_gnr.py tests/test_gnr_filter.py tests/test_latent_filter.py tests/test_latent_domains.py tests/test_optflow.py tests/test_geometry.py tests/test_regions.py ${EXTRA_TESTS:-}"
-step gpu-tests "${TEST_LIMIT:-150}" python3 -m pytest -q -o addopts= -m gpu -p no:cacheprovider $TESTS
-step kernel-tests 60 python3 -m pytest -q -o addopts= -p no:cacheprovider tests/test_kernels.py  # CUDA cases where CUDA is
-step stages "${STAGES_LIMIT:-120}" python3 -m bench.stages --gpu-only --no-compile --out "$OUT/stages.json"
-step runtimes "${RUNTIMES_LIMIT:-90}" python3 -m bench.runtimes --no-compile --out "$OUT/runtimes.json"
+step gpu-tests "${TEST_LIMIT:-130}" python3 -m pytest -q -o addopts= -m gpu -p no:cacheprovider $TESTS
+step kernel-tests 40 python3 -m pytest -q -o addopts= -p no:cacheprovider tests/test_kernels.py  # CUDA cases where CUDA is
+step stages "${STAGES_LIMIT:-90}" python3 -m bench.stages --gpu-only --no-compile --out "$OUT/stages.json"
+step runtimes "${RUNTIMES_LIMIT:-60}" python3 -m bench.runtimes --gpu-only --no-compile --out "$OUT/runtimes.json"
