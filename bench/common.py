@@ -78,7 +78,7 @@ def _cpu_name() -> str:
 def report(name: str, result: dict[str, Any], rows: list[tuple[str, str]], out: Path | None) -> None:
     """Print a two-column table and the JSON; write the JSON to ``out`` when given."""
     doc = {"benchmark": name, "machine": machine(), **result}
-    width = max(len(k) for k, _ in rows)
+    width = max((len(k) for k, _ in rows), default=0)
     print(f"\n{name}")
     for key, value in rows:
         print(f"  {key.ljust(width)}  {value}")
