@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
-import mediapipe as mp
 import numpy as np
 
 
@@ -39,6 +38,8 @@ class PeopleMasker:
     def __init__(self, config: PeopleConfig | None = None) -> None:
         self.config = config or PeopleConfig()
         # model 1 is the landscape model (256×144 input): faster, made for video calls.
+        import mediapipe as mp  # with the first masker: a run without background scope never loads it
+
         self._segmenter = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=1)
         self._average: np.ndarray | None = None
 
