@@ -195,9 +195,13 @@ class FaceStages:
             if frames[0].cut:  # whole-frame filters start a new "track" with the shot
                 self._end_track(FRAME_TRACK)
             links = self.graph.default.frame_links
-            out, _ = self._run_links(links, _stack([w.batch for w in frames]), [(w, None) for w in frames])
-            for work, item in zip(frames, out, strict=True):
-                work.result = item
+            # On the CPU whole frames go one at a time: a batch of 720p frames through a network
+            # only thrashes the caches (measured: 573 vs 360 ms a frame); a GPU takes them together.
+            groups = [frames] if is_torch(frames[0].batch) else [[w] for w in frames]
+            for group in groups:
+                out, _ = self._run_links(links, _stack([w.batch for w in group]), [(w, None) for w in group])
+                for work, item in zip(group, out, strict=True):
+                    work.result = item
         for work in works:
             for track_id in work.ended:
                 self._end_track(track_id)
