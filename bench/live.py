@@ -25,6 +25,7 @@ from henshin.engine.live import LiveConfig, LiveRunner
 from henshin.engine.sinks import NullSink
 from henshin.engine.smoothing import OneEuroSmoother
 from henshin.engine.stages import FaceStages
+from henshin.engine.tracking import TrackerConfig
 
 
 def live_case(clip_path: Path, name: str, frames: int, quick: bool,
@@ -34,7 +35,7 @@ def live_case(clip_path: Path, name: str, frames: int, quick: bool,
 
     def once() -> dict[str, Any]:
         graph = FilterGraph(ChainRequest(name, params=raw))
-        stages = FaceStages(graph, OneEuroSmoother(), frame_rate=30.0)
+        stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(sweep_tiles=False), frame_rate=30.0)
         try:
             stats = LiveRunner(RealtimeFileSource(clip_path, loop=True), stages, [NullSink()],
                                LiveConfig(max_frames=frames)).run()

@@ -191,3 +191,32 @@ def test_mask_is_reused_while_the_face_stays_put(astronaut_face):
     compositor.paste(image.copy(), moved, -crop, _matrix(face), FilterSpec(), CompositeParams())
     assert calls[0] == calls[1] == calls[2]  # the same mask object: built once
     assert calls[3] != calls[0]  # moved by a pixel: built again
+
+
+def test_live_tracking_spreads_the_tile_sweep_over_frames():
+    # Offline, a scheduled look for new faces runs the detector on the whole frame and every
+    # small-face tile in one frame; live runs the whole frame and one tile, so no frame spikes.
+    frames, _ = _frames(SampleSpec(width=1280, height=720, frames=90, face_height=0.5))
+    frames = frames[:9]
+    runs: dict[bool, list[int]] = {}
+    for sweep in (True, False):
+        tracker = FaceTracker(TrackerConfig(max_faces=2, detect_every=4, sweep_tiles=sweep))
+        calls: list[int] = []
+        real = tracker._detect_scaled
+
+        def counted(*args, _real=real, _calls=calls):
+            _calls[-1] += 1
+            return _real(*args)
+
+        tracker._detect_scaled = counted
+        try:
+            for frame in frames:
+                calls.append(0)
+                assert len(tracker(frame)) == 1
+        finally:
+            tracker.close()
+        runs[sweep] = calls
+    assert runs[True][0] == runs[False][0] > 2  # the first frame searches everywhere either way
+    assert runs[True][4] == runs[True][0] and runs[True][8] == runs[True][0]
+    assert runs[False][4] == 2 and runs[False][8] == 2
+    assert max(runs[False][1:]) <= 2

@@ -177,8 +177,14 @@ def test_b_shows_original_and_filtered_side_by_side_with_figures_on_both(xscreen
         _wait(lambda: xscreen.geometry(window)[2] == 2 * photo.shape[1])
         shown = preview.shown
         _wait(lambda: preview.shown >= shown + 3)
-        x, y, w, h = xscreen.geometry(window)
-        shots["compare"] = xscreen.screenshot()[y:y + h, x:x + w]
+
+        def painted() -> bool:  # a resized window is black until the X server has drawn the next frame
+            x, y, w, h = xscreen.geometry(window)
+            shots["compare"] = xscreen.screenshot()[y:y + h, x:x + w]
+            side = photo.shape[1]
+            return shots["compare"][40:, :side].max() > 0 and shots["compare"][40:, side:].max() > 0
+
+        _wait(painted, timeout=20)
         xscreen.close_window(window)
 
     helper = threading.Thread(target=operate, daemon=True)

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         raise
     log.info("%s", source.describe())
-    stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(max_faces=args.max_faces), float(source.frame_rate),
+    stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(max_faces=args.max_faces, sweep_tiles=False), float(source.frame_rate),
                         cut_config(args))
     runner = LiveRunner(source, stages, sinks, LiveConfig(args.max_frames, args.overlay))
     runner_box.append(runner)

@@ -38,6 +38,10 @@ class TrackerConfig:
     small_faces: bool = True
     min_confidence: float = 0.5
     max_missing: int = 5
+    # On the scheduled look for new faces (every ``detect_every`` frames): the whole frame and every
+    # small-face tile at once (offline), or the whole frame and one tile in turn (live: nine detector
+    # runs in one frame would be a latency spike every half second).
+    sweep_tiles: bool = True
 
 
 @dataclass(slots=True)
@@ -102,8 +106,10 @@ class FaceTracker:
         live = len(self._live())
         due = self._frames % cfg.detect_every == 0 and live < cfg.max_faces
         searching = live == 0 or any(t.missing for t in self._tracks)
-        if self._frames == 0 or due or lost:
+        if self._frames == 0 or lost or (due and cfg.sweep_tiles):
             self._add_detected(image, self._tiles(image))
+        elif due:
+            self._add_detected(image, self._next_tile(image))
         elif searching:
             self._add_detected(image, self._next_tile(image))
         self._drop_duplicates()
