@@ -27,6 +27,7 @@ from bench.common import report
 from henshin.engine import stages as stages_module
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.offline import run_sequential
+from henshin.engine.sinks import NullSink
 from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.tracking import TrackUpdate
 from henshin.runtimes import RuntimeOptions, cuda_available
@@ -72,19 +73,6 @@ class Frames:
             yield Frame(image, i, i, self.time_base)
 
     def close(self) -> None:
-        pass
-
-
-class NullSink:
-    repeats = False
-
-    def write(self, frame: Frame, image: np.ndarray) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
         pass
 
 
