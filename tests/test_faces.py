@@ -63,6 +63,9 @@ def test_several_faces_keep_their_ids():
         tracker.close()
     assert all(len(faces) == 4 for faces in seen)
     first = {f.track_id: f.box for f in seen[0]}
+    # faces that appear together are numbered left to right, then top to bottom
+    order = sorted(first, key=lambda i: (first[i][0] + first[i][2], first[i][1] + first[i][3]))
+    assert order == sorted(first) == [0, 1, 2, 3]
     for faces in seen[1:]:
         assert {f.track_id for f in faces} == set(first)
     # each id stays on the same grid cell the whole clip

@@ -166,7 +166,17 @@ class FaceTracker:
         return [tiles[self._tile_turn]]
 
     def _add_detected(self, image: np.ndarray, tiles: list[tuple[int, int, int, int]]) -> None:
-        for box in self._detect(image, tiles):
+        first_new = self._next_id
+        self._add_boxes(image, self._detect(image, tiles))
+        # Faces that appear in the same frame are numbered left to right (then top to bottom),
+        # so ``--face 0`` is predictable for people who enter together.
+        new = sorted((t for t in self._tracks if t.track_id >= first_new),
+                     key=lambda t: (t.box[0] + t.box[2], t.box[1] + t.box[3]))
+        for i, t in enumerate(new):
+            t.track_id = first_new + i
+
+    def _add_boxes(self, image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> None:
+        for box in boxes:
             if len(self._live()) >= self.config.max_faces:
                 return
             if any(_iou(box, t.box) > 0.3 for t in self._live()):
