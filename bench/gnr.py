@@ -43,19 +43,10 @@ def runtimes() -> list[tuple[str, RuntimeOptions]]:
 
 def network_cases(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[str, Any]]:
     """ms per face per runtime and batch, and FLOPs per face, as bench cases (and the raw result)."""
-    from bench.networks import measure
+    from bench.networks import bench_cases, measure
 
     result = measure(quick, only=("gnr",), runtimes=tuple(label for label, _ in runtimes()))
-    gflop = round(result["flops_per_face"]["gnr"] / 1e9, 1)
-    cases, skipped = [], []
-    for r in result["rows"]:
-        name = f"network {r['runtime']} b{r.get('batch', '-')}"
-        if "error" in r:
-            skipped.append({"case": name, "reason": r["error"]})
-            continue
-        cases.append({"name": name, "ms": {"median": r["ms_per_face"], "min": r["ms_per_face_min"],
-                                           "max": r["ms_per_face_max"]},
-                      "gflop_per_face": gflop, "max_abs_err": r["max_abs_err"]})
+    cases, skipped = bench_cases(result, prefix=lambda r: "network")
     return cases, skipped, result
 
 

@@ -190,12 +190,12 @@ def _measure_runtime(net: Network, spec: NetworkSpec, label: str, options: Runti
     return rows
 
 
-def scenario(quick: bool = False) -> dict[str, Any]:
-    """The bench suite's entry: one case per network, runtime and batch."""
-    result = measure(quick)
+def bench_cases(result: dict[str, Any], prefix: Callable[[dict[str, Any]], str] = lambda r: r["network"]
+                ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """``measure``'s rows as bench cases (ms per face, GFLOP per face, max err) and skipped cases."""
     cases, skipped = [], []
     for r in result["rows"]:
-        name = f"{r['network']} {r['runtime']} b{r.get('batch', '-')}"
+        name = f"{prefix(r)} {r['runtime']} b{r.get('batch', '-')}"
         if "error" in r:
             skipped.append({"case": name, "reason": r["error"]})
             continue
@@ -203,6 +203,13 @@ def scenario(quick: bool = False) -> dict[str, Any]:
                                            "max": r["ms_per_face_max"]},
                       "gflop_per_face": round(result["flops_per_face"][r["network"]] / 1e9, 1),
                       "max_abs_err": r["max_abs_err"]})
+    return cases, skipped
+
+
+def scenario(quick: bool = False) -> dict[str, Any]:
+    """The bench suite's entry: one case per network, runtime and batch."""
+    result = measure(quick)
+    cases, skipped = bench_cases(result)
     notes = [f"ms per face; {result['repeats']} repeats after {result['warmup']} warm-up; seeded random weights "
              f"in the official configurations; max_abs_err in {result['error_units']} against {result['reference']}"]
     return {"title": "face networks: ms per face per runtime", "cases": cases, "skipped": skipped,
