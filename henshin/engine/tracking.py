@@ -8,8 +8,9 @@ only when a face may be missing: at the start, on the frame a track is lost,
 every ``detect_every`` frames while fewer than ``max_faces`` are tracked, and
 on every frame while no face is tracked (a fade-in, an empty room) or a lost
 track has not yet ended. The full-frame pass always runs; the tiles all run
-at the start, when a track is lost and on the scheduled frames, and one tile
-per frame in turn on the other searching frames, so the every-frame search
+at the start, when a track is lost and on the scheduled frames (live: one tile
+in turn there too, see ``sweep_tiles``), and one tile per frame in turn on the
+other searching frames, so the every-frame search
 stays cheap and a small face is still found within a few frames. Dark frames
 (a fade) are brightened for the detector and the mesh.
 """
@@ -108,9 +109,7 @@ class FaceTracker:
         searching = live == 0 or any(t.missing for t in self._tracks)
         if self._frames == 0 or lost or (due and cfg.sweep_tiles):
             self._add_detected(image, self._tiles(image))
-        elif due:
-            self._add_detected(image, self._next_tile(image))
-        elif searching:
+        elif due or searching:
             self._add_detected(image, self._next_tile(image))
         self._drop_duplicates()
         for t in self._tracks:
