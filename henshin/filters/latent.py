@@ -49,7 +49,7 @@ def apply_edit(w_plus: Tensor, direction: Tensor, strength: float, layers: Itera
     if strength == 0:
         return w_plus.clone()
     rows = _rows(layers, w_plus.shape[1])
-    step = _per_row(direction, w_plus)
+    step = direction_rows(direction.to(w_plus), w_plus.shape[1], w_plus.shape[2])[None]
     out = w_plus.clone()
     out[:, rows] = w_plus[:, rows] + strength * step[:, rows]
     return out
@@ -111,15 +111,15 @@ def _rows(layers: Iterable[int] | None, n_rows: int) -> list[int]:
     return rows
 
 
-def _per_row(direction: Tensor, w_plus: Tensor) -> Tensor:
-    """``direction`` as (1, L, D) against ``w_plus`` (N, L, D)."""
-    _, n_rows, dim = w_plus.shape
-    d = direction.to(w_plus)
+def direction_rows(direction: Tensor, n_rows: int, dim: int) -> Tensor:
+    """A direction ((D,), (1, D), (L, D) or (1, L, D)) as (L, D); ValueError when it does not fit."""
+    d = direction
     if d.dim() == 3 and d.shape[0] == 1:
         d = d[0]
     if d.dim() == 1:
         d = d[None]
     if d.dim() != 2 or d.shape[-1] != dim or d.shape[0] not in (1, n_rows):
-        raise ValueError(f"a direction for W+ {tuple(w_plus.shape)} is (512,), (1, 512), (L, 512) or (1, L, 512); "
-                         f"got {tuple(direction.shape)}.")
-    return d.expand(n_rows, dim)[None]
+        raise ValueError(f"a direction for W+ of {n_rows} rows of {dim} is ({dim},), (1, {dim}), ({n_rows}, {dim}) "
+                         f"or (1, {n_rows}, {dim}); got {tuple(direction.shape)}.")
+    return d.expand(n_rows, dim)
+

@@ -267,7 +267,7 @@ class LatentFilter(Filter):
             state: TrackLatent = c.state
             if state.last_time is not None and not 0 <= c.time - state.last_time <= GAP_S:
                 state.restart(c.time)
-            state.last_time, state.frames = c.time, state.frames + 1
+            state.last_time = c.time
             if state.needs_encoding(c.index, None if thumbs is None else thumbs[i], every):
                 chosen.append(i)
                 state.encoded_index = c.index

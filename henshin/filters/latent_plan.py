@@ -10,14 +10,14 @@ strength 0 with no mix gives the input back bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from henshin.errors import OptionError
-from henshin.filters.latent import condition_direction
+from henshin.filters.latent import condition_direction, direction_rows
 from henshin.filters.latent_params import EditItem, MixItem, layer_rows
 
 
@@ -47,9 +47,9 @@ class EditPlan:
 
     def full(self, n_latent: int, dim: int, device: torch.device | str) -> tuple[Tensor, Tensor]:
         """(keep, add) as full tensors on ``device``, the identity's included."""
-        keep = self.keep if self.keep is not None else torch.ones(n_latent, 1)
-        add = self.add if self.add is not None else torch.zeros(n_latent, dim)
-        return keep.to(device), add.to(device)
+        keep = self.keep.to(device) if self.keep is not None else torch.ones(n_latent, 1, device=device)
+        add = self.add.to(device) if self.add is not None else torch.zeros(n_latent, dim, device=device)
+        return keep, add
 
     @property
     def device(self) -> torch.device | None:
@@ -128,16 +128,9 @@ def condition_rows(step: Tensor, conditions: Sequence[Tensor], n_latent: int, di
 
 
 def _rows_of(direction: Tensor, name: str, n_latent: int, dim: int) -> Tensor:
-    """A direction ((512,), (1, 512), (L, 512) or (1, L, 512)) as (L, 512); one that does not fit is refused."""
-    d = direction.float()
-    d = d[0] if d.dim() == 3 and d.shape[0] == 1 else d
-    d = d[None] if d.dim() == 1 else d
-    if d.dim() != 2 or d.shape[-1] != dim or d.shape[0] not in (1, n_latent):
+    """A direction as (L, 512) (``direction_rows``); one that does not fit is refused, naming it."""
+    try:
+        return direction_rows(direction.float(), n_latent, dim)
+    except ValueError:
         raise OptionError(f"direction {name} is {tuple(direction.shape)}, which does not fit this generator's "
-                          f"W+ ({n_latent} rows of {dim}).")
-    return d.expand(n_latent, dim)
-
-
-def encode_references(items: Sequence[MixItem], encode: Callable[[MixItem], Tensor]) -> list[tuple[MixItem, Tensor]]:
-    """Each reference with its W+ (encoded through ``encode``, which may cache)."""
-    return [(item, encode(item)) for item in items]
+                          f"W+ ({n_latent} rows of {dim}).") from None

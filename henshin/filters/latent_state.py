@@ -85,7 +85,6 @@ class TrackLatent:
     version: int = -1
     ramp_start: float = 0.0
     encodes: int = 0
-    frames: int = 0
 
     def restart(self, t: float) -> None:
         """Start afresh (after a gap): no smoothing memory, a new encoding, the ramp from zero."""
@@ -95,8 +94,6 @@ class TrackLatent:
 
     def needs_encoding(self, index: int, thumb: Tensor | None, every: int) -> bool:
         """Whether this frame's crop goes through the encoder (first frame, every ``every``, or a changed face)."""
-        if self.held is None and self.encoded_index is None:
-            return True
         if every <= 1 or self.encoded_index is None or index - self.encoded_index >= every:
             return True
         return thumb is not None and self.thumb is not None and \
