@@ -10,6 +10,7 @@ released direction (``henshin.filters.latent_directions``) or a direction file; 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -210,19 +211,19 @@ class LatentParams:
             raise InputNotFoundError(f"weights file {self.weights} does not exist; check the path given with "
                                      "--param weights=, or name a registry model (e4e-ffhq).")
 
-    @property
+    @cached_property
     def edits(self) -> tuple[EditItem, ...]:
         return parse_edits(self.edit)
 
-    @property
+    @cached_property
     def conditions(self) -> tuple[str, ...]:
         return parse_conditions(self.condition)
 
-    @property
+    @cached_property
     def references(self) -> tuple[MixItem, ...]:
         return parse_mix(self.mix)
 
-    @property
+    @cached_property
     def ramp_s(self) -> float:
         return parse_seconds(self.ramp, "ramp")
 
@@ -230,7 +231,7 @@ class LatentParams:
     def weights_is_path(self) -> bool:
         return is_path(self.weights)
 
-    @property
+    @cached_property
     def domain_list(self) -> tuple[str, ...]:
         """The generators ``domains`` lists (names or paths), in order."""
         return tuple(filter(None, (p.strip() for p in self.domains.split(","))))
