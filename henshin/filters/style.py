@@ -166,10 +166,13 @@ class StyleFilter(Filter):
             self._transform = self._network("arbitrary_transform", "content_image", (size, size, 3), vector=True)
         self._vector = arbitrary.mixed_vector(self._style_vectors, p.style_mix)
 
-    def _network(self, name: str, input_name: str, shape: tuple[int, ...], vector: bool = False) -> Any:
+    def _options(self) -> Any:
+        """The runtime options, with this filter's ``threads`` where given."""
         options = runtime_options(self.runtime)
-        if self.params.threads:
-            options = dataclasses.replace(options, threads=self.params.threads)
+        return dataclasses.replace(options, threads=self.params.threads) if self.params.threads else options
+
+    def _network(self, name: str, input_name: str, shape: tuple[int, ...], vector: bool = False) -> Any:
+        options = self._options()
         inputs = [(input_name, shape)] + ([("style_vector", arbitrary.VECTOR_SHAPE)] if vector else [])
         return build(options, name.replace("_", "-"), inputs, onnx=bundled_model(name),
                      batched=(True, False) if vector else (True,))
@@ -177,9 +180,7 @@ class StyleFilter(Filter):
     def runtime_for(self, h: int, w: int) -> Any:
         """The network for (3, h, w) images, built on first use; one graph serves every size."""
         def make() -> Any:
-            options = runtime_options(self.runtime)
-            if self.params.threads:
-                options = dataclasses.replace(options, threads=self.params.threads)
+            options = self._options()
             source = {"module": self.net} if self.net is not None else {"onnx": self._path}
             return build(options, "multistyle26", [("image", (3, h, w)), ("style_weights", (NUM_STYLES,))],
                          batched=(True, False), free_size=True, **source)
