@@ -88,6 +88,25 @@ def test_blend_keeps_exact_bytes_where_alpha_is_zero(picture, device):
     assert np.abs(got.cpu().numpy().astype(int) - want).max() <= 1
 
 
+
+@pytest.mark.parametrize("device", _devices())
+def test_background_paste_leaves_the_frame_as_it_was(picture, device):
+    from henshin.engine.composite import paste_background
+    from henshin.types import FilterSpec
+
+    rng = np.random.default_rng(1)
+    result = torch.rand(3, 240, 320, generator=torch.Generator().manual_seed(1)).to(device)
+    people = rng.random((240, 320), dtype=np.float32)
+    spec = FilterSpec(consumes="frame", array="torch", value_range=(0.0, 1.0))
+    frame = picture.copy()
+    from_host = paste_background(frame, result, people, spec)
+    on_device = torch.from_numpy(picture.copy()).to(device)
+    from_device = paste_background(on_device, result, people, spec)
+    assert np.array_equal(frame, picture)  # the caller's frame is not written into (CPU torch shares its memory)
+    assert np.array_equal(on_device.cpu().numpy(), picture)
+    assert torch.equal(from_host, from_device)
+    assert np.abs(from_host.cpu().numpy().astype(int) - picture).max() > 50  # the background did change
+
 def test_colour_statistics_from_a_subsample_match_the_full_ones(picture):
     rng = np.random.default_rng(1)
     src = picture.astype(np.float32) * 0.7 + 40

@@ -148,9 +148,10 @@ def composite(image: np.ndarray, faces: Sequence[AlignedFace], outputs: Any, spe
     return out
 
 
-def paste_background(image: np.ndarray, result: Any, people: np.ndarray, spec: FilterSpec) -> Any:
+def paste_background(image: Any, result: Any, people: np.ndarray, spec: FilterSpec) -> Any:
     """A new frame: a whole-frame filter's ``result`` item blended in outside the people.
 
+    image: the frame, (H, W, 3) uint8, NumPy or already on the result's device.
     people: (H, W) float32, 1 on a person (there the frame keeps its exact bytes), 0 on the background.
     On the result's device when it is a torch tensor.
     """
@@ -159,7 +160,10 @@ def paste_background(image: np.ndarray, result: Any, people: np.ndarray, spec: F
     if is_torch(pixels):
         import torch
 
-        out = torch.from_numpy(np.ascontiguousarray(image)).to(pixels.device)
+        if is_torch(image):
+            out = image.clone()
+        else:  # copy=True: on the CPU, .to() would hand back the caller's frame, and the blend would write into it
+            out = torch.from_numpy(np.ascontiguousarray(image)).to(pixels.device, copy=True)
         alpha = torch.from_numpy(alpha).to(pixels.device)
     else:
         out = image.copy()

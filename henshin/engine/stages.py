@@ -309,7 +309,8 @@ class FaceStages:
         if work.result is not None:
             spec = self.graph.default.frame_links[-1].filter.spec
             if spec.mask == "background" and work.people is not None:
-                work.output = _host(paste_background(work.image, work.result, work.people, spec))
+                frame = work.pixels(str(work.result.device)) if is_torch(work.result) else work.image
+                work.output = _host(paste_background(frame, work.result, work.people, spec))
             else:
                 work.output = _host(batch_to_image(work.result, spec.value_range, spec.layout))
             return work
