@@ -138,10 +138,6 @@ class LiveRunner:
         except BaseException as exc:  # handed to the main thread, which re-raises it after cleaning up
             self._process_error = exc
             self.stop("processing failed")
-        finally:
-            with self._out_lock:  # however processing ended, the output thread finishes
-                self._processing_done = True
-                self._out_lock.notify_all()
 
     def _finish(self) -> None:
         """Close the sinks (abort them when one failed), the source and the stages."""
@@ -212,7 +208,7 @@ class LiveRunner:
                     self._out = (frame, image)
                     self._out_lock.notify()
         finally:
-            with self._out_lock:
+            with self._out_lock:  # however processing ended, the output thread finishes
                 self._processing_done = True
                 self._out_lock.notify_all()
 

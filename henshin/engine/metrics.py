@@ -110,13 +110,6 @@ class WarpingSink:
         """Nothing to release."""
 
 
-def warping_error(frames: Iterable[np.ndarray], inputs: Iterable[np.ndarray] | None = None,
-                  mask: np.ndarray | None = None) -> float:
-    """The warping error of ``frames`` by the flow of ``inputs`` (by their own flow when None), in 8-bit levels."""
-    frames = list(frames)
-    return float(warping_errors(frames if inputs is None else inputs, frames, mask)["output"])
-
-
 def _grey(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     scale = min(1.0, FLOW_MAX_SIDE / max(h, w))

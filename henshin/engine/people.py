@@ -59,10 +59,6 @@ class PeopleMasker:
         # edge covered (the average lags it); where someone just left fades out over a few frames.
         return people_weight(np.maximum(self._average, probability), cfg, (w, h))
 
-    def reset(self) -> None:
-        """Forget the running average (a new stream)."""
-        self._average = None
-
     def close(self) -> None:
         """Release mediapipe's graph."""
         self._segmenter.close()

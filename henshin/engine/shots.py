@@ -56,7 +56,6 @@ class CutDetector:
         self.config = config or CutConfig()
         self._reference: np.ndarray | None = None
         self._since_cut = 0
-        self.distance = 0.0  # the last frame's distance to the one before, for the bench and tests
 
     def __call__(self, image: np.ndarray) -> bool:
         """Whether ``image`` ((H, W, 3) uint8) is the first frame of a new shot (never the stream's first)."""
@@ -66,21 +65,15 @@ class CutDetector:
             return False
         histogram = colour_histogram(image, cfg.width, cfg.bins)
         if histogram is None:  # near black: nothing to compare
-            self.distance = 0.0
             return False
         reference, self._reference = self._reference, histogram
         if reference is None:
             self._since_cut = 0
             return False
-        self.distance = histogram_distance(reference, histogram)
-        if self.distance > cfg.threshold and self._since_cut >= cfg.min_shot:
+        if histogram_distance(reference, histogram) > cfg.threshold and self._since_cut >= cfg.min_shot:
             self._since_cut = 0
             return True
         return False
-
-    def reset(self) -> None:
-        """Forget the previous frame (a new stream)."""
-        self._reference, self._since_cut, self.distance = None, 0, 0.0
 
 
 def colour_histogram(image: np.ndarray, width: int = 64, bins: int = 16) -> np.ndarray | None:
