@@ -135,8 +135,8 @@ class FaceContext:
     ``crop_from_frame`` affine at the filter's crop size (None for a whole frame);
     landmarks: (478, 3) smoothed landmarks in frame pixels (None for a whole
     frame without faces); previous: this track's (or the frame's) previous output
-    in the filter's range and layout, for filters whose spec is ``temporal`` (or
-    asks for ``temporal_blend``); previous_input/previous_matrix: the batch item
+    in the filter's range and layout, for filters whose spec is ``temporal`` (a
+    ``temporal_blend`` is done by the engine after the call); previous_input/previous_matrix: the batch item
     that output came from and its ``matrix``, so a filter can find the motion
     between the two. All three are None on a track's first frame, after a cut,
     and after a gap of more than half a second (the effect was off).

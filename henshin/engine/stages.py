@@ -244,28 +244,26 @@ class FaceStages:
             return link.filter.process(batch, contexts)
         if not spec.temporal:
             # Blending alone: the filter still takes the whole batch; its outputs are blended in order after.
-            return self._remember(link, spec, batch, link.filter.process(batch, contexts), contexts)
+            return _stack(self._remember(link, spec, batch, link.filter.process(batch, contexts), contexts))
         # A temporal filter sees each face's previous output: never two frames of one face in one call.
         out: list[Any] = [None] * len(contexts)
         for group in _rounds([c.track_id for c in contexts]):
             items = batch[group] if is_torch(batch) else batch[np.asarray(group)]
             chosen = [contexts[i] for i in group]
             for c in chosen:
-                self._recall(link, c)
+                if (previous := self._recall(link, c)) is not None:
+                    c.previous, c.previous_input, c.previous_matrix = previous.output, previous.input, previous.matrix
             result = self._remember(link, spec, items, link.filter.process(items, chosen), chosen)
             for j, i in enumerate(group):
                 out[i] = result[j]
         return _stack(out)
 
     def _recall(self, link: Link, c: FaceContext) -> Previous | None:
-        """The link's last item for this track, put into the context (None after a gap: see MAX_GAP_S)."""
+        """The link's last item for this track (None after a gap: see MAX_GAP_S)."""
         previous = self._previous.get((link.uid, c.track_id))
-        if previous is None or c.time - previous.time > MAX_GAP_S:
-            return None
-        c.previous, c.previous_input, c.previous_matrix = previous.output, previous.input, previous.matrix
-        return previous
+        return None if previous is None or c.time - previous.time > MAX_GAP_S else previous
 
-    def _remember(self, link: Link, spec: FilterSpec, items: Any, result: Any, contexts: list[FaceContext]) -> Any:
+    def _remember(self, link: Link, spec: FilterSpec, items: Any, result: Any, contexts: list[FaceContext]) -> list[Any]:
         """Each output blended with its track's previous one (``temporal_blend``), in order, and kept as the next previous."""
         out = []
         for j, c in enumerate(contexts):
@@ -274,7 +272,7 @@ class FaceStages:
                 y = blend_with_previous(spec, items[j], y, previous, c.matrix, spec.temporal_blend)
             out.append(y)
             self._previous[(link.uid, c.track_id)] = Previous(items[j], y, c.matrix, c.time)
-        return _stack(out)
+        return out
 
     def _context(self, link: Link, spec: FilterSpec, work: Work, face: AlignedFace | None) -> FaceContext:
         track = face.track_id if face is not None else FRAME_TRACK
