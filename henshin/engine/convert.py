@@ -64,17 +64,17 @@ def convert(job: ConvertJob, stats: RunStats | None = None) -> RunStats:
         Tee(job.extra_sinks).abort()  # a preview window opened by the caller
         raise
     try:
+        if kind == "image" and not isinstance(source, ImageSource):
+            raise OptionError(f"{job.input} has several frames but {job.output} is an image; give a .mp4 output or a folder.")
         names = [p.name for p in source.files] if isinstance(source, FolderSource) else None
         if names:  # an output may not be one of the folder's images either
             check_output(job.output, [job.input, *source.files], job.overwrite, job.taken)
         if kind == "folder":
             check_folder_names(job.output, names, job.overwrite)
-        if kind == "image" and not isinstance(source, ImageSource):
-            raise OptionError(f"{job.input} has several frames but {job.output} is an image; give a .mp4 output or a folder.")
         # The filters next: a missing model or runtime is reported before any output exists.
         graph = FilterGraph(request, job.runtime)
         try:
-            sink = _open_sink(job, source, kind)
+            sink = _open_sink(job, source, kind, names)
             meter = WarpingSink() if job.measure_stability else None
             extra = [*job.extra_sinks, *([meter] if meter is not None else [])]
             if extra:
@@ -96,11 +96,10 @@ def convert(job: ConvertJob, stats: RunStats | None = None) -> RunStats:
     return stats
 
 
-def _open_sink(job: ConvertJob, source: Any, kind: str) -> Sink:
+def _open_sink(job: ConvertJob, source: Any, kind: str, names: list[str] | None) -> Sink:
     if kind == "video":
         audio = job.input if getattr(source, "has_audio", False) else None
         return VideoFileSink(job.output, source.frame_rate, source.time_base, audio, job.crf, job.preset)
     if kind == "image":
         return ImageSink(job.output)
-    names = [p.name for p in source.files] if isinstance(source, FolderSource) else None
     return FolderSink(job.output, names)
