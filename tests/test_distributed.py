@@ -317,3 +317,28 @@ def test_a_distributed_run_refuses_an_input_listed_twice(clip, tmp_path):
 
     with pytest.raises(OptionError, match="listed twice"):
         check_files([(clip[0], tmp_path / "a.mp4"), (clip[0], tmp_path / "b.mp4")], overwrite=False)
+
+
+def test_a_failed_join_leaves_nothing_and_names_its_temporary_like_every_output(tmp_path, monkeypatch):
+    # The join writes under the shared temporary name (henshin.outputs), so a later run recognises
+    # what a killed join left behind; a failure removes it at once.
+    import os
+
+    import henshin.engine.distributed.join as join_module
+    from henshin.outputs import leftovers
+
+    seen: list[Path] = []
+
+    def failing(segments, files, tmp, output, audio_from):
+        seen.append(tmp)
+        raise RuntimeError("simulated failure while muxing")
+
+    monkeypatch.setattr(join_module, "_mux", failing)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="simulated"):
+        join_module.join_segments([], [], out)
+    assert list(tmp_path.iterdir()) == []
+    assert seen[0].parent == tmp_path and seen[0].name.startswith(f".out.mp4.{os.getpid()}-")
+    dead = tmp_path / seen[0].name.replace(f".{os.getpid()}-", ".999999999-")  # a killed run's leftover
+    dead.write_bytes(b"half")
+    assert leftovers(out) == [dead]

@@ -57,7 +57,7 @@ class VideoFileSink:
         self.crf, self.preset = crf, preset
         self._tmp: Path | None = partial_path(self.path)
         try:
-            self._out = av.open(str(self._tmp), mode="w", format=_container_format(self.path))
+            self._out = av.open(str(self._tmp), mode="w", format=container_format(self.path))
             self._audio = _AudioCopy(audio_from, self._out) if audio_from else None
         except OSError as exc:
             discard(self._tmp)
@@ -267,7 +267,8 @@ def _write_file(tmp: Path, data: bytes, shown: Path) -> None:
         raise write_error(exc, shown) from None
 
 
-def _container_format(path: Path) -> str:
+def container_format(path: Path) -> str:
+    """The container PyAV writes for a video output's suffix (one ``VIDEO_SUFFIXES`` allows)."""
     return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}[path.suffix.lower()]
 
 

@@ -12,8 +12,6 @@ written under a temporary name and moved into place when complete.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +22,9 @@ import av
 
 from henshin.engine.distributed.plan import Segment
 from henshin.engine.files import _AudioCopy as AudioCopy
-from henshin.errors import BadInputError, OutputError
+from henshin.engine.files import container_format
+from henshin.errors import BadInputError
+from henshin.outputs import commit, discard, partial_path
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,13 @@ def join_segments(segments: Sequence[Segment], files: Sequence[Path], output: Pa
                   audio_from: Path | None = None) -> JoinStats:
     """Write ``files`` (the encoded ``segments``, in order) into ``output`` by stream copy."""
     start = time.perf_counter()
-    tmp = _temporary(output)
+    tmp = partial_path(output)
     try:
         frames = _mux(segments, files, tmp, output, audio_from)
-        os.replace(tmp, output)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
         raise
+    commit(tmp, output)
     return JoinStats(frames, time.perf_counter() - start)
 
 
@@ -53,7 +53,7 @@ def _mux(segments: Sequence[Segment], files: Sequence[Path], tmp: Path, output: 
          audio_from: Path | None) -> int:
     time_base = segments[0].time_base
     frames = 0
-    with av.open(str(files[0])) as first, av.open(str(tmp), "w", format=_format(output)) as out:
+    with av.open(str(files[0])) as first, av.open(str(tmp), "w", format=container_format(output)) as out:
         template = first.streams.video[0]
         video = out.add_stream_from_template(template)
         video.time_base = time_base
@@ -107,21 +107,3 @@ def _anchored(segment: Segment, file: Path, extradata: bytes | None) -> list[av.
             p.time_base = segment.time_base
         return packets
 
-
-def _temporary(output: Path) -> Path:
-    """An empty file beside ``output`` with the mode a plain open() would give it."""
-    fd, name = tempfile.mkstemp(dir=output.resolve().parent, prefix=f".{output.stem}.",
-                                suffix=".partial" + output.suffix)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
-
-
-def _format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    formats = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
-    if suffix not in formats:
-        raise OutputError(f"output {path} should end in one of {', '.join(sorted(formats))}.")
-    return formats[suffix]

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from henshin import __version__
+from henshin.outputs import write_atomic
 
 
 def work_key(input_hash: str, settings: dict[str, Any], plan: dict[str, Any]) -> str:
@@ -45,7 +44,7 @@ class WorkFolder:
     def open(self, about: dict[str, Any]) -> None:
         """Create the folder, with a note of what it is for (for a person cleaning up)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.path / "about.json", json.dumps(about, indent=2, default=str).encode())
+        write_atomic(self.path / "about.json", json.dumps(about, indent=2, default=str).encode())
 
     def video(self, index: int) -> Path:
         """Where segment ``index``'s encoded video is kept."""
@@ -62,8 +61,8 @@ class WorkFolder:
     def store(self, index: int, data: bytes, record: dict[str, Any]) -> None:
         """Keep a finished segment: its record, then its video under a temporary name renamed into place."""
         self.path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self._record(index), json.dumps(record, indent=2).encode())
-        _write_atomic(self.video(index), data)
+        write_atomic(self._record(index), json.dumps(record, indent=2).encode())
+        write_atomic(self.video(index), data)
 
     def remove(self) -> None:
         """Delete the folder once its output is complete."""
@@ -72,15 +71,3 @@ class WorkFolder:
     def _record(self, index: int) -> Path:
         return self.path / f"segment-{index:05d}.json"
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
