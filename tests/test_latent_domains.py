@@ -205,7 +205,9 @@ def test_models_import_stores_any_adapted_generator_under_a_name_of_ones_own(mon
     assert main(["models", "import", "small-toon", str(small), "--generator"]) == 2
     err = capsys.readouterr().err
     assert "256-px generator" in err and "1024 px" in err and "Traceback" not in err
+    assert str(small) in err and "partial" not in err  # names the file the user gave
     assert "small-toon" not in store.default_registry().entries
     assert not (store.models_dir() / "small-toon" / "small-toon.pt").exists()
+    assert not list((store.models_dir() / "small-toon").glob(".*"))  # no temporary file left
     assert main(["models", "import", "unknown-toon", str(mine)]) == 2
     assert "add --generator" in capsys.readouterr().err

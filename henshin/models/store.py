@@ -485,19 +485,26 @@ def import_generator(name: str, path: Path, *, say: Callable[[str], None] = prin
                        family=DOMAIN_FAMILY, filter="latent", licence="as its source states",
                        source=str(source.resolve()), files=(ModelFile(f"{name}.pt", url=source.resolve().as_uri()),),
                        loader=DOMAIN_LOADER, note="imported with henshin models import --generator")
-    entry_dir(entry).mkdir(parents=True, exist_ok=True)
+    _make_entry_dir(entry)
     dest = entry_dir(entry) / f"{name}.pt"
-    part = dest.with_name(dest.name + ".part")
-    shutil.copyfile(source, part)
+    part = partial_path(dest)
     try:
+        shutil.copyfile(source, part)
         _check_network(entry, part)  # refuses anything but an FFHQ-layout generator, in one sentence
+        sha = sha256_file(part)
+    except ModelError as exc:
+        discard(part)
+        raise ModelError(str(exc).replace(str(part), str(source))) from None
+    except OSError as exc:
+        discard(part)
+        raise write_error(exc, dest, f"the model cache file {dest}") from None
     except BaseException:
-        part.unlink(missing_ok=True)
+        discard(part)
         raise
-    os.replace(part, dest)
-    sha = sha256_file(dest)
+    commit(part, dest, f"the model cache file {dest}")
     _write_manifest(entry, {dest.name: {"stored": dest.name, "sha256": sha, "size": dest.stat().st_size,
-                                        "source_sha256": sha, "origin": str(source), "registry_sha256": False}})
+                                        "source_sha256": sha, "origin": str(source), "registry_sha256": False,
+                                        "checked": _stat_record(dest)}})
     _write_user_entry(entry)
     say(f"{name}: stored {dest} ({_human(dest.stat().st_size)}); use it with --param domain={name}")
     return dest
@@ -510,9 +517,7 @@ def _write_user_entry(entry: ModelEntry) -> None:
     if path.is_file():
         entries = dict(Registry.from_toml(path.read_text(encoding="utf-8"), str(path)).entries)
     entries[entry.name] = entry
-    part = path.with_name(path.name + ".part")
-    part.write_text("\n".join(_toml_entry(e) for e in entries.values()), encoding="utf-8")
-    os.replace(part, path)
+    write_atomic(path, "\n".join(_toml_entry(e) for e in entries.values()).encode("utf-8"), "the user model registry")
 
 
 def _toml_entry(entry: ModelEntry) -> str:
