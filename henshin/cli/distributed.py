@@ -48,11 +48,13 @@ def check_ray_options(args: argparse.Namespace) -> None:
 
 
 def run_distributed_cli(args: argparse.Namespace, settings: Any, files: list[tuple[Path, Path]]) -> int:
-    """Convert ``files`` on a Ray pool with the settings of ``settings`` (a ConvertJob); write the stats."""
+    """Convert ``files`` on a Ray pool with the settings of ``settings`` (a ConvertJob); write the stats.
+
+    The caller has checked ``args`` with ``check_ray_options`` before any other work.
+    """
     from henshin.engine.distributed.run import DistributedJob, run_distributed
     from henshin.engine.distributed.scheduler import RayPool, require_ray
 
-    check_ray_options(args)
     require_ray()
     job = DistributedJob(files, settings, segment_seconds=args.segment_seconds, overwrite=args.overwrite,
                          work_root=args.work_dir, progress=settings.scheduling.progress)

@@ -243,9 +243,9 @@ def _prepare(job: DistributedJob, src: Path, dst: Path) -> _File:
     radius = job.settings.smooth_radius
     plan = plan_file(src, job.segment_seconds, job.warmup_frames, radius)
     cut = {"segment_seconds": job.segment_seconds, "warmup": job.warmup_frames, "lookahead": radius}
-    digest = sha256_file(src)
-    folder = WorkFolder(_root(job), work_key(digest, settings_key(job.settings), cut))
-    folder.open({"input": str(src), "sha256": digest, "output": str(dst), "settings": settings_key(job.settings),
+    digest, settings = sha256_file(src), settings_key(job.settings)
+    folder = WorkFolder(_root(job), work_key(digest, settings, cut))
+    folder.open({"input": str(src), "sha256": digest, "output": str(dst), "settings": settings,
                  "plan": cut, "segments": len(plan.segments)})
     done = {s.index for s in plan.segments if folder.finished(s.index)}
     return _File(src, dst, plan, folder, done)
