@@ -17,7 +17,7 @@ import av
 import cv2
 import numpy as np
 
-from henshin.engine.formats import VIDEO_SUFFIXES
+from henshin.engine.formats import VIDEO_SUFFIXES, image_name
 from henshin.errors import BadInputError, OptionError, OutputError
 from henshin.outputs import commit, discard, partial_path, write_error
 from henshin.types import Frame
@@ -245,11 +245,6 @@ class FolderSink:
     def abort(self) -> None:
         discard(self._tmp)
         self._tmp = None
-
-
-def image_name(index: int, names: list[str] | None) -> str:
-    """The file a folder output writes for frame ``index``: the input image's name as a PNG, or a number."""
-    return Path(names[index]).stem + ".png" if names else f"{index:06d}.png"
 
 
 def _encode(path: Path, image: np.ndarray) -> bytes:

@@ -17,12 +17,12 @@ from typing import Protocol
 
 import numpy as np
 
-from henshin.engine.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from henshin.engine.formats import IMAGE_SUFFIXES, VIDEO_SUFFIXES, image_name
 from henshin.errors import OptionError, OutputError
 from henshin.outputs import check_writable
 from henshin.types import Frame
 
-NUMBERED = re.compile(r"^\d{6}\.png$")  # what a folder output of a video is made of
+NUMBERED = re.compile(r"^\d{6}\.png$")  # image_name(i, None): what a folder output of a video is made of
 
 
 class Sink(Protocol):
@@ -136,7 +136,7 @@ def _clashes(folder: Path, names: list[str] | None) -> list[str]:
     existing = set(os.listdir(folder))
     if names is None:
         return sorted(n for n in existing if NUMBERED.match(n))
-    return [n for n in dict.fromkeys(Path(n).stem + ".png" for n in names) if n in existing]
+    return [n for n in dict.fromkeys(image_name(i, names) for i in range(len(names))) if n in existing]
 
 
 def output_kind(path: Path) -> str:
