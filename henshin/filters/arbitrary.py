@@ -26,7 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from henshin.errors import BadInputError, InputNotFoundError
+from henshin.errors import BadInputError
+from henshin.filters.reference import centre_square, read_picture
 from henshin.kernels.masks import is_torch
 
 STYLE_SIZE = 256  # the style network's input side
@@ -35,30 +36,17 @@ VECTOR_SHAPE = (1, 1, 1, 100)
 
 
 def read_style_image(path: str | Path) -> np.ndarray:
-    """A style image as (H, W, 3) uint8 RGB; one-sentence errors for a missing or unreadable file."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InputNotFoundError(f"style image {path} does not exist; check the path given with --param style_image=.")
-    data = np.fromfile(path, np.uint8) if path.stat().st_size else np.zeros(0, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise BadInputError(f"style image {path} is not a picture OpenCV can read; give a PNG, JPEG, WebP, BMP "
-                            "or TIFF file.")
+    """A style image as (H, W, 3) uint8 RGB; one-sentence errors for a missing, unreadable or tiny file."""
+    image = read_picture(path, "style image", "check the path given with --param style_image=")
     if min(image.shape[:2]) < 16:
-        raise BadInputError(f"style image {path} is {image.shape[1]}x{image.shape[0]}; a style image needs at "
-                            "least 16 pixels on each side.")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        raise BadInputError(f"style image {Path(path).expanduser()} is {image.shape[1]}x{image.shape[0]}; a style "
+                            "image needs at least 16 pixels on each side.")
+    return image
 
 
 def style_input(image: np.ndarray) -> np.ndarray:
     """The style network's input: the image's centre square at 256×256, (1, 256, 256, 3) float32 in [0, 1]."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    y0, x0 = (h - side) // 2, (w - side) // 2
-    square = image[y0:y0 + side, x0:x0 + side]
-    flags = cv2.INTER_AREA if side > STYLE_SIZE else cv2.INTER_CUBIC
-    small = cv2.resize(square, (STYLE_SIZE, STYLE_SIZE), interpolation=flags)
-    return (small.astype(np.float32) / 255.0)[None]
+    return (centre_square(image, STYLE_SIZE).astype(np.float32) / 255.0)[None]
 
 
 def mixed_vector(vectors: list[np.ndarray], mix: float) -> np.ndarray:

@@ -258,14 +258,11 @@ def read_reference(path: Path, size: int) -> np.ndarray:
     """An anime picture as the style encoder reads it: its centre square at size×size, (1, 3, size, size) in [-1, 1]."""
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise BadInputError(f"reference {path} is not a picture OpenCV can read; give a PNG or JPEG file.")
-    h, w = image.shape[:2]
-    side = min(h, w)
-    square = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
-    square = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
-    rgb = cv2.cvtColor(square, cv2.COLOR_BGR2RGB).astype(np.float32) / 127.5 - 1.0
+    from henshin.filters.reference import centre_square, read_picture
+
+    square = centre_square(read_picture(path, "reference", "check the path given with --param reference="), size,
+                           upscale=cv2.INTER_LINEAR)
+    rgb = square.astype(np.float32) / 127.5 - 1.0
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
 
 

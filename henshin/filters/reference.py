@@ -20,15 +20,25 @@ MAX_FACES = 4
 MIN_CONFIDENCE = 0.5
 
 
-def read_picture(path: Path | str) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; a missing or unreadable file is one sentence."""
+def read_picture(path: Path | str, what: str = "picture", fix: str = "check the path") -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; a missing or unreadable file is one sentence naming ``what`` it is for."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise InputNotFoundError(f"picture {path} does not exist; check the path.")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        raise InputNotFoundError(f"{what} {path} does not exist; {fix}.")
+    data = np.fromfile(path, np.uint8) if path.stat().st_size else np.zeros(0, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None  # imdecode: any path the OS takes
     if image is None:
-        raise BadInputError(f"{path} is not a picture OpenCV can read; give a JPEG or PNG.")
+        raise BadInputError(f"{what} {path} is not a picture OpenCV can read; give a PNG, JPEG, WebP, BMP or TIFF file.")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def centre_square(image: np.ndarray, size: int, upscale: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """The picture's centre square resized to size×size (area averaging down, ``upscale`` up)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    flags = cv2.INTER_AREA if side > size else upscale
+    return cv2.resize(image[y0:y0 + side, x0:x0 + side], (size, size), interpolation=flags)
 
 
 def face_landmarks(image: np.ndarray, path: Path | str = "the picture") -> np.ndarray:
