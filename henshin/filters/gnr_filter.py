@@ -17,9 +17,9 @@ the filter is built, so listing filters stays cheap.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from henshin.errors import BadInputError, InputNotFoundError, ModelError, Option
 from henshin.filters.base import Filter, check_range, register
 from henshin.filters.networks import placement
 from henshin.kernels.masks import is_torch
+from henshin.outputs import write_atomic
 from henshin.runtimes import build
 from henshin.types import FaceContext, FilterSpec
 
@@ -287,11 +288,6 @@ def write_style_file(path: Path, code: np.ndarray) -> None:
     """Write a style code (8,) as .npy under a temporary name, then rename; an existing file is refused."""
     if path.exists():
         raise OutputError(f"style file {path} already exists; remove it or give save_style another name.")
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        with open(partial, "wb") as f:
-            np.save(f, np.asarray(code, np.float32).reshape(8))
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OutputError(f"cannot write style file {path} ({exc.strerror or exc}); check the folder.") from None
+    data = io.BytesIO()
+    np.save(data, np.asarray(code, np.float32).reshape(8))
+    write_atomic(path, data.getvalue(), f"style file {path}")
