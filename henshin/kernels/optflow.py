@@ -77,7 +77,26 @@ def resize_flow(flow: Any, size: tuple[int, int]) -> Any:
     return out
 
 
-_GRIDS: dict[tuple[int, int], np.ndarray] = {}
+_CONSTANTS: dict[tuple[Any, ...], Any] = {}  # pixel grids and blur kernels, made once per size and device
+
+
+def _constant(key: tuple[Any, ...], make: Any) -> Any:
+    if key not in _CONSTANTS:
+        if len(_CONSTANTS) > 32:
+            _CONSTANTS.clear()
+        _CONSTANTS[key] = make()
+    return _CONSTANTS[key]
+
+
+def _torch_grid(h: int, w: int, device: Any) -> Any:
+    import torch
+
+    def make() -> Any:
+        ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                                torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+        return torch.stack([xs, ys], -1)
+
+    return _constant(("grid", h, w, str(device)), make)
 
 
 def sample_points(flow: Any, affine: np.ndarray | None = None) -> Any:
@@ -86,18 +105,14 @@ def sample_points(flow: Any, affine: np.ndarray | None = None) -> Any:
     if is_torch(flow):
         import torch
 
-        ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=torch.float32),
-                                torch.arange(w, device=flow.device, dtype=torch.float32), indexing="ij")
-        pts = torch.stack([xs, ys], -1) + flow
+        pts = _torch_grid(h, w, flow.device) + flow
         if affine is not None:
             m = torch.as_tensor(np.asarray(affine, np.float32), device=flow.device)
             pts = pts @ m[:, :2].T + m[:, 2]
         return pts
-    if (h, w) not in _GRIDS:  # the pixel grid of each size is made once
-        if len(_GRIDS) > 8:
-            _GRIDS.clear()
-        _GRIDS[h, w] = np.ascontiguousarray(np.mgrid[0:h, 0:w][::-1].transpose(1, 2, 0), np.float32)
-    pts = _GRIDS[h, w] + flow
+    grid = _constant(("grid", h, w, "numpy"),
+                     lambda: np.ascontiguousarray(np.mgrid[0:h, 0:w][::-1].transpose(1, 2, 0), np.float32))
+    pts = grid + flow
     if affine is not None:
         m = np.asarray(affine, np.float32)
         pts = cv2.transform(pts, m)  # one pass for the 2×3 affine, no (H, W, 2) @ temporaries
@@ -209,7 +224,11 @@ def _gauss(x: Any, sigma: float) -> Any:
     import torch.nn.functional as F
 
     r = max(1, int(3 * sigma + 0.5))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) / sigma) ** 2)
-    k = k / k.sum()
+
+    def make() -> Any:
+        k = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) / sigma) ** 2)
+        return k / k.sum()
+
+    k = _constant(("gauss", sigma, str(x.device), x.dtype), make)
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
