@@ -190,18 +190,21 @@ def choose_runtime(requested: RuntimeName, has_torch_module: bool, *, tensorrt: 
         raise OptionError(f"--runtime expects one of {', '.join(RUNTIMES)}, got {requested!r}.")
     tensorrt = has_module("tensorrt") if tensorrt is None else tensorrt
     cuda = cuda_available() if cuda is None else cuda
-    exportable = not has_torch_module or requested == "torch" or (imports("onnx") if onnx is None else onnx)
+
+    def exportable() -> bool:  # asked only where the answer matters: importing onnx takes a while
+        return not has_torch_module or requested == "torch" or (imports("onnx") if onnx is None else onnx)
+
     if requested == "auto":
-        if tensorrt and cuda and exportable:
+        if tensorrt and cuda and exportable():
             return "tensorrt"
         if cuda and has_torch_module:
             return "torch"
-        if not exportable and has_module("torch"):
+        if not exportable() and has_module("torch"):
             _note_once("the onnx package is not installed, so networks run on eager torch on the CPU instead of "
                        "ONNX Runtime (often slower); install it with: pip install 'onnx>=1.16,<1.18'")
             return "torch"
         return "onnxruntime"
-    if requested in ("onnxruntime", "tensorrt") and not exportable:
+    if requested in ("onnxruntime", "tensorrt") and not exportable():
         raise RuntimeUnavailableError(f"--runtime {requested} runs this network through an ONNX export, which needs "
                                       "the onnx package; install it with: pip install 'onnx>=1.16,<1.18', "
                                       "or use --runtime torch.")
