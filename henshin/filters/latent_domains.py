@@ -28,7 +28,11 @@ import torch
 from torch import Tensor
 
 from henshin.errors import ModelError
-from henshin.filters.stylegan2 import StyleGAN2Generator, generator_from_checkpoint
+from henshin.filters.stylegan2 import (
+    StyleGAN2Generator,
+    generator_config,
+    generator_from_checkpoint,
+)
 from henshin.models.checkpoints import load_checkpoint
 
 FFHQ_SIZE, FFHQ_STYLE = 1024, 512  # the released FFHQ config-f generator every adapted release starts from
@@ -113,20 +117,14 @@ def combine(base: StyleGAN2Generator, domain: StyleGAN2Generator, swap: int, coa
     """
     if swap <= 0 and amount >= 1:
         return domain
-    state = mix_weights(base.state_dict(), domain.state_dict(), amount)
+    base_state = base.state_dict()
+    state = mix_weights(base_state, domain.state_dict(), amount)
     if swap > 0:
-        state = swap_layers(base.state_dict(), state, swap, coarse_from)
-    out = StyleGAN2Generator(base.size, base.style_dim, base.n_mlp, _channels(base)).eval()
+        state = swap_layers(base_state, state, swap, coarse_from)
+    out = StyleGAN2Generator(**generator_config(base_state, "the base generator")).eval()
     out.load_state_dict(state, strict=True)
     out.latent_avg = base.latent_avg
     return out.requires_grad_(False)
-
-
-def _channels(generator: StyleGAN2Generator) -> dict[int, int]:
-    channels = {4: int(generator.input.input.shape[1])}
-    for k, rgb in enumerate(generator.to_rgbs):
-        channels[2 ** (k + 3)] = int(rgb.conv.weight.shape[2])
-    return channels
 
 
 def describe(spec: Any) -> str:
