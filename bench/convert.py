@@ -1,6 +1,6 @@
 """Offline scenarios: ``henshin convert`` on generated clips, for each filter and scope.
 
-    python -m bench.convert [--quick] [--out DIR]     # = python -m bench offline-720p
+    python -m bench offline-720p [--quick] [--out DIR]
 
 ``offline-720p`` and ``offline-1080p`` convert a clip with every filter that
 needs no downloaded weights, at face scope and, where the filter has one, at
@@ -14,14 +14,13 @@ wall time per frame is near the slowest stage, not their sum.
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.clips import Clip, make_clip, warping_of
-from bench.suite import measured, peaks, repeat, repeat_each, scenario, spread
+from bench.harness import measured, peaks, repeat, repeat_each, scenario, spread
 from henshin.engine.chains import build_filter
 from henshin.engine.convert import DEFAULT_FILTER, ConvertJob, convert
 from henshin.engine.offline import OfflineConfig
@@ -153,13 +152,3 @@ def smoke(quick: bool) -> dict[str, Any]:
         case = offline_case(make_clip(Path(tmp), 320, 240, 8), Path(tmp), quick=True)
     return {"title": "smoke: 320x240, 8 frames", "cases": [case]}
 
-
-def main() -> None:
-    """``python -m bench.convert``: the offline-720p scenario through the suite."""
-    from bench.suite import main as suite_main
-
-    suite_main(sys.argv[1:], default=["offline-720p"])
-
-
-if __name__ == "__main__":
-    main()

@@ -24,8 +24,8 @@ from bench.common import report
 from henshin.engine.composite import paste_patches
 from henshin.engine.tracking import FaceTracker
 from henshin.filters.base import LandmarkFilter
-from henshin.filters.tint import TintFilter, TintParams
-from henshin.filters.warp import BUILTIN_PRESETS, WarpFilter, WarpParams
+from henshin.filters.geometry.tint import TintFilter, TintParams
+from henshin.filters.geometry.warp import BUILTIN_PRESETS, WarpFilter, WarpParams
 from henshin.samples import SampleSpec, background, motion, portrait, render
 from henshin.types import FaceContext
 

@@ -18,7 +18,6 @@ H100 (bench/figures/networks.md); time it alone with ``python -m bench.networks 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +25,8 @@ from typing import Any
 
 from bench.clips import Clip, make_clip
 from bench.convert import offline_summary
+from bench.harness import measured, repeat, scenario
 from bench.runtimes import configurations
-from bench.suite import measured, repeat, scenario
 from henshin.engine.convert import ConvertJob, convert
 from henshin.engine.offline import OfflineConfig
 from henshin.runtimes import RuntimeOptions
@@ -90,13 +89,3 @@ def gnr(quick: bool) -> dict[str, Any]:
     return {"title": "GANs N' Roses: network per runtime, convert at 1280x720", "cases": cases,
             "skipped": skipped, "notes": notes}
 
-
-def main() -> None:
-    """``python -m bench.gnr``: the gnr scenario through the suite."""
-    from bench.suite import main as suite_main
-
-    suite_main(sys.argv[1:], default=["gnr"])
-
-
-if __name__ == "__main__":
-    main()

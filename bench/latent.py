@@ -1,6 +1,6 @@
 """The latent filter: ms per face for its parts, end-to-end fps, and what W+ smoothing buys.
 
-    python -m bench latent [--quick]        (or python -m bench.latent [--quick])
+    python -m bench latent [--quick]
 
 - Per face, per runtime this machine has (``bench.runtimes.configurations``): the e4e encoder
   (IR-SE50, 18 style blocks, 256 input), the generator at 256 (rosinality ``Generator(256)``),
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.clips import Clip, make_clip, warping_of
-from bench.suite import pair, peaks, repeat_each, scenario, spread
+from bench.harness import pair, peaks, repeat_each, scenario, spread
 from henshin.engine.stats import STAGES
 
 FRAMES = {True: 8, False: 48}  # frames per end-to-end clip (quick, full)
@@ -64,9 +63,9 @@ def _networks() -> list[tuple[str, Callable[[], Any], tuple[int, ...]]]:
     """(name, module builder, per-sample input shape) of each network the filter runs."""
     import torch
 
-    from henshin.filters.e4e import E4EEncoder
-    from henshin.filters.latent_nets import Synthesis
-    from henshin.filters.stylegan2 import StyleGAN2Generator, rosinality_channels
+    from henshin.filters.latent.networks import Synthesis
+    from henshin.nets.e4e import E4EEncoder
+    from henshin.nets.stylegan2 import StyleGAN2Generator, rosinality_channels
 
     def seeded(build: Callable[[], Any]) -> Callable[[], Any]:
         def make() -> Any:
@@ -231,9 +230,9 @@ def _domains(work: Path, quick: bool) -> tuple[list[dict[str, Any]], list[dict[s
     import torch
 
     from henshin.filters.base import parse_params
-    from henshin.filters.latent_edit import LatentFilter
-    from henshin.filters.latent_params import LatentParams
-    from henshin.filters.stylegan2 import StyleGAN2Generator, rosinality_channels
+    from henshin.filters.latent.filter import LatentFilter
+    from henshin.filters.latent.params import LatentParams
+    from henshin.nets.stylegan2 import StyleGAN2Generator, rosinality_channels
     from henshin.types import FaceContext
 
     paths = []
@@ -313,13 +312,3 @@ def latent(quick: bool) -> dict[str, Any]:
             "cases": per_face + e2e + stable + domains, "pairs": e2e_pairs + stable_pairs + domain_pairs,
             "notes": notes, "skipped": skipped}
 
-
-def main() -> None:
-    """``python -m bench.latent``: the latent scenario through the suite."""
-    from bench.suite import main as suite_main
-
-    suite_main(sys.argv[1:], default=["latent"])
-
-
-if __name__ == "__main__":
-    main()

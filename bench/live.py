@@ -1,6 +1,6 @@
 """Live scenario: a 1280×720 30 fps file played in real time, each face filter, null sink.
 
-    python -m bench.live [--quick] [--out DIR]     # = python -m bench live-720p
+    python -m bench live-720p [--quick] [--out DIR]
 
 The file source delivers frames at their own rate, as a camera would; frames
 the filter is too slow for are dropped before any work (newest-frame policy).
@@ -11,14 +11,13 @@ p50/p95/p99 and the per-stage ms of the processing thread.
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench.clips import make_clip
 from bench.convert import runnable_filters
-from bench.suite import measured, peaks, repeat, scenario, spread
+from bench.harness import measured, peaks, repeat, scenario, spread
 from henshin.engine.camera import RealtimeFileSource
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.live import LiveConfig, LiveRunner
@@ -73,13 +72,3 @@ def live_720p(quick: bool) -> dict[str, Any]:
              "the warping error is measured on offline runs only (the live sink keeps no frames)"]
     return {"title": "live 1280x720@30 → null sink", "cases": cases, "skipped": skipped, "notes": notes}
 
-
-def main() -> None:
-    """``python -m bench.live``: the live-720p scenario through the suite."""
-    from bench.suite import main as suite_main
-
-    suite_main(sys.argv[1:], default=["live-720p"])
-
-
-if __name__ == "__main__":
-    main()

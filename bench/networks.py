@@ -57,14 +57,14 @@ def _seeded(factory: Callable[[], Any]) -> Any:
 
 
 def _e4e() -> Any:
-    from henshin.filters.e4e import E4EEncoder
+    from henshin.nets.e4e import E4EEncoder
 
     return _seeded(lambda: E4EEncoder(18))
 
 
 def _generator(size: int) -> Callable[[], Any]:
     def build() -> Any:
-        from henshin.filters.stylegan2 import StyleGAN2Generator, rosinality_channels
+        from henshin.nets.stylegan2 import StyleGAN2Generator, rosinality_channels
 
         return _seeded(lambda: StyleGAN2Generator(size, 512, 8, rosinality_channels(2)))
 
@@ -72,7 +72,7 @@ def _generator(size: int) -> Callable[[], Any]:
 
 
 def _gnr() -> Any:
-    from henshin.filters.gnr import GNR
+    from henshin.nets.gnr import GNR
 
     return _seeded(GNR)
 

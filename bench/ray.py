@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.clips import make_clip
-from bench.suite import measured, pair, peaks, repeat_each, scenario, spread
+from bench.harness import measured, pair, peaks, repeat_each, scenario, spread
 from henshin.engine.convert import ConvertJob, convert
 from henshin.engine.offline import OfflineConfig
 

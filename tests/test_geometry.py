@@ -17,8 +17,8 @@ from henshin.engine.metrics import warping_errors
 from henshin.engine.tracking import FaceTracker
 from henshin.errors import BadInputError, InputNotFoundError, OptionError
 from henshin.filters.base import parse_params, register
-from henshin.filters.tint import TintFilter
-from henshin.filters.warp import (
+from henshin.filters.geometry.tint import TintFilter
+from henshin.filters.geometry.warp import (
     BUILTIN_PRESETS,
     FEATURES,
     MIRROR,

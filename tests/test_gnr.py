@@ -11,9 +11,9 @@ from layouts import gnr_generator_state
 
 from henshin import runtimes as rt
 from henshin.errors import ModelError
-from henshin.filters.gnr import GNRGenerator, load_gnr, style_from_seed
 from henshin.models import store as models
 from henshin.models.checkpoints import load_checkpoint
+from henshin.nets.gnr import GNRGenerator, load_gnr, style_from_seed
 from henshin.runtimes import NetworkSpec, RuntimeOptions
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -157,7 +157,7 @@ def test_import_keeps_both_generators_also_as_safetensors(gnr_training_file: Pat
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_half_precision_is_close_to_fp32(precision: str) -> None:
     torch.manual_seed(0)
-    from henshin.filters.gnr import GNR
+    from henshin.nets.gnr import GNR
 
     module = GNR().eval()  # the released configuration, seeded weights
     spec = NetworkSpec("gnr-test", (("image", (3, 256, 256)), ("style", (8,))), module=module)

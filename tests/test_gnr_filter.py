@@ -17,9 +17,9 @@ from henshin import runtimes as rt
 from henshin.cli.main import main
 from henshin.errors import BadInputError, InputNotFoundError, ModelError, OptionError, OutputError
 from henshin.filters.base import parse_params
-from henshin.filters.gnr import FaceToAnime, load_gnr, style_from_seed
-from henshin.filters.gnr_filter import GNRFilter, GNRParams, read_reference
+from henshin.filters.gnr.filter import GNRFilter, GNRParams, read_reference
 from henshin.models.checkpoints import load_checkpoint
+from henshin.nets.gnr import FaceToAnime, load_gnr, style_from_seed
 from henshin.runtimes import NetworkSpec, RuntimeOptions
 from henshin.samples import SampleSpec, background, motion, portrait, render, write_sample
 from henshin.types import FaceContext
@@ -224,7 +224,7 @@ def test_the_registry_model_is_asked_for_unless_weights_are_given(face_png: Path
     from henshin.models.registry import default_registry
 
     entry = default_registry().get("gnr")
-    assert entry.filter == "gnr" and entry.loader == "henshin.filters.gnr:load_gnr"
+    assert entry.filter == "gnr" and entry.loader == "henshin.nets.gnr:load_gnr"
     assert "MIT" in entry.licence and "unstated" in entry.licence
     assert set(entry.keep) == {"G_A2B_ema", "G_B2A_ema"}
 

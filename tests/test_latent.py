@@ -10,7 +10,7 @@ import torch
 from layouts import storages_tagged
 
 from henshin.errors import ModelError
-from henshin.filters.latent import (
+from henshin.filters.latent.maths import (
     apply_edit,
     condition_direction,
     ganspace_edit,

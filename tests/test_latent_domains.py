@@ -24,14 +24,14 @@ from henshin.cli.main import main
 from henshin.engine.chains import ChainRequest, FilterGraph, apply_command
 from henshin.errors import ModelError
 from henshin.filters.base import parse_params
-from henshin.filters.latent_domains import (
+from henshin.filters.latent.domains import (
     combine,
     layer_resolution,
     load_domain,
     swap_layers,
 )
-from henshin.filters.latent_edit import LatentFilter
-from henshin.filters.latent_params import LatentParams
+from henshin.filters.latent.filter import LatentFilter
+from henshin.filters.latent.params import LatentParams
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_registry_lists_released_domains_with_their_licences() -> None:
     for name in ("jojogan-sketch", "jojogan-art"):
         entry = default_registry().get(name)
         assert entry.filter == "latent" and "NVIDIA-NC" in entry.licence and entry.source.startswith("https://github.com/")
-        assert entry.loader == "henshin.filters.latent_domains:load_ffhq_domain" and entry.check == ("g",)
+        assert entry.loader == "henshin.filters.latent.domains:load_ffhq_domain" and entry.check == ("g",)
         assert entry.files[0].url.startswith("https://drive.usercontent.google.com/")
 
 

@@ -30,8 +30,8 @@ from henshin.engine.smoothing import OneEuroSmoother
 from henshin.engine.stages import FaceStages, Work
 from henshin.errors import InputNotFoundError, ModelError, OptionError
 from henshin.filters.base import parse_params
-from henshin.filters.latent_edit import LatentFilter, quality_levels
-from henshin.filters.latent_params import LatentParams
+from henshin.filters.latent.filter import LatentFilter, quality_levels
+from henshin.filters.latent.params import LatentParams
 from henshin.runtimes import RuntimeOptions
 from henshin.samples import SampleSpec, ShotsSpec, shots_frames, shots_motion, write_sample
 from henshin.types import Frame
@@ -273,7 +273,7 @@ def test_smaller_size_stops_synthesis_early_and_delta_output_keeps_the_crop_size
 
 def test_stopping_synthesis_early_is_the_generator_cut_at_that_resolution(e4e_tiny: Path) -> None:
     """rosinality's synthesis of a state dict holding only the layers up to 64 px is what size=64 gives."""
-    from henshin.filters.latent_nets import Synthesis, load_nets
+    from henshin.filters.latent.networks import Synthesis, load_nets
 
     state = {k.removeprefix("decoder."): v for k, v in torch.load(e4e_tiny, weights_only=True)["state_dict"].items()
              if k.startswith("decoder.")}

@@ -23,9 +23,9 @@ torch = pytest.importorskip("torch")
 
 from henshin.cli.main import main  # noqa: E402
 from henshin.errors import InputNotFoundError, ModelError, OptionError  # noqa: E402
-from henshin.filters.fns import load_transformer, transformer_net  # noqa: E402
 from henshin.models import store as models  # noqa: E402
 from henshin.models.checkpoints import load_checkpoint, load_state_strict, save_safetensors  # noqa: E402
+from henshin.nets.fns import load_transformer, transformer_net  # noqa: E402
 
 # -- fixtures -------------------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ def _sha(path_or_bytes) -> str:
 
 
 def registry(base: str, *, fns_sha: str = "", fns_size: int = 0, fns_member: str = "",
-             sg_sha: str = "", loader: str = "henshin.filters.fns:load_transformer") -> models.Registry:
+             sg_sha: str = "", loader: str = "henshin.nets.fns:load_transformer") -> models.Registry:
     """A registry in the packaged layout whose URLs point at the local server."""
     member = f'archive_member = "{fns_member}"' if fns_member else ""
     fns_url = f"{base}/saved_models.zip" if fns_member else f"{base}/candy.pth"

@@ -12,7 +12,7 @@ from henshin.engine.composite import CompositeParams, composite, paste_patches
 from henshin.engine.tracking import FaceTracker
 from henshin.errors import OptionError
 from henshin.filters.base import parse_params
-from henshin.filters.tint import TintFilter, TintParams
+from henshin.filters.geometry.tint import TintFilter, TintParams
 from henshin.kernels import landmarks as lm
 from henshin.kernels.color import chroma_gate, recolor
 from henshin.kernels.regions import REGIONS, region_box, region_mask

@@ -13,7 +13,7 @@ import torch
 from henshin import runtimes as rt
 from henshin.cli.main import main
 from henshin.errors import ModelError, OptionError, RuntimeUnavailableError
-from henshin.filters.fns import load_transformer, transformer_net
+from henshin.nets.fns import load_transformer, transformer_net
 from henshin.runtimes import NetworkSpec, RuntimeOptions, choose_runtime
 from henshin.types import FaceContext
 from tests.conftest import decode_video
@@ -165,7 +165,7 @@ def test_runtime_accepts_numpy_and_torch_and_keeps_the_batch(fns_file: Path, hom
 
 
 def test_fixed_batch_onnx_graph_runs_any_batch() -> None:
-    from henshin.filters.style import NUM_STYLES, bundled_model
+    from henshin.filters.style.filter import NUM_STYLES, bundled_model
 
     spec = NetworkSpec("multistyle26", (("image", (3, 32, 32)), ("style_weights", (NUM_STYLES,))),
                        onnx=bundled_model("multistyle26"), batched=(True, False))
@@ -375,7 +375,7 @@ def test_models_compile_builds_once_and_reports_parity(fns_file: Path, home: Pat
 
 
 def test_style_filter_serves_every_frame_size_from_one_onnxruntime_session() -> None:
-    from henshin.filters.style import StyleFilter, StyleParams
+    from henshin.filters.style.filter import StyleFilter, StyleParams
 
     filt = StyleFilter(StyleParams(scope="frame", style=3), RuntimeOptions(runtime="onnxruntime"))
     try:
@@ -399,7 +399,7 @@ def test_style_filter_serves_every_frame_size_from_one_onnxruntime_session() -> 
 
 
 def test_fns_filter_reuses_eager_torch_but_not_a_fixed_size_onnx_graph(fns_file: Path, home: Path) -> None:
-    from henshin.filters.fns import FnsFilter, FnsParams
+    from henshin.filters.style.fns import FnsFilter, FnsParams
 
     params = FnsParams(weights=str(fns_file))
     eager = FnsFilter(params, RuntimeOptions(runtime="torch"))
@@ -419,8 +419,8 @@ def test_multistyle26_in_torch_matches_the_bundled_graph(tmp_path: Path) -> None
     import onnxruntime as ort
     import torch
 
-    from henshin.filters.multistyle import load_multistyle
-    from henshin.filters.style import bundled_model
+    from henshin.filters.style.filter import bundled_model
+    from henshin.nets.multistyle import load_multistyle
 
     path = bundled_model("multistyle26")
     net = load_multistyle(path)
@@ -452,7 +452,7 @@ def test_multistyle26_in_torch_matches_the_bundled_graph(tmp_path: Path) -> None
 
 def test_channels_last_takes_modules_with_five_dimensional_weights() -> None:
     """StyleGAN2's modulated convs keep (1, out, in, k, k) weights; Module.to(channels_last) refuses them."""
-    from henshin.filters.layers import ModulatedConv2d
+    from henshin.nets.layers import ModulatedConv2d
     from henshin.runtimes.torch_runtime import channels_last
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 1))

@@ -10,8 +10,8 @@ from layouts import reference_mapping, reference_synthesis, rosinality_channels,
 
 from henshin import runtimes as rt
 from henshin.errors import ModelError
-from henshin.filters.layers import set_grouped
-from henshin.filters.stylegan2 import load_ffhq_1024, load_generator
+from henshin.nets.layers import set_grouped
+from henshin.nets.stylegan2 import load_ffhq_1024, load_generator
 from henshin.runtimes import NetworkSpec, RuntimeOptions
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -116,7 +116,7 @@ def test_the_ffhq_1024_check_refuses_a_256_px_generator(rosinality_256: Path) ->
 
 def test_config_f_at_1024_has_rosinality_s_shapes() -> None:
     """FFHQ config-f (1024 px, multiplier 2): every key and shape of the layout."""
-    from henshin.filters.stylegan2 import StyleGAN2Generator
+    from henshin.nets.stylegan2 import StyleGAN2Generator
 
     net = StyleGAN2Generator(1024, 512, 8)
     official = stylegan2_state(1024, rosinality_channels(2))

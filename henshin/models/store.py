@@ -464,7 +464,7 @@ def import_model(name: str, path: Path, registry: Registry | None = None, *, saf
 
 
 DOMAIN_FAMILY = "stylegan2-domain"
-DOMAIN_LOADER = "henshin.filters.latent_domains:load_ffhq_domain"
+DOMAIN_LOADER = "henshin.filters.latent.domains:load_ffhq_domain"
 
 
 def import_generator(name: str, path: Path, *, say: Callable[[str], None] = print) -> Path:

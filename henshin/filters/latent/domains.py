@@ -28,12 +28,12 @@ import torch
 from torch import Tensor
 
 from henshin.errors import ModelError
-from henshin.filters.stylegan2 import (
+from henshin.models.checkpoints import load_checkpoint
+from henshin.nets.stylegan2 import (
     StyleGAN2Generator,
     generator_config,
     generator_from_checkpoint,
 )
-from henshin.models.checkpoints import load_checkpoint
 
 FFHQ_SIZE, FFHQ_STYLE = 1024, 512  # the released FFHQ config-f generator every adapted release starts from
 _CONV = re.compile(r"^convs\.(\d+)\.")

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from henshin.errors import OptionError
-from henshin.filters.latent import condition_direction, direction_rows
-from henshin.filters.latent_params import EditItem, MixItem, layer_rows
+from henshin.filters.latent.maths import condition_direction, direction_rows
+from henshin.filters.latent.params import EditItem, MixItem, layer_rows
 
 
 @dataclass(frozen=True)

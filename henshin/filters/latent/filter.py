@@ -2,7 +2,7 @@
 
 Per face and frame: the aligned crop → e4e → W+ (smoothed per face over time) → the edit
 plan (InterFaceGAN / GANSpace directions with strengths and rows, conditioned, and style
-mixing with reference faces; ``henshin.filters.latent_plan``), reached over ``ramp`` → StyleGAN2
+mixing with reference faces; ``henshin.filters.latent.plan``), reached over ``ramp`` → StyleGAN2
 → the face. ``mode=delta`` (the default) adds G(edited) − G(unedited) to the real crop, so the
 identity, background and detail the encoder loses are kept and strength 0 is the input
 itself; ``mode=replace`` pastes G(edited). Items of all faces (and frames, offline) go through
@@ -24,18 +24,24 @@ from torch import Tensor
 
 from henshin.errors import ModelError
 from henshin.filters.base import Filter, register
-from henshin.filters.latent_directions import (
+from henshin.filters.latent.directions import (
     is_path,
     load_named,
     load_path,
     named,
     random_direction,
 )
-from henshin.filters.latent_domains import check_fits, combine, describe, load_domain
-from henshin.filters.latent_nets import ENCODER_SIZE, Decoder, LatentNets, load_nets, random_nets
-from henshin.filters.latent_params import EditItem, LatentParams, MixItem, layer_rows
-from henshin.filters.latent_plan import EditPlan, build_plan
-from henshin.filters.latent_state import GAP_S, LatentEuro, TrackLatent, thumbnail
+from henshin.filters.latent.domains import check_fits, combine, describe, load_domain
+from henshin.filters.latent.networks import (
+    ENCODER_SIZE,
+    Decoder,
+    LatentNets,
+    load_nets,
+    random_nets,
+)
+from henshin.filters.latent.params import EditItem, LatentParams, MixItem, layer_rows
+from henshin.filters.latent.plan import EditPlan, build_plan
+from henshin.filters.latent.state import GAP_S, LatentEuro, TrackLatent, thumbnail
 from henshin.filters.networks import placement
 from henshin.filters.reference import reference_crop
 from henshin.kernels.masks import is_torch

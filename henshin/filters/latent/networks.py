@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from henshin.errors import OptionError
-from henshin.filters.e4e import E4EEncoder, load_e4e
-from henshin.filters.stylegan2 import StyleGAN2Generator, rosinality_channels
+from henshin.nets.e4e import E4EEncoder, load_e4e
+from henshin.nets.stylegan2 import StyleGAN2Generator, rosinality_channels
 from henshin.runtimes import build
 
 log = logging.getLogger("henshin")

@@ -1,7 +1,7 @@
 """GANs N' Roses (Chong & Forsyth 2021): face → anime, with a style code that chooses the look.
 
 The released generator is GANsNRoses ``model.py``'s ``Generator(size=256, num_down=4,
-latent_dim=8, n_mlp=5, n_res=1)``, built from StyleGAN2's layers (``henshin.filters.layers``):
+latent_dim=8, n_mlp=5, n_res=1)``, built from StyleGAN2's layers (``henshin.nets.layers``):
 
 - encoder: a 1×1 stem to 64 channels, four downsampling residual blocks (256 → 16 px,
   512 channels), one plain residual block; a content head (two 1×1 convs) gives the
@@ -31,8 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from henshin.errors import ModelError
-from henshin.filters.layers import ConvLayer, EqualLinear, StyledConv, ToRGB
 from henshin.models.checkpoints import indexed_count, load_checkpoint, load_state_strict
+from henshin.nets.layers import ConvLayer, EqualLinear, StyledConv, ToRGB
 
 # model.py's ``channels`` table at the resolutions a 256-px generator uses.
 GNR_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}

@@ -1,7 +1,7 @@
 """The latent filter's parameters: one frozen dataclass, and the small grammars inside its strings.
 
 ``edit=smile:2,age:-3@coarse,/path/dir.pt:1.5@4-7``: NAME[:STRENGTH][@LAYERS] items, NAME a
-released direction (``henshin.filters.latent_directions``) or a direction file; LAYERS
+released direction (``henshin.filters.latent.directions``) or a direction file; LAYERS
 ``all``, ``coarse`` (rows 0-3: pose, shape), ``middle`` (4-7: features, expression), ``fine``
 (8+: colour, texture), ``A-B`` or ``N``. ``mix=ref.jpg:0.7,other.png:0.3``: reference faces
 (pictures, or W+ files .pt/.npy) with weights. ``ramp=2s`` (or ``500ms``, or seconds).
@@ -16,8 +16,8 @@ from typing import Literal
 
 from henshin.errors import InputNotFoundError, OptionError
 from henshin.filters.base import check_range
-from henshin.filters.latent import layer_groups
-from henshin.filters.latent_directions import is_path, known_names, named
+from henshin.filters.latent.directions import is_path, known_names, named
+from henshin.filters.latent.maths import layer_groups
 
 LAYER_NAMES = ("all", "coarse", "middle", "fine")
 MAX_ENCODE_EVERY = 30

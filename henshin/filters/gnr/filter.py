@@ -247,9 +247,9 @@ class GNRFilter(Filter):
 
 
 def _gnr() -> Any:
-    """``henshin.filters.gnr``, imported on first use (it imports torch)."""
+    """``henshin.nets.gnr``, imported on first use (it imports torch)."""
     try:
-        from henshin.filters import gnr
+        from henshin.nets import gnr
     except ImportError:
         raise ModelError("the gnr filter needs torch; install it with: pip install 'henshin[torch]'.") from None
     return gnr

@@ -19,7 +19,7 @@ import numpy as np
 
 from henshin.errors import OptionError
 from henshin.filters.base import LandmarkFilter, check_range, register
-from henshin.filters.warp import face_axes
+from henshin.filters.geometry.warp import face_axes
 from henshin.kernels.color import chroma_gate, recolor
 from henshin.kernels.regions import region_box, region_mask
 from henshin.types import FaceContext, FacePatch

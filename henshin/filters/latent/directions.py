@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from henshin.errors import InputNotFoundError, ModelError
-from henshin.filters.latent import load_direction
+from henshin.filters.latent.maths import load_direction
 
 E4E_DIRECTIONS = "e4e-directions"
 IFG_DIRECTIONS = "interfacegan-directions"

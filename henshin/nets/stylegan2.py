@@ -28,12 +28,12 @@ import torch
 from torch import Tensor, nn
 
 from henshin.errors import ModelError
-from henshin.filters.layers import ConstantInput, EqualLinear, PixelNorm, StyledConv, ToRGB
 from henshin.models.checkpoints import (
     indexed_count,
     load_checkpoint,
     load_state_strict,
 )
+from henshin.nets.layers import ConstantInput, EqualLinear, PixelNorm, StyledConv, ToRGB
 
 WHAT = "StyleGAN2 generator"
 MAPPING_LR_MUL = 0.01  # rosinality's lr_mlp, StyleGAN's mapping learning-rate multiplier

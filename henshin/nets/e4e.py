@@ -10,7 +10,7 @@ training options say ``start_from_latent_avg``, the generator's mean latent is a
 
 Checkpoints: the pSp framework's ``{"state_dict": {"encoder.*", "decoder.*"}, "opts",
 "latent_avg": (n_latent, 512)}``; ``opts`` is a dict (a Namespace in some forks). The
-decoder is the StyleGAN2 generator (``henshin.filters.stylegan2.load_generator`` reads it).
+decoder is the StyleGAN2 generator (``henshin.nets.stylegan2.load_generator`` reads it).
 Input: RGB (N, 3, 256, 256) in [-1, 1], FFHQ-aligned.
 """
 
@@ -26,13 +26,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from henshin.errors import ModelError
-from henshin.filters.layers import EqualLinear
-from henshin.filters.stylegan2 import StyleGAN2Generator, generator_from_checkpoint
 from henshin.models.checkpoints import (
     indexed_count,
     load_checkpoint,
     load_state_strict,
 )
+from henshin.nets.layers import EqualLinear
+from henshin.nets.stylegan2 import StyleGAN2Generator, generator_from_checkpoint
 
 WHAT = "pSp/e4e encoder"
 IR_SE50_DEPTHS = (64, 128, 256, 512)  # the four stages' widths; each stage starts with a stride-2 unit

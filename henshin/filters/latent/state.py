@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from henshin.filters.latent_plan import IDENTITY, EditPlan, lerp_plans
+from henshin.filters.latent.plan import IDENTITY, EditPlan, lerp_plans
 
 GAP_S = 0.5  # as the engine's temporal memory (henshin.engine.temporal.MAX_GAP_S)
 MIN_CUTOFF_HZ = 1.0  # at smooth=1: a still face's latent follows changes slower than 1 Hz

@@ -4,7 +4,7 @@
 multiples of 4 and ``style_weights`` (26,), and returns ``stylized`` of the same
 shape. The weights mix the styles' conditional instance-norm parameters, so a
 blend of styles is one forward pass. With ``style_image=PATH`` any picture is
-the style instead, through the arbitrary-style networks (``henshin.filters.arbitrary``).
+the style instead, through the arbitrary-style networks (``henshin.filters.style.arbitrary``).
 
 Scope: aligned faces, the whole frame, or the background (the whole frame
 styled, then put back only outside the people, whom the engine segments).
@@ -22,11 +22,11 @@ from typing import Any, Literal
 import numpy as np
 
 from henshin.errors import InputNotFoundError, ModelError, OptionError
-from henshin.filters import arbitrary
 from henshin.filters.base import Filter, check_range, register
-from henshin.filters.multistyle import NUM_STYLES, load_multistyle
 from henshin.filters.networks import pad_to_multiple, placement, runtime_for_shape, runtime_options
+from henshin.filters.style import arbitrary
 from henshin.kernels.masks import is_torch
+from henshin.nets.multistyle import NUM_STYLES, load_multistyle
 from henshin.runtimes import build, has_module
 from henshin.types import FaceContext, FilterSpec
 

@@ -1,0 +1,2 @@
+"""Landmark filters that need no network: warps (``warp``, with preset files in
+``presets/``) and region tints (``tint``)."""
