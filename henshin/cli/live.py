@@ -41,6 +41,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON")
     p.add_argument("--overlay", action="store_true", help="draw fps and latency on the output")
     p.add_argument("--vcam-device", help="virtual camera device, e.g. /dev/video10")
+    p.add_argument("--panel", metavar="[HOST:]PORT",
+                   help="serve a control panel (a page and a WebSocket API) at HOST:PORT; HOST defaults to 127.0.0.1")
     p.add_argument("--vcam-backend", help=argparse.SUPPRESS)
     p.set_defaults(run=run)
 
@@ -63,7 +65,13 @@ def run(args: argparse.Namespace) -> int:
     check_stats(args.stats, inputs, [("--record", args.record)] if args.record else [], args.overwrite)
     request = ChainRequest(args.filter, parse_face_routes(args.face), parse_param_pairs(args.param))
     runtime = runtime_options(args, max_batch=max(1, args.max_faces))
-    source = open_live_source(args.source, args.width, args.height, args.fps, args.loop)
+    panel = _open_panel(args.panel) if args.panel is not None else None  # a port in use: before the camera opens
+    try:
+        source = open_live_source(args.source, args.width, args.height, args.fps, args.loop)
+    except BaseException:
+        if panel is not None:
+            panel.close()
+        raise
     sinks: list = []
     runner_box: list = []
     graph = None
@@ -77,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         for sink in sinks:
             sink.abort()
         source.close()
+        if panel is not None:
+            panel.close()
         raise
     log.info("%s", source.describe())
     stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(max_faces=args.max_faces, sweep_tiles=False), float(source.frame_rate),
@@ -86,8 +96,14 @@ def run(args: argparse.Namespace) -> int:
     if sys.stdin is not None and not sys.stdin.closed:
         read_commands(sys.stdin, runner)  # `set strength 0.5`, `filter style`, `toggle`, `quit`
     try:
+        if panel is not None:
+            panel.start(runner)
+            # Printed even with -q: the link is how the user gets in.
+            print(f"henshin: control panel at {panel.url}", file=sys.stderr, flush=True)
         runner.run()
     finally:
+        if panel is not None:
+            panel.close()  # the run is over: so is the server
         graph.close()
         # The figures are written however the run ended: a failed recording, a signal, the end.
         doc = runner.stats.to_json() | {"source": str(args.source), "filter": args.filter}
@@ -99,6 +115,20 @@ def run(args: argparse.Namespace) -> int:
         runner.interruption.kept = f"{' and '.join(kept)} {'were' if len(kept) > 1 else 'was'} kept" if kept else ""
         raise runner.interruption
     return 0
+
+
+def _open_panel(text: str) -> Any:
+    """Bind the panel's address (a port in use is one sentence now) with this run's token."""
+    from henshin.engine.panel import Panel
+    from henshin.engine.panelstate import panel_token, parse_address
+    from henshin.home import config_root
+
+    address = parse_address(text)
+    token = panel_token()
+    if not address.loopback:
+        log.warning("the control panel listens on %s, which other machines can reach; anyone with its link "
+                    "controls this run (use 127.0.0.1 unless you need that).", address.host)
+    return Panel(address, token, config_root())
 
 
 class _Later:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from henshin.engine.align import crop_matrix
-from henshin.errors import OptionError
+from henshin.filters.base import check_range
 from henshin.kernels.blend import blend_into, match_colour
 from henshin.kernels.landmarks import FACE_OVAL
 from henshin.kernels.masks import feather_mask, is_torch
@@ -45,10 +45,9 @@ class CompositeParams:
     region: Literal["oval", "skin", "lips", "inner_mouth", "eyes", "irises", "brows"] = "oval"
 
     def __post_init__(self) -> None:
-        for key, value, low, high in (("feather", self.feather, 0.0, 1.0), ("erode", self.erode, 0.0, 0.5),
-                                      ("color_match", self.color_match, 0.0, 1.0)):
-            if not low <= value <= high:
-                raise OptionError(f"parameter {key} expects a value from {low:g} to {high:g}, got {value:g}.")
+        check_range("feather", self.feather, 0.0, 1.0)
+        check_range("erode", self.erode, 0.0, 0.5)
+        check_range("color_match", self.color_match, 0.0, 1.0)
 
 
 def face_width(face: AlignedFace) -> float:

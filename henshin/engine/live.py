@@ -30,11 +30,29 @@ from henshin.engine.sinks import Sink, Tee
 from henshin.engine.stages import FaceStages, Work
 from henshin.engine.stats import RunStats
 from henshin.errors import HenshinError
-from henshin.types import Frame
+from henshin.types import Face, Frame
 
 log = logging.getLogger("henshin")
 
 WARM_UP_TRACK = -2  # the track id a filter's warm-up run is given (never a real face)
+RUN_ENDED = "the run has ended; the command was not applied."
+
+Reply = Callable[[str | None], None]  # called once a control line is applied: None, or the error's sentence
+
+
+@dataclass(frozen=True)
+class LiveView:
+    """The last processed frame, for a panel: its input and output images and the faces in it.
+
+    image/output: (H, W, 3) uint8 RGB, read only; faces: the tracked faces; governor: the highest
+    quality step any filter has taken down (0: full quality).
+    """
+
+    index: int
+    image: np.ndarray
+    output: np.ndarray
+    faces: tuple[Face, ...]
+    governor: int
 
 
 @dataclass
@@ -55,7 +73,10 @@ class LiveRunner:
         self.stats = RunStats(mode="live")
         self.stats.stage_s["output"] = 0.0
         self.period = 1.0 / float(source.frame_rate or 30)
-        self._commands: queue.Queue[str] = queue.Queue()
+        self._commands: queue.Queue[tuple[str, Reply | None]] = queue.Queue()
+        self._commands_open = True  # false once processing has ended: later commands are answered at once
+        self._commands_lock = threading.Lock()
+        self.view: LiveView | None = None  # replaced (never changed) after each processed frame
         self._stop = threading.Event()
         self._capture_done = threading.Event()
         self._latest: Frame | None = None
@@ -70,10 +91,21 @@ class LiveRunner:
 
     # -- control ---------------------------------------------------------------
 
-    def command(self, line: str) -> None:
-        """Queue a control command; it takes effect before the next processed frame."""
-        if line.strip():
-            self._commands.put(line.strip())
+    def command(self, line: str, reply: Reply | None = None) -> None:
+        """Queue a control command; it takes effect before the next processed frame.
+
+        ``reply`` (the panel's) is called on the processing thread once the line is
+        applied, with None or the error's sentence; a blank line with a reply changes
+        nothing and is answered in its turn (a way to read the state between frames).
+        """
+        line = line.strip()
+        if not line and reply is None:
+            return
+        with self._commands_lock:
+            if self._commands_open:
+                self._commands.put((line, reply))
+                return
+        _answer(reply, RUN_ENDED)
 
     def stop(self, reason: str) -> None:
         """Ask every thread to finish."""
@@ -196,7 +228,8 @@ class LiveRunner:
                 start = time.perf_counter()
                 work = process_frame(self.stages, frame, self.stats)
                 load = (time.perf_counter() - start) / self.period
-                for link in self.stages.graph.links:  # a filter may trade quality to hold the rate
+                links = self.stages.graph.links
+                for link in links:  # a filter may trade quality to hold the rate
                     link.filter.govern(load)
                 image = work.output
                 if self.config.overlay:
@@ -204,6 +237,8 @@ class LiveRunner:
                     image = draw_figures(image, figures)
                     # The original too, for a side-by-side view: the figures readable on both halves.
                     frame = dataclasses.replace(frame, image=draw_figures(frame.image, figures))
+                self.view = LiveView(frame.index, frame.image, image, tuple(work.faces),
+                                     max((getattr(link.filter, "level", 0) for link in links), default=0))
                 with self._out_lock:
                     self._out = (frame, image)
                     self._out_lock.notify()
@@ -211,6 +246,7 @@ class LiveRunner:
             with self._out_lock:  # however processing ended, the output thread finishes
                 self._processing_done = True
                 self._out_lock.notify_all()
+            self._close_commands()
 
     def _output(self) -> None:
         # The camera's clock cuts time into periods, and each period sends one frame: a new result
@@ -263,21 +299,49 @@ class LiveRunner:
         return f"{fps:5.1f} fps  {latency:6.1f} ms  {faces} face{'' if faces == 1 else 's'}"
 
     def _apply_commands(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
-                line = self._commands.get_nowait()
+                line, reply = self._commands.get_nowait()
             except queue.Empty:
                 return
+            _answer(reply, self._apply(line) if line else None)
+
+    def _apply(self, line: str) -> str | None:
+        """Apply one control line; None, or the sentence saying why it was not applied."""
+        try:
+            if apply_command(self.stages.graph, line) == "quit":
+                self.stop("quit")
+                return None
+            log.info("control: %s", line)  # what a key or a line did, echoed where the user looks
+            return None
+        except HenshinError as exc:
+            log.warning("control: %s", exc)
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bad control line never ends a live run
+            why = str(exc).splitlines()[0] if str(exc) else ""
+            message = f"{line!r} could not be applied ({type(exc).__name__}: {why}); the run goes on unchanged."
+            log.warning("control: %s", message)
+            return message
+
+    def _close_commands(self) -> None:
+        """Processing has ended: answer what is still queued, and from now on answer at once."""
+        with self._commands_lock:
+            self._commands_open = False
+        while True:
             try:
-                if apply_command(self.stages.graph, line) == "quit":
-                    self.stop("quit")
-                    return
-                log.info("control: %s", line)  # what a key or a line did, echoed where the user looks
-            except HenshinError as exc:
-                log.warning("control: %s", exc)
-            except Exception as exc:  # noqa: BLE001 - a bad control line never ends a live run
-                log.warning("control: %r could not be applied (%s: %s); the run goes on unchanged.",
-                            line, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                _line, reply = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            _answer(reply, RUN_ENDED)
+
+
+def _answer(reply: Reply | None, error: str | None) -> None:
+    if reply is None:
+        return
+    try:
+        reply(error)
+    except Exception as exc:  # noqa: BLE001 - a failing listener (a closed panel) never ends the run
+        log.debug("control: a reply could not be delivered (%s)", exc)
 
 
 def draw_figures(image: np.ndarray, text: str) -> np.ndarray:

@@ -18,6 +18,7 @@ tints, which a crop's resampling would blur and which need no network).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import importlib
 import typing
@@ -219,5 +220,60 @@ def _parse_value(key: str, text: str, kind: Any) -> Any:
 
 def check_range(key: str, value: float, low: float, high: float) -> None:
     """Raise a one-sentence OptionError unless low ≤ value ≤ high."""
+    seen = _ranges_seen.get()
+    if seen is not None:
+        seen[key] = (low, high)
     if not low <= value <= high:
         raise OptionError(f"parameter {key} expects a value from {low:g} to {high:g}, got {value:g}.")
+
+
+# While ``param_ranges`` builds a default instance, ``check_range`` notes each range it checks here:
+# the ranges a params class validates are then the ones the panel's sliders offer, written once.
+_ranges_seen: contextvars.ContextVar[dict[str, tuple[float, float]] | None] = contextvars.ContextVar(
+    "henshin_ranges_seen", default=None)
+
+
+def param_ranges(cls: type) -> dict[str, tuple[float, float]]:
+    """The (low, high) range of each numeric parameter that ``cls`` checks with ``check_range``, by name.
+
+    Found by building the defaults with the checks noted; a field's ``metadata["range"]`` wins.
+    """
+    seen: dict[str, tuple[float, float]] = {}
+    token = _ranges_seen.set(seen)
+    try:
+        cls()
+    except Exception:  # noqa: BLE001 - defaults that need a file or a model: only what was checked so far
+        pass
+    finally:
+        _ranges_seen.reset(token)
+    for f in dataclasses.fields(cls):
+        if "range" in f.metadata:
+            seen[f.name] = tuple(f.metadata["range"])
+    return seen
+
+
+def describe_params(cls: type, values: Any = None) -> list[dict[str, Any]]:
+    """Each parameter of ``cls`` as plain data for a control: name, kind, default, range, choices.
+
+    kind: ``bool``, ``int``, ``float``, ``choice`` (a ``Literal`` or ``metadata["choices"]``) or
+    ``text``; ``range``: [low, high] where the class checks one; ``value``: from ``values`` when given.
+    """
+    hints = typing.get_type_hints(cls)
+    ranges = param_ranges(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        choices = list(typing.get_args(kind)) if typing.get_origin(kind) is Literal else f.metadata.get("choices")
+        entry: dict[str, Any] = {
+            "name": f.name,
+            "kind": "choice" if choices else {bool: "bool", int: "int", float: "float"}.get(kind, "text"),
+            "default": None if f.default is dataclasses.MISSING else f.default,
+        }
+        if choices:
+            entry["choices"] = list(choices)
+        if f.name in ranges:
+            entry["range"] = list(ranges[f.name])
+        if values is not None:
+            entry["value"] = getattr(values, f.name)
+        out.append(entry)
+    return out
