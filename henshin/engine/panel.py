@@ -180,7 +180,7 @@ class Panel:
     async def _page(self, request: web.Request) -> web.Response:
         text = self._pages[request.path].replace("__TOKEN__", html.escape(self._token))
         headers = {
-            "Content-Security-Policy": "default-src 'self'; img-src 'self'; connect-src 'self'"
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; connect-src 'self'"
         }
         return web.Response(text=text, content_type=PAGE_FILES[request.path][1], headers=headers)
 
