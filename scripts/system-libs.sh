@@ -2,7 +2,9 @@
 # System packages henshin needs, installed with apt when missing and we are allowed to:
 # - libGL and GLib for OpenCV (pulled in by mediapipe) — required;
 # - Xvfb, xdotool and xwd (x11-apps) for the preview-window tests, which run under a
-#   virtual X screen — optional: without them those tests are skipped, saying why.
+#   virtual X screen — optional: without them those tests are skipped, saying why;
+# - Chromium and its WebDriver for the control panel's browser test (headless, through
+#   Selenium) — optional too: without them that test is skipped, saying why.
 set -euo pipefail
 
 have_libs() {
@@ -10,6 +12,9 @@ have_libs() {
 }
 have_x_tools() {
   command -v Xvfb >/dev/null && command -v xdotool >/dev/null && command -v xwd >/dev/null
+}
+have_browser() {
+  { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } && command -v chromedriver >/dev/null
 }
 
 can_apt=false
@@ -20,6 +25,7 @@ fi
 wanted=()
 have_libs || wanted+=(libgl1 libglib2.0-0)
 have_x_tools || wanted+=(xvfb xdotool x11-apps)
+have_browser || wanted+=(chromium chromium-driver)
 if [ ${#wanted[@]} -eq 0 ]; then
   exit 0
 fi
@@ -31,5 +37,11 @@ if ! have_libs; then
   echo "henshin needs libgl1 and libglib2.0-0: sudo apt-get install libgl1 libglib2.0-0" >&2
   exit 1
 fi
-echo "note: the preview-window tests need xvfb, xdotool and x11-apps (sudo apt-get install xvfb xdotool x11-apps);" \
-     "without them they are skipped." >&2
+if ! have_x_tools; then
+  echo "note: the preview-window tests need xvfb, xdotool and x11-apps (sudo apt-get install xvfb xdotool x11-apps);" \
+       "without them they are skipped." >&2
+fi
+if ! have_browser; then
+  echo "note: the control panel's browser test needs Chromium and its driver (sudo apt-get install chromium" \
+       "chromium-driver); without them it is skipped." >&2
+fi
