@@ -285,6 +285,18 @@ async function loadPreset() {
   showAnswer(await send({ load_preset: name }), `loaded preset ${name}`);
 }
 
+// -- keys: the preview window's, outside text fields -------------------------------------------------
+
+const KEYS = { n: "step style 1", p: "step style -1", " ": "toggle", "+": "step strength 0.1",
+               "=": "step strength 0.1", "-": "step strength -0.1", f: "next-filter" };
+
+document.addEventListener("keydown", (e) => {
+  const typing = e.target.closest && e.target.closest("input, select, textarea, button");
+  if (typing || e.ctrlKey || e.metaKey || e.altKey || !(e.key in KEYS)) return;
+  e.preventDefault();
+  line(KEYS[e.key]);
+});
+
 // -- wiring ------------------------------------------------------------------------------------------
 
 $("enabled").addEventListener("change", () => line($("enabled").checked ? "on" : "off"));
