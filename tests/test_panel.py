@@ -17,8 +17,14 @@ import pytest
 from panelrun import TOKEN, PanelRun, region_change, still_clip
 
 from henshin.cli.main import main
+from henshin.engine.camera import RealtimeFileSource
+from henshin.engine.chains import ChainRequest, FilterGraph
+from henshin.engine.live import RUN_ENDED, LiveRunner
 from henshin.engine.panel import MAX_CLIENTS, own_origins
 from henshin.engine.panelstate import PanelAddress, parse_address, preset_lines
+from henshin.engine.sinks import NullSink
+from henshin.engine.smoothing import OneEuroSmoother
+from henshin.engine.stages import FaceStages
 from henshin.errors import OptionError
 
 
@@ -204,6 +210,21 @@ def test_presets_are_saved_to_the_config_folder_and_loaded_through_control_lines
 
 def _still_frame(run: PanelRun) -> np.ndarray:
     return run.runner.view.image.copy()
+
+
+def test_a_command_after_the_run_has_ended_is_answered_at_once(clip):
+    graph = FilterGraph(ChainRequest("tint"))
+    runner = LiveRunner(RealtimeFileSource(clip), FaceStages(graph, OneEuroSmoother()), [NullSink()])
+    answers = []
+    runner.command("set strength 0.5", answers.append)  # applied before the first frame
+    runner.command("set strength 5", answers.append)
+    try:
+        runner.run()
+    finally:
+        graph.close()
+    runner.command("set strength 0.2", answers.append)
+    assert answers[0] is None and "expects a value from 0 to 1" in answers[1] and answers[2] == RUN_ENDED
+    assert graph.current("strength") == 0.5
 
 
 # -- without a run ---------------------------------------------------------------------------------

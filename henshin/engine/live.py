@@ -173,6 +173,7 @@ class LiveRunner:
 
     def _finish(self) -> None:
         """Close the sinks (abort them when one failed), the source and the stages."""
+        self._close_commands()  # processing may never have started (a failed warm-up): no command waits forever
         try:
             if self._sink_error is None:
                 self.sinks.close()

@@ -55,6 +55,7 @@ log = logging.getLogger("henshin")
 MAX_MESSAGE = 64 * 1024  # bytes; a longer message is answered with an error
 MAX_FRAME = 1024 * 1024  # aiohttp closes the connection (1009) on a longer one, before it is read
 MAX_CLIENTS = 8
+HEARTBEAT_S = 20.0  # a client gone without a word (a dock reloaded) frees its place
 STATS_PERIOD_S = 1.0
 PREVIEW_PERIOD_S = 0.2  # at most 5 new preview pictures a second, however many pages ask
 PREVIEW_WIDTH = 480
@@ -227,7 +228,7 @@ class Panel:
                 "close another page first.",
             )
         self._reserved += 1
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=None)
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME, heartbeat=HEARTBEAT_S)
         try:
             await ws.prepare(request)
         finally:
@@ -258,6 +259,7 @@ class Panel:
             self._clients.discard(client)
             client.answers.put_nowait(None)
             await asyncio.wait([writer], timeout=5)
+            writer.cancel()
         return ws
 
     async def _write_answers(self, client: _Client) -> None:
