@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import aiohttp
 import numpy as np
@@ -26,6 +28,7 @@ from henshin.engine.sinks import NullSink
 from henshin.engine.smoothing import OneEuroSmoother
 from henshin.engine.stages import FaceStages
 from henshin.errors import OptionError
+from henshin.filters.base import check_range, describe_params, filter_class
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +244,29 @@ def test_addresses_and_origins():
     address = PanelAddress("0.0.0.0", 8765)
     assert "http://192.168.1.4:8765" in own_origins(address, 8765, "192.168.1.4:8765")
     assert "http://attacker.example:8765" not in own_origins(address, 8765, "attacker.example:8765")
+
+
+@dataclass(frozen=True)
+class NamedParams:
+    look: int = field(default=0, metadata={"choices": ["ink", "fire", "ice"]})
+    mode: Literal["soft", "hard"] = "soft"
+    amount: float = 0.5
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        check_range("look", self.look, 0, 2)
+        check_range("amount", self.amount, 0.0, 2.0)
+
+
+def test_controls_come_from_the_params_dataclass():
+    look, mode, amount, label = describe_params(NamedParams)
+    assert look == {"name": "look", "kind": "int", "default": 0, "choices": ["ink", "fire", "ice"], "range": [0, 2]}
+    assert mode == {"name": "mode", "kind": "choice", "default": "soft", "choices": ["soft", "hard"]}
+    assert amount == {"name": "amount", "kind": "float", "default": 0.5, "range": [0.0, 2.0]}
+    assert label == {"name": "label", "kind": "text", "default": ""}
+    # the ranges are the ones the filter checks
+    strength = next(p for p in describe_params(filter_class("tint").Params) if p["name"] == "strength")
+    assert strength["range"] == [0.0, 1.0]
 
 
 def test_preset_lines_restore_a_state():

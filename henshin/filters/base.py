@@ -255,18 +255,22 @@ def param_ranges(cls: type) -> dict[str, tuple[float, float]]:
 def describe_params(cls: type, values: Any = None) -> list[dict[str, Any]]:
     """Each parameter of ``cls`` as plain data for a control: name, kind, default, range, choices.
 
-    kind: ``bool``, ``int``, ``float``, ``choice`` (a ``Literal`` or ``metadata["choices"]``) or
-    ``text``; ``range``: [low, high] where the class checks one; ``value``: from ``values`` when given.
+    kind: ``bool``, ``int``, ``float``, ``choice`` (a ``Literal``, or ``metadata["choices"]`` on a
+    text field) or ``text``; ``range``: [low, high] where the class checks one; ``choices`` on an
+    ``int`` are names for its values from the low end of its range up (a style's names);
+    ``value``: from ``values`` when given.
     """
     hints = typing.get_type_hints(cls)
     ranges = param_ranges(cls)
     out = []
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
-        choices = list(typing.get_args(kind)) if typing.get_origin(kind) is Literal else f.metadata.get("choices")
+        literal = typing.get_origin(kind) is Literal
+        choices = list(typing.get_args(kind)) if literal else f.metadata.get("choices")
+        plain = {bool: "bool", int: "int", float: "float"}.get(kind, "text")
         entry: dict[str, Any] = {
             "name": f.name,
-            "kind": "choice" if choices else {bool: "bool", int: "int", float: "float"}.get(kind, "text"),
+            "kind": "choice" if literal or (choices and plain == "text") else plain,
             "default": None if f.default is dataclasses.MISSING else f.default,
         }
         if choices:

@@ -142,11 +142,19 @@ function paramRow(name, param) {
 }
 
 function makeInput(param) {
-  const [low, high] = param.range || [];
-  if (param.kind === "choice" || (param.kind === "int" && param.range && high - low <= 40)) {
+  const [low, high] = param.range || [0, (param.choices || []).length - 1];
+  if (param.kind === "choice") {
     const select = document.createElement("select");
-    const values = param.choices || Array.from({ length: high - low + 1 }, (_, i) => low + i);
-    select.append(...values.map((v) => new Option(String(v), String(v))));
+    select.append(...param.choices.map((v) => new Option(String(v), String(v))));
+    return select;
+  }
+  if (param.kind === "int" && (param.choices || (param.range && high - low <= 40))) {
+    // A whole number with few values (a style): a menu of its values, by name where it has names.
+    const select = document.createElement("select");
+    for (let v = low; v <= high; v++) {
+      const name = param.choices ? param.choices[v - low] : undefined;
+      select.append(new Option(name === undefined ? String(v) : `${name}`, String(v)));
+    }
     return select;
   }
   if (param.kind === "bool") return Object.assign(document.createElement("input"), { type: "checkbox" });
