@@ -84,7 +84,6 @@ class Panel:
         self._thread: threading.Thread | None = None
         self._clients: set[_Client] = set()
         self._reserved = 0  # clients counted while their handshake is under way
-        self._state: dict[str, Any] | None = None  # the last STATE any answer carried
         self._preview: tuple[int, float, bytes] | None = None  # frame index, when, JPEG
         self._preview_lock: asyncio.Lock | None = None
         self._pages = {path: _read_page(name) for path, (name, _) in PAGE_FILES.items()}
@@ -362,7 +361,6 @@ class Panel:
         if error:
             return _error(ident, error)
         state = results[-1][1]
-        self._state = state
         answer = {"id": ident, "ok": True, "state": state}
         if more is not None:
             try:
