@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench.clips import make_clip
-from bench.suite import measured, pair, peaks, repeat_each, scenario, spread
+from bench.harness import measured, pair, peaks, repeat_each, scenario, spread
 from henshin.engine.camera import RealtimeFileSource
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.live import LiveConfig, LiveRunner
