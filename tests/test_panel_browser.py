@@ -77,14 +77,16 @@ def test_the_page_drives_the_run(browser, tmp_path):
         menu = Select(browser.find_element(By.ID, "p-style-style"))
         name = menu.options[7].text
         menu.select_by_visible_text(name)
-        wait.until(lambda d: str(state_of(run)["params"]["style"]["style"]) == menu.options[7].get_attribute("value"))
+        chosen = menu.options[7].get_attribute("value")
+        wait.until(lambda d: str(state_of(run)["params"]["style"]["style"]) == chosen)
         restyled = run.recorder.next_frames(3)
         assert all(region_change(restyled, styled[-1], box) > 8 for box in boxes.values())
         # The preview window's keys work on the page too: n is the next style, p the previous.
+        values = [option.get_attribute("value") for option in menu.options]
         browser.find_element(By.TAG_NAME, "body").send_keys("n")
-        wait.until(lambda d: state_of(run)["params"]["style"]["style"] == 8)
+        wait.until(lambda d: str(state_of(run)["params"]["style"]["style"]) == values[8])
         browser.find_element(By.TAG_NAME, "body").send_keys("p")
-        wait.until(lambda d: state_of(run)["params"]["style"]["style"] == 7)
+        wait.until(lambda d: str(state_of(run)["params"]["style"]["style"]) == values[7])
 
         # Face 1 gets a chain of its own.
         face = wait.until(lambda d: d.find_element(By.ID, "face-chain-1"))
