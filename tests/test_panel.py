@@ -295,10 +295,11 @@ def test_the_command_prints_the_link_and_closing_the_run_closes_the_server(clip,
                              "--sink", "null", "--filter", "tint", "--max-frames", "60", "--stats", str(stats),
                              "--panel", "0"], stderr=subprocess.PIPE, text=True, env=env)
     try:
-        first = ""
+        first, before = "", []
         while "control panel at" not in first:
             first = proc.stderr.readline()
             assert first, "the run ended before printing the panel's link"
+            before.append(first)
         url = first.split("control panel at ", 1)[1].strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith(f"/?token={token}")
         base = url.split("/?")[0]
@@ -307,7 +308,8 @@ def test_the_command_prints_the_link_and_closing_the_run_closes_the_server(clip,
         assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
-    assert token not in rest and token not in stats.read_text()
+    assert "".join(before + [rest]).count(token) == 1  # the link, and nowhere else
+    assert token not in stats.read_text()
     with pytest.raises(aiohttp.ClientConnectionError):
         http_status(url)
     assert base
