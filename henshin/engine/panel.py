@@ -55,6 +55,7 @@ log = logging.getLogger("henshin")
 MAX_MESSAGE = 64 * 1024  # bytes; a longer message is answered with an error
 MAX_FRAME = 1024 * 1024  # aiohttp closes the connection (1009) on a longer one, before it is read
 MAX_CLIENTS = 8
+MAX_PENDING = 512  # answers one client may have waiting before its next message is read
 HEARTBEAT_S = 20.0  # a client gone without a word (a dock reloaded) frees its place
 STATS_PERIOD_S = 1.0
 PREVIEW_PERIOD_S = 0.2  # at most 5 new preview pictures a second, however many pages ask
@@ -237,6 +238,8 @@ class Panel:
         writer = asyncio.ensure_future(self._write_answers(client))
         try:
             async for msg in ws:
+                while client.answers.qsize() >= MAX_PENDING:  # a flood waits in TCP, not in memory
+                    await asyncio.sleep(0.01)
                 if msg.type == WSMsgType.TEXT:
                     client.answers.put_nowait(self._answer(msg.data, client))
                     if (

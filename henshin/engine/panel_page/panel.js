@@ -162,6 +162,9 @@ function makeInput(param) {
     const step = param.kind === "int" ? 1 : (high - low) / 100;
     return Object.assign(document.createElement("input"), { type: "range", min: low, max: high, step });
   }
+  if (param.kind === "text" && /^#[0-9a-fA-F]{6}$/.test(String(param.default))) {
+    return Object.assign(document.createElement("input"), { type: "color" }); // a colour, like tint's
+  }
   const type = param.kind === "text" ? "text" : "number";
   return Object.assign(document.createElement("input"), { type, step: "any", spellcheck: false });
 }
@@ -170,7 +173,7 @@ function setControl(name, key, value) {
   const input = $(`p-${name}-${key}`);
   if (!input || document.activeElement === input && input.type !== "range" && input.tagName !== "SELECT") return;
   if (input.type === "checkbox") input.checked = Boolean(value);
-  else input.value = String(value);
+  else if (input.type !== "color" || /^#[0-9a-fA-F]{6}$/.test(String(value))) input.value = String(value);
   const output = input.parentElement.querySelector("output");
   if (output) output.textContent = input.type === "range" ? format(value, input.dataset.kind) : "";
 }
