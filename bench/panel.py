@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from bench.clips import make_clip
@@ -31,7 +32,7 @@ from bench.harness import measured, pair, peaks, repeat_each, scenario, spread
 from henshin.engine.camera import RealtimeFileSource
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.live import LiveConfig, LiveRunner
-from henshin.engine.panel import Panel
+from henshin.engine.panel import Panel, preview_jpeg
 from henshin.engine.panelstate import PanelAddress
 from henshin.engine.sinks import NullSink
 from henshin.engine.smoothing import OneEuroSmoother
@@ -58,7 +59,13 @@ def live_run(clip: Path, frames: int, client: str, config: Path) -> dict[str, An
             visitor = (ApiClient if client == "api" else PageClient)(
                 f"http://127.0.0.1:{panel.port}"
             )
+        cpu = time.process_time()
         stats = runner.run().to_json()
+        # CPU time of this process (live loop + panel; not Chromium's) per wall second: less
+        # swayed by other work on a shared machine than the latencies are.
+        stats["cpu_percent"] = round(
+            (time.process_time() - cpu) / max(stats["wall_s"], 1e-6) * 100, 1
+        )
     finally:
         if visitor is not None:
             visitor.close()
@@ -184,10 +191,23 @@ def _case(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "name": name,
         "fps": spread([r["fps_processed"] for r in runs]),
         "latency_ms": latency,
+        "cpu_percent": spread([r["cpu_percent"] for r in runs], 1),
         "frames_dropped": runs[-1]["frames_dropped"],
         **peaks(runs),
         "runs": runs,
     }
+
+
+def _preview_cost(width: int, height: int) -> dict[str, Any]:
+    """The server's main per-picture work: one output frame to the page's JPEG."""
+    image = np.random.default_rng(0).integers(0, 255, (height, width, 3), np.uint8)
+    image = cv2.GaussianBlur(image, (0, 0), 3)  # smooth, like a picture, not noise
+    times = []
+    for _ in range(30):
+        start = time.perf_counter()
+        preview_jpeg(image)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"name": f"preview JPEG of a {width}x{height} frame", "ms": spread(times)}
 
 
 def _round_trips(name: str, values: list[float]) -> dict[str, Any]:
@@ -231,6 +251,7 @@ def panel(quick: bool) -> dict[str, Any]:
     cases.append(
         _round_trips("get view round trip (server only)", [v for t in trips for v in t["view"]])
     )
+    cases.append(_preview_cost(width, height))
     base_p99 = cases[0]["latency_ms"]["p99"]
     pairs = [
         pair(
@@ -247,6 +268,7 @@ def panel(quick: bool) -> dict[str, Any]:
         "sends set strength every 200 ms",
         "a control line applies between frames, so its round trip includes waiting for the next frame",
         "the page case runs Chromium on the same cores as the live loop, as a dock in OBS would",
+        "cpu_percent: this process's CPU time per wall second (live loop and panel; not Chromium's)",
     ]
     return {
         "title": "the control panel's cost to the live loop",
