@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import NARROW_GNR
 from layouts import gnr_generator_state
+from references import reference_gnr, reference_gnr_style
 
 from henshin import runtimes as rt
 from henshin.errors import ModelError
@@ -43,9 +44,13 @@ def test_the_training_checkpoint_loads_strictly_and_runs(gnr_training_file: Path
     assert set(state) == set(ckpt["G_A2B_ema"])
     assert all(torch.equal(state[k], v) for k, v in ckpt["G_A2B_ema"].items())
     assert not model.training and next(model.parameters()).dtype == torch.float32
+    styles = style_from_seed(1, 2)
     with torch.no_grad():
-        out = model(faces, style_from_seed(1, 2))
-    assert out.shape == (2, 3, 256, 256) and out.dtype == torch.float32 and torch.isfinite(out).all()
+        out = model(faces, styles)
+    assert out.shape == (2, 3, 256, 256) and out.dtype == torch.float32
+    # GANsNRoses' Generator written from the state dict in functional ops (tests/references.py);
+    # outputs span about ±5 here, measured max difference 3e-6
+    torch.testing.assert_close(out, reference_gnr(ckpt["G_A2B_ema"], faces, styles), atol=1e-4, rtol=1e-5)
 
 
 def test_the_parts_compose_to_the_whole(model: torch.nn.Module, faces: torch.Tensor) -> None:
@@ -60,11 +65,12 @@ def test_the_parts_compose_to_the_whole(model: torch.nn.Module, faces: torch.Ten
 
 def test_style_of_reads_anime_pictures_through_g_b2a_ema(gnr_training_file: Path, model: torch.nn.Module,
                                                           faces: torch.Tensor) -> None:
-    b2a = GNRGenerator(channels=NARROW_GNR, style_dim=32)
-    b2a.load_state_dict(load_checkpoint(gnr_training_file)["G_B2A_ema"])
+    b2a = load_checkpoint(gnr_training_file)["G_B2A_ema"]
     with torch.no_grad():
-        assert torch.equal(model.style_of(faces), b2a.encoder(faces)[1])
-    assert model.style_of(faces).shape == (2, 8)
+        got = model.style_of(faces)
+    assert got.shape == (2, 8)
+    torch.testing.assert_close(got, reference_gnr_style(b2a, faces), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, reference_gnr_style(load_checkpoint(gnr_training_file)["G_A2B_ema"], faces))
 
 
 def test_a_file_with_only_g_a2b_ema_loads_and_style_of_says_why_not(gnr_training_file: Path, tmp_path: Path,
@@ -106,13 +112,6 @@ def test_a_file_without_g_a2b_ema_is_refused(gnr_training_file: Path, tmp_path: 
         load_gnr(path)
 
 
-def test_same_code_and_input_give_the_same_output(gnr_training_file: Path, model: torch.nn.Module,
-                                                   faces: torch.Tensor) -> None:
-    again = load_gnr(gnr_training_file)
-    with torch.no_grad():
-        assert torch.equal(model(faces, style_from_seed(7, 2)), again(faces, style_from_seed(7, 2)))
-
-
 def test_style_from_seed_is_manual_seed_then_randn_without_touching_the_global_state() -> None:
     state = torch.get_rng_state()
     got = style_from_seed(84986, 3)
@@ -130,10 +129,15 @@ def test_the_released_configuration_has_the_official_keys_and_shapes() -> None:
     assert mine["mapping.0.weight"].shape == (512, 8) and mine["encoder.style.4.weight"].shape == (8, 512)
 
 
-def test_onnx_export_of_the_model_matches_eager_torch(model: torch.nn.Module, tmp_path: Path) -> None:
+def test_the_onnx_export_matches_the_reference_forward(gnr_training_file: Path, model: torch.nn.Module,
+                                                       faces: torch.Tensor, tmp_path: Path) -> None:
     spec = NetworkSpec("gnr-test", (("image", (3, 256, 256)), ("style", (8,))), module=model)
     runtime = rt.build_runtime(spec, RuntimeOptions(runtime="onnxruntime", cache_dir=tmp_path))
-    assert rt.parity(spec, runtime, batch=2) < 1e-3
+    assert isinstance(runtime, rt.OnnxRuntime)
+    styles = style_from_seed(4, 2)
+    want = reference_gnr(load_checkpoint(gnr_training_file)["G_A2B_ema"], faces, styles)
+    got = torch.from_numpy(runtime(faces.numpy(), styles.numpy()))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)  # measured max difference 4e-6
 
 
 def test_import_keeps_both_generators_also_as_safetensors(gnr_training_file: Path, model: torch.nn.Module,
