@@ -238,3 +238,26 @@ def xscreen():
     screen = VirtualScreen()
     yield screen
     screen.close()
+
+
+def face_box(image: np.ndarray, margin: float = 0.0) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) around the one face mediapipe finds in an RGB image, grown by ``margin`` of its size."""
+    from henshin.engine.tracking import FaceTracker, TrackerConfig
+
+    tracker = FaceTracker(TrackerConfig())
+    try:
+        (face,) = tracker.track(image).faces
+    finally:
+        tracker.close()
+    (x0, y0), (x1, y1) = face.landmarks[:, :2].min(0), face.landmarks[:, :2].max(0)
+    dx, dy = margin * (x1 - x0), margin * (y1 - y0)
+    h, w = image.shape[:2]
+    return max(0, int(x0 - dx)), max(0, int(y0 - dy)), min(w, int(x1 + dx) + 1), min(h, int(y1 + dy) + 1)
+
+
+def inside(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """A boolean (H, W) mask that is True inside ``box``."""
+    x0, y0, x1, y1 = box
+    mask = np.zeros(shape[:2], bool)
+    mask[y0:y1, x0:x1] = True
+    return mask

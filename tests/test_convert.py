@@ -15,7 +15,7 @@ from henshin.cli.main import main
 from henshin.engine.convert import ConvertJob, convert
 from henshin.engine.offline import OfflineConfig
 from henshin.filters.base import Filter, register
-from tests.conftest import CLIP, audio_seconds, decode_video
+from tests.conftest import CLIP, audio_seconds, decode_video, face_box, inside
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,12 @@ def test_folder_of_images_becomes_a_folder(face_png, tmp_path):
     assert main(["-q", "convert", str(src), str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+    source = _read_rgb(face_png)
+    face = inside(face_box(source), source.shape)
+    for name in ("a.png", "b.png"):
+        changed = np.any(_read_rgb(out / name) != source, axis=2)
+        assert changed[face].mean() > 0.5, name  # measured 0.71 of the landmarks' box restyled
+        assert not changed[~face].any(), name  # outside the face every byte is the source's
 
 
 def test_folder_of_images_becomes_a_video(face_png, tmp_path):
@@ -146,3 +152,15 @@ def test_folder_of_images_becomes_a_video(face_png, tmp_path):
     assert main(["-q", "convert", str(src), str(out)]) == 0
     frames, _, _ = decode_video(out)
     assert len(frames) == 3
+    source = _read_rgb(face_png)
+    face = inside(face_box(source), source.shape)
+    for frame in frames:  # H.264 changes every pixel a little: compare mean changes inside and outside the face
+        change = np.abs(frame.astype(int) - source).max(-1)
+        assert change[face].mean() > 20  # measured 40 (a plain copy: about 5, the encoder's noise)
+        assert change[~face].mean() < 8  # measured 5.1
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)

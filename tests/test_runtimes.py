@@ -17,7 +17,7 @@ from henshin.errors import ModelError, OptionError, RuntimeUnavailableError
 from henshin.nets.fns import load_transformer, transformer_net
 from henshin.runtimes import NetworkSpec, RuntimeOptions, choose_runtime
 from henshin.types import FaceContext
-from tests.conftest import decode_video
+from tests.conftest import decode_video, face_box, inside
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 tensorrt = pytest.mark.skipif(not rt.has_module("tensorrt"), reason="needs TensorRT")
@@ -276,16 +276,33 @@ def test_default_filter_runs_under_torch_and_onnxruntime_alike(clip: tuple[Path,
     assert len(a) == len(b) and np.abs(a[5].astype(int) - b[5]).mean() < 0.5
 
 
-@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
-def test_fns_filter_converts_through_each_runtime(clip: tuple[Path, np.ndarray], fns_file: Path, home: Path,
-                                                  tmp_path: Path, runtime: str) -> None:
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from henshin.samples import SampleSpec, write_sample
+
+    path = tmp_path_factory.mktemp("clips") / "short.mp4"
+    write_sample(path, SampleSpec(width=320, height=240, frames=6, fps=24, face_height=1.3, audio=False))
+    return path
+
+
+def test_fns_filter_changes_the_face_alike_through_torch_and_onnxruntime(short_clip: Path, fns_file: Path,
+                                                                           home: Path, tmp_path: Path) -> None:
     from henshin.engine.convert import ConvertJob, convert
 
-    src, _ = clip
-    out = tmp_path / "fns.mp4"
-    stats = convert(ConvertJob(src, out, filter="fns", params={"weights": str(fns_file), "size": "128"},
-                               runtime=RuntimeOptions(runtime=runtime)))  # type: ignore[arg-type]
-    assert out.exists() and stats.frames_out == stats.frames_in and stats.frames_with_faces > 0
+    src = short_clip
+    outs = {}
+    for runtime in ("torch", "onnxruntime"):
+        out = tmp_path / f"{runtime}.mp4"
+        stats = convert(ConvertJob(src, out, filter="fns", params={"weights": str(fns_file), "size": "128"},
+                                   runtime=RuntimeOptions(runtime=runtime)))  # type: ignore[arg-type]
+        assert stats.frames_out == stats.frames_in == stats.frames_with_faces
+        outs[runtime], _, _ = decode_video(out)
+    before, _, _ = decode_video(src)
+    face = inside(face_box(before[5]), before[5].shape)
+    change = np.abs(outs["torch"][5].astype(int) - before[5]).max(-1)
+    assert change[~face].mean() < 8  # measured 4.9: the encoder's noise (as far out as 30% beyond the box)
+    # both runtimes give the same pictures up to the encoder (measured 0.0: the same bytes)
+    assert np.abs(outs["torch"][5].astype(int) - outs["onnxruntime"][5]).mean() < 0.5
 
 
 def test_doctor_reports_what_this_machine_has(capsys: pytest.CaptureFixture[str]) -> None:
@@ -301,7 +318,9 @@ def test_doctor_reports_what_this_machine_has(capsys: pytest.CaptureFixture[str]
     assert lines["ONNX"].startswith("ok") and ort.__version__ in lines["ONNX"]
     assert lines["mediapipe"].startswith("ok") and "0.10.21" in lines["mediapipe"]
     assert lines["default"].startswith("ok") and "multistyle26" in lines["default"]
-    want = rt.choose_runtime("auto", has_torch_module=True)
+    # auto, written out from the machine's flags: TensorRT on a GPU, else torch on a GPU, else ONNX Runtime
+    gpu = torch.cuda.is_available()
+    want = "tensorrt" if gpu and rt.has_module("tensorrt") else "torch" if gpu else "onnxruntime"
     assert f"{want} for torch networks" in lines["--runtime"]
 
 
@@ -314,7 +333,9 @@ def test_doctor_reports_what_this_machine_has(capsys: pytest.CaptureFixture[str]
 def test_torch_cuda_half_precision_close_to_fp32(fns_file: Path, precision: str) -> None:
     spec = NetworkSpec("fns-test", (("image", (3, 64, 64)),), module=load_transformer(fns_file))
     runtime = rt.TorchRuntime(spec, RuntimeOptions(runtime="torch", device="cuda", precision=precision))
-    assert rt.parity(spec, runtime, batch=4) < 4.0  # 8-bit levels on a 0..255 output
+    # Outputs span about -2.7..2.5 with these weights (4.0 would pass anything). The module cast to fp16/bf16
+    # on the CPU differs from fp32 by 0.012 / 0.081 (measured; no GPU in the session that set these): 4× that.
+    assert rt.parity(spec, runtime, batch=4) < {"fp16": 0.05, "bf16": 0.35}[precision]
 
 
 @cuda
@@ -346,11 +367,13 @@ def test_tensorrt_engine_parity_and_cache(fns_file: Path, home: Path) -> None:
     spec = NetworkSpec("fns-test", (("image", (3, 64, 64)),), module=load_transformer(fns_file))
     options = RuntimeOptions(runtime="tensorrt", max_batch=4)
     engine = rt.build_runtime(spec, options)
-    assert rt.parity(spec, engine, batch=3) < 4.0
+    # FP16 plans: outputs span about ±2.6 here; the fp16 cast on the CPU differs by 0.012 (measured; not yet
+    # measured on a GPU), so 0.1 leaves TensorRT's own kernel choices room without passing a wrong engine
+    assert rt.parity(spec, engine, batch=3) < 0.1
     plan = engine.plan_path
     plan.write_bytes(plan.read_bytes()[:100])  # damaged: rebuilt, never used
     again = rt.build_runtime(spec, options)
-    assert rt.parity(spec, again, batch=2) < 4.0
+    assert rt.parity(spec, again, batch=2) < 0.1
 
 
 def test_transformer_net_has_the_official_parameter_names() -> None:
