@@ -28,8 +28,10 @@ def picture() -> np.ndarray:
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def _devices() -> list[str]:
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+def _devices() -> list:
+    """cpu, and cuda marked gpu: reported as skipped where there is no CUDA, run on a GPU machine."""
+    no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+    return ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, no_cuda])]
 
 
 @pytest.mark.parametrize("device", _devices())
