@@ -261,16 +261,41 @@ def test_convert_with_random_weights_runs_end_to_end_and_says_so(short_clip: Pat
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     from conftest import decode_video
 
-    out = tmp_path / "anime.mp4"
+    out, plain = tmp_path / "anime.mp4", tmp_path / "plain.mp4"
     with caplog.at_level(logging.WARNING, logger="henshin"):
         assert main(["-q", "convert", str(short_clip), str(out), "--filter", "gnr", "--param", "random_weights=1",
-                     "--runtime", "torch"]) == 0
+                     "--runtime", "torch", "--crf", "0"]) == 0
     assert any("random weights" in r.getMessage() and "testing only" in r.getMessage() for r in caplog.records)
+    # the same frames through the same encoder, unchanged: the bytes outside the crop must be these
+    assert main(["-q", "convert", str(short_clip), str(plain), "--param", "strength=0", "--crf", "0"]) == 0
     before, _, _ = decode_video(short_clip)
     after, _, _ = decode_video(out)
+    unchanged, _, _ = decode_video(plain)
     assert len(after) == len(before) == 5
-    changed = [np.abs(a.astype(int) - b).mean() for a, b in zip(before, after, strict=True)]
-    assert min(changed) > 2  # every frame's face was replaced
+    for source, result, same in zip(before, after, unchanged, strict=True):  # every frame's crop replaced
+        inner, outer = _crop_masks(source, margin=12)
+        assert (np.abs(result.astype(int) - same).max(-1)[inner] > 24).mean() > 0.9  # measured 0.991 to 0.996
+        assert np.array_equal(result[~outer], same[~outer])  # 12 crop pixels beyond the square: nothing changed
+
+
+def _crop_masks(image: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the 256-px FFHQ crop square shrunk and grown by ``margin`` crop pixels, from the image's face."""
+    from henshin.engine.align import ffhq_quad, quad_matrix
+    from henshin.engine.tracking import FaceTracker, TrackerConfig
+
+    tracker = FaceTracker(TrackerConfig())
+    try:
+        (face,) = tracker.track(image).faces
+    finally:
+        tracker.close()
+    inverse = cv2.invertAffineTransform(quad_matrix(ffhq_quad(face.landmarks), 256))
+    masks = []
+    for lo, hi in ((margin, 256 - margin), (-margin, 256 + margin)):
+        corners = np.array([[lo, lo, 1], [hi, lo, 1], [hi, hi, 1], [lo, hi, 1]], np.float64) @ inverse.T
+        mask = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillConvexPoly(mask, np.round(corners).astype(np.int32), 1)
+        masks.append(mask.astype(bool))
+    return masks[0], masks[1]
 
 
 def test_the_whole_crop_is_pasted_and_the_rest_of_the_frame_keeps_its_bytes(gnr_training_file: Path,
