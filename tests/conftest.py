@@ -261,3 +261,32 @@ def inside(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> np.ndarray
     mask = np.zeros(shape[:2], bool)
     mask[y0:y1, x0:x1] = True
     return mask
+
+
+def frame_from_crop_matrix(image: np.ndarray, size: int = 256) -> np.ndarray:
+    """The 2×3 matrix taking the FFHQ crop (``size`` px) of the image's one face back to frame pixels."""
+    import cv2
+
+    from henshin.engine.align import ffhq_quad, quad_matrix
+    from henshin.engine.tracking import FaceTracker, TrackerConfig
+
+    tracker = FaceTracker(TrackerConfig())
+    try:
+        (face,) = tracker.track(image).faces
+    finally:
+        tracker.close()
+    return cv2.invertAffineTransform(quad_matrix(ffhq_quad(face.landmarks), size))
+
+
+def crop_masks(image: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the 256-px FFHQ crop square shrunk and grown by ``margin`` crop pixels, from the image's face."""
+    import cv2
+
+    inverse = frame_from_crop_matrix(image)
+    masks = []
+    for lo, hi in ((margin, 256 - margin), (-margin, 256 + margin)):
+        corners = np.array([[lo, lo, 1], [hi, lo, 1], [hi, hi, 1], [lo, hi, 1]], np.float64) @ inverse.T
+        mask = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillConvexPoly(mask, np.round(corners).astype(np.int32), 1)
+        masks.append(mask.astype(bool))
+    return masks[0], masks[1]

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import FramesSource, KeepSink, stages_for
+from conftest import FramesSource, KeepSink, crop_masks, stages_for
 
 from henshin import runtimes as rt
 from henshin.cli.main import main
@@ -273,29 +273,9 @@ def test_convert_with_random_weights_runs_end_to_end_and_says_so(short_clip: Pat
     unchanged, _, _ = decode_video(plain)
     assert len(after) == len(before) == 5
     for source, result, same in zip(before, after, unchanged, strict=True):  # every frame's crop replaced
-        inner, outer = _crop_masks(source, margin=12)
+        inner, outer = crop_masks(source, margin=12)
         assert (np.abs(result.astype(int) - same).max(-1)[inner] > 24).mean() > 0.9  # measured 0.991 to 0.996
         assert np.array_equal(result[~outer], same[~outer])  # 12 crop pixels beyond the square: nothing changed
-
-
-def _crop_masks(image: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the 256-px FFHQ crop square shrunk and grown by ``margin`` crop pixels, from the image's face."""
-    from henshin.engine.align import ffhq_quad, quad_matrix
-    from henshin.engine.tracking import FaceTracker, TrackerConfig
-
-    tracker = FaceTracker(TrackerConfig())
-    try:
-        (face,) = tracker.track(image).faces
-    finally:
-        tracker.close()
-    inverse = cv2.invertAffineTransform(quad_matrix(ffhq_quad(face.landmarks), 256))
-    masks = []
-    for lo, hi in ((margin, 256 - margin), (-margin, 256 + margin)):
-        corners = np.array([[lo, lo, 1], [hi, lo, 1], [hi, hi, 1], [lo, hi, 1]], np.float64) @ inverse.T
-        mask = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillConvexPoly(mask, np.round(corners).astype(np.int32), 1)
-        masks.append(mask.astype(bool))
-    return masks[0], masks[1]
 
 
 def test_the_whole_crop_is_pasted_and_the_rest_of_the_frame_keeps_its_bytes(gnr_training_file: Path,
