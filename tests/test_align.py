@@ -67,8 +67,17 @@ def test_alignment_follows_the_known_motion(clip, reference_quad):
 def test_ffhq_square_is_upright_for_an_upright_face(reference_quad):
     angle = math.degrees(math.atan2(reference_quad[3], reference_quad[2]))
     assert abs(angle) < 5
-    # eyes sit above the centre, the square is wider than the eye distance
-    assert math.hypot(*reference_quad[2:]) > 50
+    # FFHQ's framing (its align script: half side twice the eye distance, centre a tenth of the way from the
+    # eyes to the mouth): in the 1024-px crop the irises land at x = 384 and 640, a little above the middle.
+    tracker = FaceTracker()
+    try:
+        (face,) = tracker(portrait())
+    finally:
+        tracker.close()
+    matrix = quad_matrix(reference_quad, 1024)
+    (lx, ly), (rx, ry) = (matrix @ np.r_[face.landmarks[i, :2], 1.0] for i in (468, 473))  # iris centres
+    assert abs(lx - 384) < 10 and abs(rx - 640) < 10  # measured 384.6 and 639.3
+    assert 450 < ly < 512 and 450 < ry < 512  # measured 485 and 488
 
 
 def test_quad_matrix_maps_the_square_onto_the_crop():

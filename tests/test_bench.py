@@ -44,9 +44,14 @@ def test_the_json_holds_the_machine_and_the_case_figures(smoke_run):
     assert case["fps"]["min"] <= case["fps"]["median"] <= case["fps"]["max"]
     assert set(case["stage_ms"]) == {"decode", "track", "align", "filter", "composite", "encode"}
     assert case["frames"] == 8
-    assert case["peak_rss_mb"] > 0
-    assert {"input", "output", "ratio"} <= set(case["warping_error"])
-    assert case["warping_error"]["input"] > 0
+        # MiB of a process holding torch, mediapipe and PyAV (measured 666): a unit slip (KiB, bytes, GiB) falls outside
+    assert 150 < case["peak_rss_mb"] < 16_000
+    warping = case["warping_error"]
+    assert {"input", "output", "ratio"} <= set(warping)
+    # 8-bit levels inside the face of a moving clip (measured input 21.9, output 17.6): flow leaves some residual,
+    # and nowhere near the whole range
+    assert 2 < warping["input"] < 64 and 0 < warping["output"] < 64
+    assert warping["ratio"] == pytest.approx(warping["output"] / warping["input"], abs=1e-3)
 
 
 def test_the_markdown_table_has_a_row_per_case(smoke_run):
