@@ -32,8 +32,11 @@ def long_clip(tmp_path_factory) -> Path:
 
 
 def _henshin(*argv: str) -> subprocess.Popen:
+    # SIGINT back to its default in the child: a shell without job control starts background jobs ignoring it,
+    # and Python only turns SIGINT into KeyboardInterrupt where it was not ignored at start
     return subprocess.Popen([sys.executable, "-m", "henshin.cli.main", "-q", *argv], cwd=ROOT,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -58,7 +61,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 # -- signals ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])  # SIGINT: Ctrl-C, exit 130
 def test_signal_mid_conversion_leaves_the_output_folder_as_it_was(long_clip, tmp_path, signum):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -71,7 +74,8 @@ def test_signal_mid_conversion_leaves_the_output_folder_as_it_was(long_clip, tmp
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum
     lines = [line for line in err.splitlines() if line.startswith("henshin:")]
-    assert lines == [f"henshin: stopped by {signal.Signals(signum).name}; {out_dir / 'styled.mp4'} was not "
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    assert lines == [f"henshin: stopped by {name}; {out_dir / 'styled.mp4'} was not "
                      f"written; the figures so far are in {tmp_path / 's.json'}."], err
     assert _tree(out_dir) == before
     stats = json.loads((tmp_path / "s.json").read_text())
