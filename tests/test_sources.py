@@ -123,3 +123,88 @@ def test_an_image_with_a_video_name_is_read_as_the_image(face_png, tmp_path, cap
     source = open_source(renamed)
     assert isinstance(source, ImageSource) and source.frame_count == 1
     assert any("is a PNG image despite its name" in line for line in _log_lines(caplog))
+
+
+def _still_video(path, pix_fmt: str = "yuv420p", frames: int = 2) -> np.ndarray:
+    """A short lossless H.264 file of the face on a gradient (320×240); returns the RGB picture written."""
+    from fractions import Fraction
+
+    import av
+    import cv2
+
+    from henshin.samples import background, portrait
+
+    image = background(320, 240)
+    image[:, 40:280] = cv2.resize(portrait(), (240, 240), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt, stream.options = 320, 240, pix_fmt, {"qp": "0"}
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
+            frame.pts, frame.time_base = i, Fraction(1, 24)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return image
+
+
+def _rotate_track(src, dest) -> None:
+    """Copy an MP4, writing a phone's portrait matrix into its track header (tkhd), as cameras record it.
+
+    ISO/IEC 14496-12 tkhd (version 0): after the box type, 40 bytes of fields, then the 3×3
+    matrix {a, b, u, c, d, v, x, y, w} (16.16 fixed, u/v/w 2.30). {0, 1, -1, 0} with x = the
+    coded height maps (x, y) to (height - y, x): shown turned 90° clockwise.
+    """
+    import struct
+
+    data = bytearray(src.read_bytes())
+    at = data.index(b"tkhd") + 4
+    assert data[at] == 0  # version 0
+    data[at + 40:at + 76] = struct.pack(">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 240 << 16, 0, 1 << 30)
+    dest.write_bytes(bytes(data))
+
+
+def test_a_real_file_s_rotation_metadata_is_applied(tmp_path):
+    from henshin.cli.main import main
+    from tests.conftest import decode_video
+
+    plain, turned = tmp_path / "plain.mp4", tmp_path / "phone.mp4"
+    image = _still_video(plain)
+    _rotate_track(plain, turned)
+    source = open_source(turned)
+    (frame, _) = list(source)
+    source.close()
+    shown = np.rot90(image, -1)  # what a player shows: the coded picture turned clockwise
+    assert frame.image.shape == (320, 240, 3)
+    assert np.abs(frame.image.astype(int) - shown).mean() < 2  # measured 1.07 (colour conversion only)
+    assert np.abs(frame.image.astype(int) - np.rot90(image, 1)).mean() > 40  # the other way round: 81
+    out = tmp_path / "out.mp4"  # converted upright: the output is the portrait picture
+    assert main(["-q", "convert", str(turned), str(out), "--param", "strength=0", "--crf", "0"]) == 0
+    (first, _), _, _ = decode_video(out)
+    assert first.shape == (320, 240, 3) and np.abs(first.astype(int) - shown).mean() < 3  # measured 1.3
+
+
+def test_ten_bit_video_is_reduced_to_eight_bits_and_says_so(tmp_path, caplog):
+    import logging
+
+    import av
+
+    from henshin.cli.main import main
+
+    path = tmp_path / "ten.mp4"
+    _still_video(path, "yuv420p10le")
+    with av.open(str(path)) as container:
+        deep = next(container.decode(video=0)).to_ndarray(format="rgb48le")  # the 16-bit view of the 10 bits
+    with caplog.at_level(logging.INFO, logger="henshin"):
+        source = open_source(path)
+        frames = list(source)
+        source.close()
+    assert "yuv420p10le (more than 8 bits per channel) reduced to 8 bits per channel" in caplog.text
+    image = frames[0].image
+    assert image.dtype == np.uint8 and image.shape == (240, 320, 3)
+    # about the 16-bit view's nearest level (measured mean 0.87, max 3.6: two colour conversions): not the low
+    # byte, not the 10-bit values clipped (either is tens of levels off)
+    assert np.abs(image.astype(np.float64) - deep / 257.0).mean() < 2.0
+    out = tmp_path / "out.mp4"
+    assert main(["-q", "convert", str(path), str(out), "--param", "strength=0"]) == 0
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv420p"
