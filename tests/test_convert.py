@@ -164,3 +164,59 @@ def _read_rgb(path: Path) -> np.ndarray:
     import cv2
 
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def two_faces_png(tmp_path_factory) -> Path:
+    """Two faces side by side (face 0 on the left: faces of one frame are numbered left to right)."""
+    import cv2
+
+    from henshin.samples import SampleSpec, background, motion, portrait, render
+
+    spec = SampleSpec(width=640, height=240, frames=1, faces=2, face_height=1.1)
+    affines, light = motion(spec)
+    image = render(spec, affines, light, 0, portrait(), background(spec.width, spec.height))
+    path = tmp_path_factory.mktemp("two") / "two.png"
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_face_option_sends_each_face_to_its_chain(two_faces_png, tmp_path):
+    """``--face 0=tint``: the left face gets exactly what ``--filter tint`` draws, the right one the style."""
+    out, tinted, styled = tmp_path / "mixed.png", tmp_path / "tint.png", tmp_path / "style.png"
+    tint = ["--param", "tint.region=lips", "--param", "tint.color=#2040e0"]
+    assert main(["-q", "convert", str(two_faces_png), str(out), "--filter", "style", "--face", "0=tint", *tint]) == 0
+    assert main(["-q", "convert", str(two_faces_png), str(tinted), "--filter", "tint", *tint]) == 0
+    assert main(["-q", "convert", str(two_faces_png), str(styled), "--filter", "style"]) == 0
+    source, mixed = _read_rgb(two_faces_png), _read_rgb(out)
+    left, right = slice(0, 320), slice(320, 640)
+    assert np.any(mixed[:, left] != source[:, left]) and np.any(mixed[:, right] != source[:, right])
+    assert np.array_equal(mixed[:, left], _read_rgb(tinted)[:, left])
+    assert np.array_equal(mixed[:, right], _read_rgb(styled)[:, right])
+    assert not np.array_equal(_read_rgb(tinted)[:, right], _read_rgb(styled)[:, right])
+
+
+def test_batch_in_dir_out_dir_converts_every_video_to_the_same_name(face_png, tmp_path):
+    """``henshin batch --in-dir DIR --out-dir DIR`` from the command line: each video styled as convert styles it."""
+    import shutil
+
+    src, dest = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        shutil.copy(face_png, folder / f"{i}.png")
+    assert main(["-q", "convert", str(folder), str(src / "a.mp4"), "--param", "strength=0"]) == 0
+    shutil.copy(src / "a.mp4", src / "b.mov")
+    (src / "notes.txt").write_text("not a video")
+    assert main(["-q", "batch", "--in-dir", str(src), "--out-dir", str(dest), "--param", "style=3"]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == ["a.mp4", "b.mov"]
+    assert main(["-q", "convert", str(src / "a.mp4"), str(tmp_path / "one.mp4"), "--param", "style=3"]) == 0
+    want, _, _ = decode_video(tmp_path / "one.mp4")
+    before, _, _ = decode_video(src / "a.mp4")
+    face = inside(face_box(before[1]), before[1].shape)
+    for name in ("a.mp4", "b.mov"):
+        got, _, _ = decode_video(dest / name)
+        assert len(got) == 3
+        assert np.abs(got[1].astype(int) - want[1]).mean() < 0.5  # what convert gives (measured 0.0)
+        assert np.abs(got[1].astype(int) - before[1]).max(-1)[face].mean() > 20  # and not a copy (measured 75)
