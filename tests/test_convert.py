@@ -193,7 +193,10 @@ def test_face_option_sends_each_face_to_its_chain(two_faces_png, tmp_path):
     assert np.any(mixed[:, left] != source[:, left]) and np.any(mixed[:, right] != source[:, right])
     assert np.array_equal(mixed[:, left], _read_rgb(tinted)[:, left])
     assert np.array_equal(mixed[:, right], _read_rgb(styled)[:, right])
-    assert not np.array_equal(_read_rgb(tinted)[:, right], _read_rgb(styled)[:, right])
+    right_face = inside(face_box(source[:, right]), source[:, right].shape)  # restyled, not just resampled
+    assert np.abs(mixed[:, right].astype(int) - source[:, right]).max(-1)[right_face].mean() > 20  # measured 40
+    left_changed = np.any(mixed[:, left] != source[:, left], axis=2).sum()
+    assert 0 < left_changed < 400  # the lips only (measured 79 pixels; the styled face changes thousands)
 
 
 def test_batch_in_dir_out_dir_converts_every_video_to_the_same_name(face_png, tmp_path):
