@@ -30,6 +30,7 @@ from henshin.filters.latent.directions import (
     load_path,
     named,
     random_direction,
+    user_file,
 )
 from henshin.filters.latent.domains import check_fits, combine, describe, load_domain
 from henshin.filters.latent.networks import (
@@ -91,7 +92,7 @@ class LatentFilter(Filter):
             return ()
         models = [] if params.weights_is_path else [params.weights]
         for name in params.directions_used():
-            spec = None if is_path(name) else named(name)
+            spec = None if is_path(name) else named(name)  # None for a path or the user's own direction
             if spec is not None and spec.model not in models:
                 models.append(spec.model)
         models += [d for d in params.domains_used() if not is_path(d) and d not in models]
@@ -169,9 +170,12 @@ class LatentFilter(Filter):
     def _direction(self, name: str) -> Tensor:
         if is_path(name):
             return load_path(name)
+        spec = named(name)
+        own = user_file(name) if spec is None else None
+        if own is not None:  # the user's own fitted direction: a file of theirs, used with any weights
+            return load_path(str(own))
         if self.params.random_weights:
             return random_direction(name, self.nets.n_latent, self.nets.style_dim)
-        spec = named(name)
         return load_named(spec, self.weights_file(spec.model))
 
     @staticmethod

@@ -16,7 +16,7 @@ from typing import Literal
 
 from henshin.errors import InputNotFoundError, OptionError
 from henshin.filters.base import check_range
-from henshin.filters.latent.directions import is_path, known_names, named
+from henshin.filters.latent.directions import is_path, known_names, named, user_file
 from henshin.filters.latent.maths import layer_groups
 
 LAYER_NAMES = ("all", "coarse", "middle", "fine")
@@ -128,9 +128,9 @@ def _check_direction(name: str, key: str) -> None:
     if is_path(name):
         if not Path(name).expanduser().is_file():
             raise InputNotFoundError(f"direction file {name} does not exist; check the path given in {key}=.")
-    elif named(name) is None:
+    elif named(name) is None and user_file(name) is None:
         raise OptionError(f"unknown direction {name!r} in {key}=; the known ones are: {known_names()} "
-                          "(or give a direction file's path).")
+                          "(or a direction of your own from `henshin directions fit`, or a direction file's path).")
 
 
 def _is_number(text: str) -> bool:
