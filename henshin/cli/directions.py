@@ -80,6 +80,62 @@ def add_parser(sub: Any) -> None:
         "--overwrite", action="store_true", help="replace your own direction of the same name"
     )
     q.set_defaults(run=run_fit)
+    add_channels_parser(actions)
+
+
+def add_channels_parser(actions: Any) -> None:
+    """``directions channels``: ATMGAN's channel scores for a local edit."""
+    from henshin.filters.latent.local import ATTRIBUTES, LAYERS
+
+    q = actions.add_parser("channels", help="find the generator channels that drive an attribute in its region "
+                                            "(a local edit for --param local=NAME:STRENGTH)")
+    q.add_argument("name", metavar="NAME", help="the local edit's name (lower-case letters, digits, - and _)")
+    q.add_argument("--attribute", required=True, choices=list(ATTRIBUTES), help="what the channels should move")
+    q.add_argument("--layer", type=int, required=True, choices=list(LAYERS), help="feature map resolution")
+    q.add_argument("--samples", type=int, default=200, metavar="N", help="generated faces to score on (default 200)")
+    q.add_argument("--top", type=int, default=8, metavar="K", help="channels kept (default 8)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the sampled faces (default 0)")
+    q.add_argument("--weights", default="e4e-ffhq", metavar="NAME|PATH",
+                   help="e4e checkpoint whose generator is scored (registry name or path; default e4e-ffhq)")
+    q.add_argument("--random-weights", action="store_true", help="seeded random networks (they draw no faces)")
+    q.add_argument("--device", default=None, metavar="DEV", help="cpu, cuda or cuda:N (default: CUDA when present)")
+    q.add_argument("--overwrite", action="store_true", help="replace your own local edit of the same name")
+    q.set_defaults(run=run_channels)
+
+
+def run_channels(args: argparse.Namespace) -> int:
+    """Sample, measure, score; write ``NAME.local.json`` among the user's directions."""
+    import torch
+
+    from henshin.filters.latent.directions import USER_NAME, user_directions_dir
+    from henshin.filters.latent.local import SUFFIX, sample_channels
+    from henshin.filters.latent.networks import load_nets, random_nets
+    from henshin.filters.reference import face_mesh, find_face
+    from henshin.outputs import write_atomic
+
+    if not USER_NAME.match(args.name):
+        raise OptionError(f"a local edit's name is lower-case letters, digits, - and _, got {args.name!r}.")
+    for flag, value, low in (("--samples", args.samples, 10), ("--top", args.top, 1)):
+        if value < low:
+            raise OptionError(f"{flag} expects a whole number of at least {low}, got {value}.")
+    target = user_directions_dir() / f"{args.name}{SUFFIX}"
+    check_targets(target, target, args.overwrite)
+    if args.random_weights:
+        nets = random_nets()
+    else:
+        from henshin.models.store import resolve_weights
+
+        nets = load_nets(resolve_weights(args.weights))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    generator = nets.generator.to(device)
+    with face_mesh() as mesh:
+        edit = sample_channels(generator, args.attribute, args.layer, args.samples, args.top,
+                               lambda image: find_face(image, mesh), args.seed)
+    write_atomic(target, edit.to_json().encode(), f"local edit file {target}")
+    best = ", ".join(f"{c} ({s:+.2f})" for c, s in zip(edit.channels, edit.scores, strict=True))
+    print(f"{args.name}: {edit.faces} faces of {edit.samples} samples; {args.attribute} at {args.layer} px follows "
+          f"channels {best}; saved {target}; use it with --filter latent --param local={args.name}:2")
+    return 0
 
 
 def run_fit(args: argparse.Namespace) -> int:
