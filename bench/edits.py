@@ -6,6 +6,8 @@
   the clip's default size, landmarks from the tracker once), per region: the filter's own work
   (mask, mesh flow, Lab harmonisation) plus pasting its patch, what ``convert`` spends in its
   filter and composite stages. The reference is the same face with its lips painted.
+- Local edit: the latent filter's synthesis (the released 256-px generator, seeded random weights)
+  of one face with and without a channel-local edit (8 channels at 32 px).
 - Fit: ``henshin directions fit``'s two costs for 100 faces, e4e encoding (seeded random
   weights in the released IR-SE50 configuration, 18 rows; batches of 8, torch on this machine's
   device) and the SVM with C by 5-fold cross-validation on 100 + 100 codes of 512. Face finding
@@ -131,6 +133,45 @@ def fit_cases(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
+def local_cases(quick: bool) -> list[dict[str, Any]]:
+    """Synthesis ms of one W+ through the 256-px generator, plain and with a local edit of 8 channels at 32 px."""
+    import torch
+
+    from henshin.filters.latent.local import LocalEdit
+    from henshin.filters.latent.networks import layer_channels, random_nets
+    from henshin.runtimes import RuntimeOptions
+
+    options = RuntimeOptions(runtime="torch", device="cpu")
+    nets = random_nets()
+    mask = np.zeros((32, 32))
+    mask[18:26, 10:22] = 1.0
+    edit = LocalEdit(
+        "mouth_open",
+        32,
+        tuple(range(8)),
+        (1.0,) * 8,
+        (1.0,) * 8,
+        (0.5,) * 8,
+        tuple(map(tuple, mask.tolist())),
+    )
+    offset = edit.offset(2.0, layer_channels(nets.generator, 32))
+    plain = nets.decoder.synthesis(options, 256)
+    local = nets.decoder.local_synthesis(options, 256, 32, offset, "bench")
+    w = np.ascontiguousarray(nets.generator.mean_latent(512).expand(1, nets.n_latent, -1).numpy())
+    repeats = max(REPEATS[quick] // 2, 2)
+    with torch.no_grad():
+        return [
+            {
+                "name": "latent synthesis 256 px, one face, plain",
+                "ms": _ms(lambda: plain(w), repeats),
+            },
+            {
+                "name": "latent synthesis 256 px, one face, local edit (8 channels at 32 px)",
+                "ms": _ms(lambda: local(w), repeats),
+            },
+        ]
+
+
 @scenario(
     "edits",
     "issue 26: transfer ms per face at 720p per region; directions fit: encode and SVM per 100 faces",
@@ -139,6 +180,7 @@ def fit_cases(quick: bool) -> list[dict[str, Any]]:
 def edits(quick: bool) -> dict[str, Any]:
     """The transfer filter's per-face time and the fit's costs."""
     cases = transfer_cases(quick)
+    cases += local_cases(quick)
     cases += fit_cases(quick)
     return {
         "title": "edits from your own examples: transfer per face, fitting directions",
