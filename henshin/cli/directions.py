@@ -87,19 +87,47 @@ def add_channels_parser(actions: Any) -> None:
     """``directions channels``: ATMGAN's channel scores for a local edit."""
     from henshin.filters.latent.local import ATTRIBUTES, LAYERS
 
-    q = actions.add_parser("channels", help="find the generator channels that drive an attribute in its region "
-                                            "(a local edit for --param local=NAME:STRENGTH)")
-    q.add_argument("name", metavar="NAME", help="the local edit's name (lower-case letters, digits, - and _)")
-    q.add_argument("--attribute", required=True, choices=list(ATTRIBUTES), help="what the channels should move")
-    q.add_argument("--layer", type=int, required=True, choices=list(LAYERS), help="feature map resolution")
-    q.add_argument("--samples", type=int, default=200, metavar="N", help="generated faces to score on (default 200)")
+    q = actions.add_parser(
+        "channels",
+        help="find the generator channels that drive an attribute in its region "
+        "(a local edit for --param local=NAME:STRENGTH)",
+    )
+    q.add_argument(
+        "name", metavar="NAME", help="the local edit's name (lower-case letters, digits, - and _)"
+    )
+    q.add_argument(
+        "--attribute", required=True, choices=list(ATTRIBUTES), help="what the channels should move"
+    )
+    q.add_argument(
+        "--layer", type=int, required=True, choices=list(LAYERS), help="feature map resolution"
+    )
+    q.add_argument(
+        "--samples",
+        type=int,
+        default=200,
+        metavar="N",
+        help="generated faces to score on (default 200)",
+    )
     q.add_argument("--top", type=int, default=8, metavar="K", help="channels kept (default 8)")
     q.add_argument("--seed", type=int, default=0, help="seed of the sampled faces (default 0)")
-    q.add_argument("--weights", default="e4e-ffhq", metavar="NAME|PATH",
-                   help="e4e checkpoint whose generator is scored (registry name or path; default e4e-ffhq)")
-    q.add_argument("--random-weights", action="store_true", help="seeded random networks (they draw no faces)")
-    q.add_argument("--device", default=None, metavar="DEV", help="cpu, cuda or cuda:N (default: CUDA when present)")
-    q.add_argument("--overwrite", action="store_true", help="replace your own local edit of the same name")
+    q.add_argument(
+        "--weights",
+        default="e4e-ffhq",
+        metavar="NAME|PATH",
+        help="e4e checkpoint whose generator is scored (registry name or path; default e4e-ffhq)",
+    )
+    q.add_argument(
+        "--random-weights", action="store_true", help="seeded random networks (they draw no faces)"
+    )
+    q.add_argument(
+        "--device",
+        default=None,
+        metavar="DEV",
+        help="cpu, cuda or cuda:N (default: CUDA when present)",
+    )
+    q.add_argument(
+        "--overwrite", action="store_true", help="replace your own local edit of the same name"
+    )
     q.set_defaults(run=run_channels)
 
 
@@ -114,7 +142,9 @@ def run_channels(args: argparse.Namespace) -> int:
     from henshin.outputs import write_atomic
 
     if not USER_NAME.match(args.name):
-        raise OptionError(f"a local edit's name is lower-case letters, digits, - and _, got {args.name!r}.")
+        raise OptionError(
+            f"a local edit's name is lower-case letters, digits, - and _, got {args.name!r}."
+        )
     for flag, value, low in (("--samples", args.samples, 10), ("--top", args.top, 1)):
         if value < low:
             raise OptionError(f"{flag} expects a whole number of at least {low}, got {value}.")
@@ -129,12 +159,21 @@ def run_channels(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     generator = nets.generator.to(device)
     with face_mesh() as mesh:
-        edit = sample_channels(generator, args.attribute, args.layer, args.samples, args.top,
-                               lambda image: find_face(image, mesh), args.seed)
+        edit = sample_channels(
+            generator,
+            args.attribute,
+            args.layer,
+            args.samples,
+            args.top,
+            lambda image: find_face(image, mesh),
+            args.seed,
+        )
     write_atomic(target, edit.to_json().encode(), f"local edit file {target}")
     best = ", ".join(f"{c} ({s:+.2f})" for c, s in zip(edit.channels, edit.scores, strict=True))
-    print(f"{args.name}: {edit.faces} faces of {edit.samples} samples; {args.attribute} at {args.layer} px follows "
-          f"channels {best}; saved {target}; use it with --filter latent --param local={args.name}:2")
+    print(
+        f"{args.name}: {edit.faces} faces of {edit.samples} samples; {args.attribute} at {args.layer} px follows "
+        f"channels {best}; saved {target}; use it with --filter latent --param local={args.name}:2"
+    )
     return 0
 
 
