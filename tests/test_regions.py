@@ -65,6 +65,9 @@ def inside_points(points: np.ndarray) -> dict[str, np.ndarray]:
         "brows": np.concatenate([brow(lm.LEFT_BROW), brow(lm.RIGHT_BROW)]),
         "skin": cheeks,
         "oval": cheeks,
+        # the chin under the lower lip, and beside each mouth corner towards the jaw
+        "beard": np.stack([(points[152, :2] + points[17, :2]) / 2, (points[61, :2] * 2 + points[172, :2]) / 3,
+                           (points[291, :2] * 2 + points[397, :2]) / 3]),
     }
 
 
@@ -84,7 +87,7 @@ def _at(mask: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 # Pairs that overlap by design: the iris lies inside the eye; the oval holds every feature.
-_NESTED = {frozenset(("eyes", "irises"))}
+_NESTED = {frozenset(("eyes", "irises")), frozenset(("beard", "skin"))}  # and the beard area is skin
 
 
 def test_each_region_mask_covers_its_landmarks_and_not_the_others(face):

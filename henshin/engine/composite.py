@@ -42,7 +42,7 @@ class CompositeParams:
     feather: float = 0.08
     erode: float = 0.03
     color_match: float = 0.0
-    region: Literal["oval", "skin", "lips", "inner_mouth", "eyes", "irises", "brows"] = "oval"
+    region: Literal["oval", "skin", "lips", "inner_mouth", "eyes", "irises", "brows", "beard"] = "oval"
 
     def __post_init__(self) -> None:
         check_range("feather", self.feather, 0.0, 1.0)

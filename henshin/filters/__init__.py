@@ -2,7 +2,7 @@
 
 ``style/`` (built-in styles, any picture as a style, fast neural style), ``gnr/``
 (GANs N' Roses), ``latent/`` (StyleGAN latent edits and domains), ``geometry/`` (warp,
-tint). The torch networks live in ``henshin.nets``.
+tint), ``transfer/`` (a reference face's region carried along the mesh). The torch networks live in ``henshin.nets``.
 """
 
 import importlib

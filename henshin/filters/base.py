@@ -37,7 +37,8 @@ FILTERS: dict[str, type[Filter]] = {}
 # filters it uses, so one whose optional dependency (torch) is missing costs nothing elsewhere.
 BUILTIN: dict[str, str] = {"style": "henshin.filters.style.filter", "fns": "henshin.filters.style.fns",
                            "warp": "henshin.filters.geometry.warp", "tint": "henshin.filters.geometry.tint",
-                           "gnr": "henshin.filters.gnr.filter", "latent": "henshin.filters.latent.filter"}
+                           "gnr": "henshin.filters.gnr.filter", "latent": "henshin.filters.latent.filter",
+                           "transfer": "henshin.filters.transfer.filter"}
 UNAVAILABLE: dict[str, str] = {}  # built-in filters that could not be imported here, and why
 
 

@@ -41,23 +41,41 @@ def centre_square(image: np.ndarray, size: int, upscale: int = cv2.INTER_CUBIC) 
     return cv2.resize(image[y0:y0 + side, x0:x0 + side], (size, size), interpolation=flags)
 
 
-def face_landmarks(image: np.ndarray, path: Path | str = "the picture") -> np.ndarray:
-    """(478, 3) landmarks in pixels of the largest face in an RGB picture; a picture without one is refused."""
+def face_mesh():  # noqa: ANN201 - mediapipe's FaceMesh, imported lazily
+    """mediapipe's face mesh in still-image mode (a context manager): reuse one for many pictures."""
     import mediapipe as mp
 
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES, refine_landmarks=True,
-                                         min_detection_confidence=MIN_CONFIDENCE) as mesh:
-        result = mesh.process(np.ascontiguousarray(image))
+    return mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES, refine_landmarks=True,
+                                           min_detection_confidence=MIN_CONFIDENCE)
+
+
+def find_face(image: np.ndarray, mesh: object) -> np.ndarray | None:
+    """(478, 3) landmarks in pixels of the largest face in an RGB picture, or None when there is none."""
+    result = mesh.process(np.ascontiguousarray(image))
     if not result.multi_face_landmarks:
-        raise BadInputError(f"no face was found in {path}; give a picture where a face fills a good part of it.")
+        return None
     h, w = image.shape[:2]
     faces = [np.array([(p.x * w, p.y * h, p.z * w) for p in f.landmark], np.float32)
              for f in result.multi_face_landmarks]
     return max(faces, key=lambda f: np.ptp(f[:, 0]) * np.ptp(f[:, 1]))
 
 
+def face_landmarks(image: np.ndarray, path: Path | str = "the picture") -> np.ndarray:
+    """(478, 3) landmarks in pixels of the largest face in an RGB picture; a picture without one is refused."""
+    with face_mesh() as mesh:
+        found = find_face(image, mesh)
+    if found is None:
+        raise BadInputError(f"no face was found in {path}; give a picture where a face fills a good part of it.")
+    return found
+
+
+def aligned_crop(image: np.ndarray, landmarks: np.ndarray, size: int = 256) -> np.ndarray:
+    """The face with these landmarks as an FFHQ-aligned crop: (1, 3, size, size) float32 in [-1, 1]."""
+    matrix = quad_matrix(ffhq_quad(landmarks), size)
+    return crop_from_frame(image, matrix[None], size, (-1.0, 1.0), "NCHW")
+
+
 def reference_crop(path: Path | str, size: int = 256) -> np.ndarray:
     """The picture's largest face as an FFHQ-aligned crop: (1, 3, size, size) float32 in [-1, 1]."""
     image = read_picture(path)
-    matrix = quad_matrix(ffhq_quad(face_landmarks(image, path)), size)
-    return crop_from_frame(image, matrix[None], size, (-1.0, 1.0), "NCHW")
+    return aligned_crop(image, face_landmarks(image, path), size)

@@ -1,9 +1,10 @@
-"""Recolouring inside a region, keeping the shading."""
+"""Recolouring inside a region, keeping the shading; moving colour statistics between faces in Lab."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 
 from henshin.kernels.masks import is_torch
@@ -64,3 +65,34 @@ def chroma_gate(pixels: Any, weight: Any, tolerance: float = 10.0) -> Any:
         gate = ((-0.5 / tolerance**2) * d2).exp() if torch_path else np.exp((-0.5 / tolerance**2) * d2)
         close = w * gate
     return gate
+
+
+# -- Lab statistics transfer (Reinhard et al. 2001, "Color Transfer between Images") ---------------
+
+MIN_SPREAD = 1.0  # 8-bit Lab levels: a flat sample set must not blow the scale up
+SPREAD_RATIO = (0.5, 2.0)  # a harmonised spread stays within this factor of the source's
+
+
+def lab_stats(samples: np.ndarray) -> np.ndarray:
+    """(2, 3) mean and standard deviation of (N, 3) uint8 RGB samples in OpenCV's 8-bit Lab."""
+    lab = cv2.cvtColor(np.ascontiguousarray(samples, np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB)
+    lab = lab.reshape(-1, 3).astype(np.float64)
+    return np.stack([lab.mean(0), np.maximum(lab.std(0), MIN_SPREAD)])
+
+
+def lab_transfer_table(source: np.ndarray, target: np.ndarray, amount: float = 1.0) -> np.ndarray | None:
+    """A (1, 256, 3) uint8 lookup table per Lab channel taking ``source`` stats to ``target`` stats
+    (mean and spread, ``amount`` of the way); None when it changes nothing."""
+    levels = np.arange(256, dtype=np.float64)[:, None]
+    ratio = np.clip(target[1] / source[1], *SPREAD_RATIO)
+    moved = (levels - source[0]) * ratio + target[0]
+    table = np.clip(np.rint(levels + amount * (moved - levels)), 0, 255).astype(np.uint8)
+    if (table == np.arange(256)[:, None]).all():
+        return None
+    return table[None]
+
+
+def apply_lab_table(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB with each Lab channel passed through ``table`` (from ``lab_transfer_table``)."""
+    lab = cv2.cvtColor(pixels, cv2.COLOR_RGB2LAB)
+    return cv2.cvtColor(cv2.LUT(lab, table), cv2.COLOR_LAB2RGB)

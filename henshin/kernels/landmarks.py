@@ -27,6 +27,12 @@ RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 
 # Brows are two open chains in mediapipe (upper and lower edge); joined here into a loop.
 LEFT_BROW = (300, 293, 334, 296, 336, 285, 295, 282, 283, 276)
 RIGHT_BROW = (70, 63, 105, 66, 107, 55, 65, 52, 53, 46)
+# The lower face around the mouth, where a beard grows: the jaw line of the oval from ear to ear
+# under the chin, then up the cheeks along the nasolabial folds to under the nose.
+BEARD = (
+    132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361,
+    411, 425, 327, 2, 98, 205, 187,
+)
 LEFT_IRIS_CENTER = 473
 LEFT_IRIS = (474, 475, 476, 477)
 RIGHT_IRIS_CENTER = 468

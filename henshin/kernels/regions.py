@@ -2,7 +2,7 @@
 
 In the spirit of MaskGAN's mask-as-intermediate (Lee et al., CVPR 2020), a face
 is parsed into regions (lips, inner mouth, eyes, irises, brows, skin, the face
-oval) that filters and the compositor can work inside; here the parse comes
+oval, the beard area around the mouth) that filters and the compositor can work inside; here the parse comes
 from the landmarks instead of a network, so it needs no weights. A region is a
 union of landmark polygons, optionally clipped by others (an iris is only
 visible between the eyelids) and minus others (skin is the oval minus the
@@ -46,11 +46,13 @@ REGIONS: dict[str, RegionSpec] = {
     "skin": RegionSpec(("oval",), exclude=("left_eye", "right_eye", "left_brow", "right_brow", "lips_outer"),
                        exclude_grow=True),
     "oval": RegionSpec(("oval",)),
+    "beard": RegionSpec(("beard",), exclude=("lips_outer",), exclude_grow=True),
 }
 
 _LOOPS: dict[str, tuple[int, ...]] = {
     "oval": lm.FACE_OVAL, "lips_outer": lm.LIPS_OUTER, "lips_inner": lm.LIPS_INNER,
     "left_eye": lm.LEFT_EYE, "right_eye": lm.RIGHT_EYE, "left_brow": lm.LEFT_BROW, "right_brow": lm.RIGHT_BROW,
+    "beard": lm.BEARD,
 }
 _IRISES = {"left_iris": (lm.LEFT_IRIS_CENTER, lm.LEFT_IRIS), "right_iris": (lm.RIGHT_IRIS_CENTER, lm.RIGHT_IRIS)}
 _CIRCLE = np.stack([np.cos(t := np.linspace(0, 2 * np.pi, 24, endpoint=False)), np.sin(t)], 1)

@@ -78,20 +78,28 @@ class StyleGAN2Generator(nn.Module):
         """z (N, style_dim) → w (N, style_dim)."""
         return self.style(z)
 
-    def synthesize(self, w_plus: Tensor, size: int | None = None) -> Tensor:
+    def synthesize(self, w_plus: Tensor, size: int | None = None, offsets: Mapping[int, Tensor] | None = None,
+                   record: dict[int, Tensor] | None = None) -> Tensor:
         """W+ (N, n_latent, style_dim) → raw RGB (N, 3, size, size), not clamped, with the fixed noise.
 
         ``size`` below the generator's stops synthesis at that resolution and returns the skip
         image so far (the sum of the coarser ToRGB outputs): a cheaper, softer picture.
+        ``offsets``: per resolution, a (C, R, R) feature offset added to the feature map that
+        resolution's ToRGB and next block read (channel-local edits, ATMGAN); ``record``: a dict
+        that receives those feature maps (N, C, R, R) by resolution.
         """
         noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
         x = self.conv1(self.input(w_plus), w_plus[:, 0], noise[0])
         skip = self.to_rgb1(x, w_plus[:, 1])
         steps = len(self.to_rgbs) if size is None else int(math.log2(size)) - 2
         for k, to_rgb in enumerate(self.to_rgbs[:steps]):
-            i = 1 + 2 * k
+            i, res = 1 + 2 * k, 8 << k
             x = self.convs[2 * k](x, w_plus[:, i], noise[i])
             x = self.convs[2 * k + 1](x, w_plus[:, i + 1], noise[i + 1])
+            if offsets is not None and res in offsets:
+                x = x + offsets[res].to(x)
+            if record is not None:
+                record[res] = x
             skip = to_rgb(x, w_plus[:, i + 2], skip)
         return skip
 

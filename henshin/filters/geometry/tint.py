@@ -1,6 +1,6 @@
 """Recolour one semantic region of each face: lip tint, iris colour, skin-tone evening.
 
-The region (lips, inner mouth, eyes, irises, brows, skin, oval) is a soft mask
+The region (lips, inner mouth, eyes, irises, brows, skin, oval, beard) is a soft mask
 built from the smoothed landmarks at frame resolution; inside it each pixel
 takes the target colour scaled by its own brightness relative to the region's
 mean, so lips keep their highlights and irises their pupils. ``color=auto``
@@ -24,7 +24,7 @@ from henshin.kernels.color import chroma_gate, recolor
 from henshin.kernels.regions import region_box, region_mask
 from henshin.types import FaceContext, FacePatch
 
-Region = Literal["lips", "inner_mouth", "eyes", "irises", "brows", "skin", "oval"]
+Region = Literal["lips", "inner_mouth", "eyes", "irises", "brows", "skin", "oval", "beard"]
 _HEX = re.compile(r"#?([0-9a-fA-F]{6})")
 
 

@@ -16,6 +16,10 @@ Three released families, all for the FFHQ StyleGAN's W space:
 e4e sets a GANSpace component's coordinate to the preset's value; here a component edit moves
 the coordinate by a multiple of its std instead (a plain linear direction), so strength 0 is the
 identity and edits add up, condition and ramp like every other direction.
+
+The user's own directions (``henshin directions fit NAME``) live as ``NAME.npy`` (InterFaceGAN's
+(1, 512) layout) with ``NAME.json`` beside it in ``<henshin cache>/directions``; ``edit=NAME``
+and ``condition=NAME`` find them there when NAME is not a released direction.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from torch import Tensor
 
 from henshin.errors import InputNotFoundError, ModelError
 from henshin.filters.latent.maths import load_direction
+from henshin.home import cache_root
 
 E4E_DIRECTIONS = "e4e-directions"
 IFG_DIRECTIONS = "interfacegan-directions"
 GANSPACE_FILE = "ffhq_pca.pt"
 GANSPACE_COMPONENTS = 80  # e4e's ffhq_pca.pt holds 80 components
 _PC = re.compile(r"^pc(\d+)$")
+USER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")  # fits edit='s NAME:STRENGTH@LAYERS grammar
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,27 @@ def named(name: str) -> Named | None:
 
 
 def known_names() -> str:
-    """The known names, for error messages."""
-    return ", ".join([*DIRECTIONS, f"pc0-pc{GANSPACE_COMPONENTS - 1}"])
+    """The known names, for error messages (released ones, then the user's own)."""
+    return ", ".join([*DIRECTIONS, f"pc0-pc{GANSPACE_COMPONENTS - 1}", *user_names()])
+
+
+def user_directions_dir() -> Path:
+    """Where the user's own fitted directions live: ``<henshin cache>/directions``."""
+    return cache_root() / "directions"
+
+
+def user_file(name: str) -> Path | None:
+    """The user's direction file called ``name`` (``NAME.npy``), or None when there is none."""
+    if not USER_NAME.match(name):
+        return None
+    path = user_directions_dir() / f"{name}.npy"
+    return path if path.is_file() else None
+
+
+def user_names() -> list[str]:
+    """The names of the user's own directions, sorted."""
+    folder = user_directions_dir()
+    return sorted(p.stem for p in folder.glob("*.npy") if USER_NAME.match(p.stem)) if folder.is_dir() else []
 
 
 def is_path(text: str) -> bool:

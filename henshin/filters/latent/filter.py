@@ -13,6 +13,8 @@ when the face changes), the held W+ filling the frames between through the smoot
 from __future__ import annotations
 
 import dataclasses
+import json
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,15 @@ from henshin.filters.latent.directions import (
     load_path,
     named,
     random_direction,
+    user_file,
 )
 from henshin.filters.latent.domains import check_fits, combine, describe, load_domain
+from henshin.filters.latent.local import LocalEdit, load_local, parse_local
 from henshin.filters.latent.networks import (
     ENCODER_SIZE,
     Decoder,
     LatentNets,
+    layer_channels,
     load_nets,
     random_nets,
 )
@@ -91,7 +96,7 @@ class LatentFilter(Filter):
             return ()
         models = [] if params.weights_is_path else [params.weights]
         for name in params.directions_used():
-            spec = None if is_path(name) else named(name)
+            spec = None if is_path(name) else named(name)  # None for a path or the user's own direction
             if spec is not None and spec.model not in models:
                 models.append(spec.model)
         models += [d for d in params.domains_used() if not is_path(d) and d not in models]
@@ -112,6 +117,21 @@ class LatentFilter(Filter):
         self._load_domains()
         self._set_size()
         self._build_plan()
+        self._load_local()
+
+    def _load_local(self) -> None:
+        """The channel-local edit ``local=`` names, checked against the generator (None when off or strength 0)."""
+        spec = parse_local(self.params.local)
+        self._local: tuple[LocalEdit, float, str] | None = None
+        if spec is None or spec[1] == 0:
+            return
+        edit = load_local(spec[0])
+        n = layer_channels(self.nets.generator, edit.layer)
+        if n == 0 or max(edit.channels) >= n:
+            raise ModelError(f"local edit {spec[0]} was found for a generator with a {edit.layer}-px layer of more "
+                             f"channels than this one has ({n}); run `henshin directions channels` with these weights.")
+        tag = f"{zlib.crc32(json.dumps([edit.to_json(), spec[1]]).encode()):08x}"
+        self._local = (edit, spec[1], tag)
 
     def _set_size(self) -> None:
         self._size = self.nets.output_size(self.params.size)
@@ -169,9 +189,12 @@ class LatentFilter(Filter):
     def _direction(self, name: str) -> Tensor:
         if is_path(name):
             return load_path(name)
+        spec = named(name)
+        own = user_file(name) if spec is None else None
+        if own is not None:  # the user's own fitted direction: a file of theirs, used with any weights
+            return load_path(str(own))
         if self.params.random_weights:
             return random_direction(name, self.nets.n_latent, self.nets.style_dim)
-        spec = named(name)
         return load_named(spec, self.weights_file(spec.model))
 
     @staticmethod
@@ -211,14 +234,14 @@ class LatentFilter(Filter):
     def set_params(self, **changes: str) -> None:
         old = self.params
         kept = (self.nets, self._references, self._raw_domains, self._decoders, self._size, self._levels, self.level,
-                self.plan, self._version)
+                self.plan, self._version, self._local)
         super().set_params(**changes)
         try:
             self._apply(old)
         except BaseException:  # a change that fails leaves the filter as it was
             self.params = old
             (self.nets, self._references, self._raw_domains, self._decoders, self._size, self._levels, self.level,
-             self.plan, self._version) = kept
+             self.plan, self._version, self._local) = kept
             raise
 
     def _apply(self, old: LatentParams) -> None:
@@ -234,6 +257,8 @@ class LatentFilter(Filter):
             self._set_size()
         if any(getattr(p, k) != getattr(old, k) for k in PLAN_KEYS):
             self._build_plan()
+        if p.local != old.local:
+            self._load_local()
 
     def govern(self, load: float) -> None:
         """Live: step down (encoder less often, then a smaller output) while frames take longer than the camera's period."""
@@ -260,9 +285,10 @@ class LatentFilter(Filter):
         for c, w, b in zip(faces, used, base, strict=True):
             self.last_latents[c.track_id], self.last_bases[c.track_id] = w, b
         if self.mode == "replace":
-            out = self._synthesize(used, size).clamp_(-1.0, 1.0)
+            out = self._synthesize(used, size, local=True).clamp_(-1.0, 1.0)
         else:
-            out = self._delta(crops, base, used, [i for i, plan in enumerate(plans) if not plan.identity], size)
+            edited = [i for i, plan in enumerate(plans) if not plan.identity or self._local is not None]
+            out = self._delta(crops, base, used, edited, size)
         return out if is_torch(batch) else out.numpy()
 
     def _latents(self, crops: Tensor, faces: Sequence[FaceContext], every: int) -> Tensor:
@@ -294,7 +320,13 @@ class LatentFilter(Filter):
                                   antialias=True)
         return self._run(self.nets.encode, crops)
 
-    def _synthesize(self, w_plus: Tensor, size: int) -> Tensor:
+    def _synthesize(self, w_plus: Tensor, size: int, local: bool = False) -> Tensor:
+        """G(w_plus) at ``size``; with ``local``, with the channel-local edit (when one is on)."""
+        if local and self._local is not None:
+            edit, strength, tag = self._local
+            n = layer_channels(self.decoder.generator, edit.layer)
+            runtime = self.decoder.local_synthesis(self.runtime, size, edit.layer, edit.offset(strength, n), tag)
+            return self._run(runtime, w_plus)
         return self._run(self.decoder.synthesis(self.runtime, size), w_plus)
 
     def _delta(self, crops: Tensor, base: Tensor, used: Tensor, edited: list[int], size: int) -> Tensor:
@@ -302,9 +334,12 @@ class LatentFilter(Filter):
         out = crops.clone()
         if not edited:
             return out
-        k = len(edited)
-        images = self._synthesize(torch.cat([used[edited], base[edited]]), size)
-        diff = images[:k] - images[k:]
+        if self._local is None:  # one batch through the generator
+            k = len(edited)
+            images = self._synthesize(torch.cat([used[edited], base[edited]]), size)
+            diff = images[:k] - images[k:]
+        else:
+            diff = self._synthesize(used[edited], size, local=True) - self._synthesize(base[edited], size)
         side = crops.shape[-1]
         if diff.shape[-1] != side:
             diff = F.interpolate(diff, size=(side, side), mode="bilinear", align_corners=False,

@@ -40,13 +40,34 @@ class Synthesis(nn.Module):
         return self.generator.synthesize(w_plus, None if self.size == self.generator.size else self.size)
 
 
+class LocalSynthesis(nn.Module):
+    """A synthesis network with a fixed feature offset (C, R, R) added at resolution R (a channel-local edit)."""
+
+    def __init__(self, generator: StyleGAN2Generator, size: int, layer: int, offset: torch.Tensor) -> None:
+        super().__init__()
+        self.generator, self.size, self.layer = generator, size, layer
+        self.register_buffer("offset", offset)
+
+    def forward(self, w_plus: torch.Tensor) -> torch.Tensor:
+        stop = None if self.size == self.generator.size else self.size
+        return self.generator.synthesize(w_plus, stop, {self.layer: self.offset})
+
+
+def layer_channels(generator: StyleGAN2Generator, resolution: int) -> int:
+    """How many channels the generator's feature map at ``resolution`` has (0 when it has none)."""
+    k = resolution.bit_length() - 4  # 8 px is block 0
+    if not 0 <= k < len(generator.to_rgbs) or resolution != 8 << k:
+        return 0
+    return generator.convs[2 * k + 1].activate.bias.numel()
+
+
 @dataclass
 class Decoder:
     """A generator and its runtimes built so far, one per output size."""
 
     generator: StyleGAN2Generator
     key: str
-    runtimes: dict[int, Any] = field(default_factory=dict)
+    runtimes: dict[Any, Any] = field(default_factory=dict)  # by size, or (size, local edit tag)
 
     def synthesis(self, options: Any, size: int) -> Any:
         """The generator's runtime for output ``size`` (built on first use)."""
@@ -56,6 +77,16 @@ class Decoder:
                                         [("w_plus", (self.generator.n_latent, self.generator.style_dim))],
                                         module=module)
         return self.runtimes[size]
+
+    def local_synthesis(self, options: Any, size: int, layer: int, offset: torch.Tensor, tag: str) -> Any:
+        """The generator's runtime for output ``size`` with a channel-local edit (built on first use per tag)."""
+        key = (size, tag)
+        if key not in self.runtimes:
+            module = LocalSynthesis(self.generator, size, layer, offset).eval()
+            self.runtimes[key] = build(options, f"stylegan2-{self.key}-{size}-local-{tag}",
+                                       [("w_plus", (self.generator.n_latent, self.generator.style_dim))],
+                                       module=module)
+        return self.runtimes[key]
 
 
 @dataclass

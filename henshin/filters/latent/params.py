@@ -16,7 +16,8 @@ from typing import Literal
 
 from henshin.errors import InputNotFoundError, OptionError
 from henshin.filters.base import check_range
-from henshin.filters.latent.directions import is_path, known_names, named
+from henshin.filters.latent.directions import is_path, known_names, named, user_file
+from henshin.filters.latent.local import local_file, parse_local
 from henshin.filters.latent.maths import layer_groups
 
 LAYER_NAMES = ("all", "coarse", "middle", "fine")
@@ -128,9 +129,9 @@ def _check_direction(name: str, key: str) -> None:
     if is_path(name):
         if not Path(name).expanduser().is_file():
             raise InputNotFoundError(f"direction file {name} does not exist; check the path given in {key}=.")
-    elif named(name) is None:
+    elif named(name) is None and user_file(name) is None:
         raise OptionError(f"unknown direction {name!r} in {key}=; the known ones are: {known_names()} "
-                          "(or give a direction file's path).")
+                          "(or a direction of your own from `henshin directions fit`, or a direction file's path).")
 
 
 def _is_number(text: str) -> bool:
@@ -159,7 +160,8 @@ class LatentParams:
     domains: generators loaded up front so that switching between them never stalls; swap: take
     the layers up to this resolution from one generator and the rest from the other (0: off);
     swap_coarse: which gives the coarse layers; domain_mix: 0..1, weights interpolated from FFHQ
-    (0) to the domain (1)."""
+    (0) to the domain (1); local: FILE:STRENGTH, a channel-local edit from `henshin directions
+    channels` (a path or its NAME) raised by STRENGTH × its channels' spread inside its region."""
 
     edit: str = ""
     layers: str = "all"
@@ -181,6 +183,7 @@ class LatentParams:
     swap: int = 0
     swap_coarse: Literal["domain", "base"] = "domain"
     domain_mix: float = 1.0
+    local: str = ""
 
     def __post_init__(self) -> None:
         parse_layers(self.layers)
@@ -207,6 +210,10 @@ class LatentParams:
         if self.swap and (self.swap < 4 or self.swap & (self.swap - 1)):
             raise OptionError(f"parameter swap expects 0 (off) or a resolution, a power of two from 4, got {self.swap}.")
         check_range("domain_mix", self.domain_mix, 0.0, 1.0)
+        local = parse_local(self.local)
+        if local is not None:
+            check_range("strength of local", local[1], -100.0, 100.0)
+            local_file(local[0])
         if self.weights and is_path(self.weights) and not Path(self.weights).expanduser().is_file():
             raise InputNotFoundError(f"weights file {self.weights} does not exist; check the path given with "
                                      "--param weights=, or name a registry model (e4e-ffhq).")
