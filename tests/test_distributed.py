@@ -66,7 +66,7 @@ def test_a_segment_decodes_its_warm_up_and_look_ahead_with_the_files_frame_numbe
     whole = VideoSource(keyed_clip)  # the pictures a local run decodes
     frames = [f.image for f in whole]
     whole.close()
-    segment = plan_file(keyed_clip, 0.5, warmup=5, lookahead=3).segments[1]
+    segment = plan_file(keyed_clip, 0.5, warmup=3, lookahead=3).segments[1]
     assert segment.seek_ts is not None  # decoding starts at a keyframe after the file's start
     source = SegmentSource(segment)
     try:
