@@ -89,7 +89,7 @@ class RayPool:
             per_actor = _per_actor(settings, options)
             self._actors = [actor.remote(converter, per_actor, f"{'gpu' if self.gpus else 'cpu'}{i}")
                             for i in range(self.workers)]
-            self._names = _started(self._actors)
+            self._names = _started(self._actors, self._output)
         except BaseException as exc:
             self.close()
             if isinstance(exc, HenshinError) and log is not None and log.exists():
@@ -119,6 +119,7 @@ class RayPool:
                     result: SegmentResult = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     cause = _cause(exc)
+                    self._output.note(f"{segment.name} failed: {exc}")  # the worker's traceback, for the log
                     if cause is not None and not isinstance(cause, OutOfMemory):
                         raise stop(segment, cause) from None  # the same on every attempt: no retry
                     failures.append(Failure(segment, attempts, _reason(exc)))
@@ -178,6 +179,11 @@ class RayOutput:
         prefix = f"({who} pid={data.get('pid')})" if who else f"({data.get('pid')})"
         for line in data.get("lines", []):
             self._file.write(f"{prefix} {line}\n")
+
+    def note(self, text: str) -> None:
+        """Write henshin's own record (a worker's error with its traceback) into the log."""
+        if self._file is not None and not self._file.closed:
+            self._file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} henshin: {text}\n")
 
     def close(self) -> None:
         """Put Ray's logger and printing back, and close the file."""
@@ -307,11 +313,12 @@ def _per_actor(settings: ConvertJob, options: dict[str, Any]) -> ConvertJob:
     return dataclasses.replace(settings, runtime=runtime)
 
 
-def _started(actors: list[Any]) -> list[str]:
-    """Wait for every actor's filter to be built; a worker that cannot start is one sentence."""
+def _started(actors: list[Any], output: RayOutput) -> list[str]:
+    """Wait for every actor's filter to be built; a worker that cannot start is one sentence (its traceback logged)."""
     try:
         return ray.get([a.ready.remote() for a in actors])
     except ray.exceptions.RayError as exc:
+        output.note(f"a worker could not start: {exc}")
         cause = _cause(exc)
         if isinstance(cause, HenshinError):
             raise type(cause)(f"a Ray worker could not start: {cause}") from None
