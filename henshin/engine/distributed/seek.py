@@ -26,8 +26,9 @@ def prime(container: av.container.InputContainer, stream: av.video.stream.VideoS
     next(iter(container.decode(stream)), None)
 
 
-def decode_from(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                seek_ts: int | None) -> Iterator[tuple[av.VideoFrame, int | None]]:
+def decode_from(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, seek_ts: int | None
+) -> Iterator[tuple[av.VideoFrame, int | None]]:
     """Decoded frames from the keyframe at or before ``seek_ts`` (None: from the start), with their timestamps.
 
     A decoder that is to seek must be ``prime``d first.
@@ -37,8 +38,12 @@ def decode_from(container: av.container.InputContainer, stream: av.video.stream.
     return presentation_order(container.decode(stream))
 
 
-def reaches(container: av.container.InputContainer, stream: av.video.stream.VideoStream, seek_ts: int,
-            warm_pts: int) -> bool:
+def reaches(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    seek_ts: int,
+    warm_pts: int,
+) -> bool:
     """Whether decoding from ``seek_ts`` (primed) starts at or before ``warm_pts``: a container's index can send it later."""
     try:
         for _, pts in decode_from(container, stream, seek_ts):
