@@ -44,11 +44,16 @@ def reaches(
     seek_ts: int,
     warm_pts: int,
 ) -> bool:
-    """Whether decoding from ``seek_ts`` (primed) starts at or before ``warm_pts``: a container's index can send it later."""
+    """Whether decoding from ``seek_ts`` (primed) starts at or before ``warm_pts``: a container's index can send it later.
+
+    One frame is decoded (the first out is the keyframe, or a frame shown before it), and
+    a container that refuses to seek gives False.
+    """
     try:
-        for _, pts in decode_from(container, stream, seek_ts):
-            if pts is not None:
-                return pts <= warm_pts
+        container.seek(seek_ts, stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if frame.pts is not None:
+                return frame.pts <= warm_pts
     except av.error.FFmpegError:
         return False
     return False
