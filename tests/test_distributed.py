@@ -348,6 +348,7 @@ def test_in_dir_and_out_dir_pair_each_video_with_the_same_name(tmp_path):
 
 @pytest.mark.parametrize("args, expected", [
     (["--address", "auto"], "add --ray"),
+    (["--verbose"], "--verbose applies to a distributed conversion; add --ray"),
     (["--ray", "--workers", "0"], "--workers expects"),
     (["--ray", "--segment-seconds", "0"], "--segment-seconds expects"),
     (["--ray", "--face", "0=tint"], "drop --face"),

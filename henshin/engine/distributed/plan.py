@@ -1,4 +1,4 @@
-"""Planning a distributed conversion: segments cut at keyframes, found without decoding.
+"""Planning a distributed conversion: segments cut at keyframes, found from the packets.
 
 The video's packets are read (demuxed, not decoded) for their timestamps and
 keyframe flags. Frames in presentation order are the sorted timestamps; a
@@ -11,6 +11,14 @@ Each segment also names the frames its worker decodes around it: ``warmup``
 frames before its start go through the stages unwritten, so the tracker, the
 smoothing and the filters' per-face state are warm at the first written frame,
 and ``lookahead`` frames after its end feed the centred smoothing window.
+
+A worker seeks to a keyframe at least ``REORDER_DEPTH`` frames before its first
+warm-up frame: frames shown just before a keyframe but decoded after it (an open
+GOP, B-frames before an MPEG-4 I-frame) do not decode from it, and a decoder may
+stamp a frame with a neighbour's timestamp. The planner then tries each seek the
+way the worker will (``seek.reaches``, one frame decoded): a segment the decoder
+does not reach from its keyframe (the container's index sends the seek past it,
+or the container cannot seek) is merged into the segment before it.
 """
 
 from __future__ import annotations
