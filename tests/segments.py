@@ -190,7 +190,7 @@ RATE_NTSC_FILM = Fraction(24000, 1001)
 
 
 def clip_of_kind(kind: str, folder: Path) -> Path:
-    """A small clip of one ``kind``: mpeg4-packed, mpeg4-avi, h264-open-gop or vp9-mkv."""
+    """A small clip of one ``kind``: mpeg4-packed, mpeg4-avi, h264-open-gop, h264-cut or vp9-mkv."""
     if kind == "mpeg4-packed":  # DivX-style, keyframes at 0, 1, then irregular (the issue's film clip, shortened)
         return packed_avi(folder / "packed.avi", 60, RATE_NTSC_FILM, frozenset({0, 1, 21, 34, 49}))
     if kind == "mpeg4-avi":  # FFmpeg's own MPEG-4 Part 2: B-frames unpacked
@@ -200,6 +200,8 @@ def clip_of_kind(kind: str, folder: Path) -> Path:
         params = "keyint=10:min-keyint=3:scenecut=0:bframes=3:b-adapt=0:open-gop=1"
         return codec_clip(folder / "open-gop.mp4", "libx264", 48, Fraction(25),
                           {"x264-params": params, "preset": "veryfast"}, audio="aac")
+    if kind == "h264-cut":  # a recording cut at an open GOP's keyframe: its first frames cannot decode
+        return cut_at_keyframe(clip_of_kind("h264-open-gop", folder), folder / "cut.mkv", 1)
     if kind == "vp9-mkv":  # hidden alt-ref frames, a keyframe every 9
         return codec_clip(folder / "vp9.mkv", "libvpx-vp9", 48, Fraction(30),
                           {"g": "9", "deadline": "realtime", "cpu-used": "8", "lag-in-frames": "16"}, audio="libopus")
@@ -212,3 +214,17 @@ def decode_audio(path: Path) -> np.ndarray:
         if not container.streams.audio:
             return np.zeros((0, 0), np.float32)
         return np.concatenate([f.to_ndarray() for f in container.decode(container.streams.audio[0])], axis=1)
+
+
+def cut_at_keyframe(src: Path, dst: Path, keyframe: int) -> Path:
+    """``src``'s video packets from its ``keyframe``-th keyframe on (in file order), copied into ``dst``."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        seen = 0
+        for packet in inp.demux(stream):
+            seen += packet.is_keyframe
+            if packet.size and seen > keyframe:
+                packet.stream = copy
+                out.mux(packet)
+    return dst

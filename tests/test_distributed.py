@@ -82,7 +82,7 @@ def test_a_segment_decodes_its_warm_up_and_look_ahead_with_the_files_frame_numbe
 
 # -- real files: where a decoder lands after a seek ----------------------------------------------------
 
-KINDS = ["mpeg4-packed", "mpeg4-avi", "h264-open-gop", "vp9-mkv"]
+KINDS = ["mpeg4-packed", "mpeg4-avi", "h264-open-gop", "h264-cut", "vp9-mkv"]
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,15 @@ def test_packed_b_frames_get_their_timestamps_in_presentation_order(clips):
         raw = [f.pts for f in container.decode(container.streams.video[0])]
     assert raw != sorted(raw)  # (the file does pack its B-frames)
     assert [p for _, p, _ in whole(path)] == sorted(raw) == sorted(p for p, _, _ in video_packets(path))
+
+
+def test_a_recording_cut_inside_an_open_gop_is_planned_from_its_first_decodable_frame(clips):
+    # Its first packets are frames shown before its first keyframe that refer to frames cut away.
+    path = clips["h264-cut"]
+    packets, frames = video_packets(path), whole(path)
+    assert len(frames) < len(packets)  # (the decoder does drop them)
+    plan = plan_file(path, 0.3)
+    assert plan.frames == len(frames) and plan.segments[0].start_pts == frames[0][1]
 
 
 def test_a_segment_the_decoder_cannot_reach_is_merged_into_the_one_before(clips):

@@ -251,7 +251,7 @@ def assert_same_video(got: Path, expected: Path) -> None:
 ])
 def test_ray_output_equals_the_local_convert_frame_for_frame(local_outputs, tmp_path, seconds, workers):
     # All kinds in one batch: one pool (Ray's actors take seconds to start), every file checked.
-    kinds = ["mpeg4-packed", "mpeg4-avi", "h264-open-gop", "vp9-mkv"]
+    kinds = ["mpeg4-packed", "mpeg4-avi", "h264-open-gop", "h264-cut", "vp9-mkv"]
     manifest = tmp_path / "list.txt"
     manifest.write_text("".join(f"{local_outputs(k)[0]} {tmp_path / k}.mp4\n" for k in kinds))
     assert main(["-q", "batch", str(manifest), *LOSSLESS, "--ray", "--workers", str(workers),

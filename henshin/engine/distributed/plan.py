@@ -24,6 +24,7 @@ or the container cannot seek) is merged into the segment before it.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -179,7 +180,7 @@ def plan_file(path: Path, seconds: float, warmup: int = 8, lookahead: int = 4) -
     packets = read_packets(path)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        prime(container, stream)
+        packets = _from_first_decoded(packets, prime(container, stream))
 
         def reachable(segment: Segment) -> bool:
             return reaches(container, stream, segment.seek_ts, segment.warm_pts)
@@ -187,6 +188,22 @@ def plan_file(path: Path, seconds: float, warmup: int = 8, lookahead: int = 4) -
         segments = plan_segments(packets, str(path), seconds, warmup, lookahead, reachable)
     return FilePlan(path, len(packets.pts), packets.time_base, packets.frame_rate, len(packets.keyframes),
                     packets.has_audio, segments)
+
+
+def _from_first_decoded(packets: Packets, first_pts: int | None) -> Packets:
+    """The frames from the first one a decoder gives, as a local run sees them.
+
+    A file cut from a longer recording can start with frames shown before its first
+    keyframe that refer to frames no longer in it (an open GOP): no decoder gives them.
+    """
+    if first_pts is None or first_pts <= packets.pts[0]:
+        return packets
+    cut = bisect.bisect_left(packets.pts, first_pts)
+    keys = [(k - cut, dts) for k, dts in zip(packets.keyframes, packets.key_dts, strict=True) if k >= cut]
+    if not keys or keys[0][0] != 0:
+        keys = [(0, packets.pts[cut]), *keys]
+    return dataclasses.replace(packets, pts=packets.pts[cut:], keyframes=[k for k, _ in keys],
+                               key_dts=[d for _, d in keys])
 
 
 def _boundaries(packets: Packets, seconds: float) -> list[int]:

@@ -17,13 +17,19 @@ import av
 from henshin.engine.sources import presentation_order
 
 
-def prime(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
-    """Decode the stream's first frame, before any seek.
+def prime(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> int | None:
+    """Decode the stream's first frame, before any seek; its timestamp (None: no frame decodes).
 
     MPEG-4 Part 2 that packs B-frames DivX-style says so only in its first frame's
     user data; a decoder that never read it drops every B-frame after a seek.
     """
-    next(iter(container.decode(stream)), None)
+    try:
+        first = next(iter(container.decode(stream)), None)
+    except av.error.FFmpegError:
+        return None
+    return None if first is None else first.pts
 
 
 def decode_from(
