@@ -22,7 +22,7 @@ from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.sources import VideoSource
 from henshin.engine.stages import FaceStages
 from tests.conftest import CLIP, KeepSink, audio_seconds, decode_video
-from tests.segments import jittered_clip, reencode, video_packets
+from tests.segments import clip_of_kind, jittered_clip, packed_avi, reencode, video_packets
 
 HENSHIN = Path(__file__).resolve().parent.parent / "henshin"
 
@@ -66,7 +66,7 @@ def test_a_segment_decodes_its_warm_up_and_look_ahead_with_the_files_frame_numbe
     whole = VideoSource(keyed_clip)  # the pictures a local run decodes
     frames = [f.image for f in whole]
     whole.close()
-    segment = plan_file(keyed_clip, 0.5, warmup=5, lookahead=3).segments[1]
+    segment = plan_file(keyed_clip, 0.5, warmup=3, lookahead=3).segments[1]
     assert segment.seek_ts is not None  # decoding starts at a keyframe after the file's start
     source = SegmentSource(segment)
     try:
@@ -78,6 +78,94 @@ def test_a_segment_decodes_its_warm_up_and_look_ahead_with_the_files_frame_numbe
     assert [f.pts for f in got] == pts[first:first + len(got)]
     assert all(np.array_equal(f.image, frames[f.index]) for f in got)
     assert sum(segment.writes(f.pts) for f in got) == segment.frames
+
+
+# -- real files: where a decoder lands after a seek ----------------------------------------------------
+
+KINDS = ["mpeg4-packed", "mpeg4-avi", "h264-open-gop", "h264-cut", "vp9-mkv"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """One clip of each kind, made once."""
+    folder = tmp_path_factory.mktemp("kinds")
+    return {kind: clip_of_kind(kind, folder) for kind in KINDS}
+
+
+def whole(path: Path) -> list:
+    source = VideoSource(path)
+    try:
+        return [(f.index, f.pts, f.image) for f in source]
+    finally:
+        source.close()
+
+
+def segment_frames(segment) -> list:
+    source = SegmentSource(segment)
+    try:
+        return [(f.index, f.pts, f.image) for f in source if segment.writes(f.pts)]
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_segment_decodes_the_frames_of_a_whole_decode_at_any_length(clips, kind):
+    # Segments shorter than a GOP, about a GOP, and several GOPs; warm-up as in a run (8 frames).
+    reference = whole(clips[kind])
+    for seconds in (0.1, 0.3, 1.0):
+        segments = plan_file(clips[kind], seconds).segments
+        joined = [frame for s in segments for frame in segment_frames(s)]
+        assert [(i, p) for i, p, _ in joined] == [(i, p) for i, p, _ in reference], (kind, seconds)
+        assert all(np.array_equal(a[2], b[2]) for a, b in zip(joined, reference, strict=True)), (kind, seconds)
+        assert any(s.seek_ts is not None for s in segments) or seconds == 1.0  # seeks were tried
+
+
+def test_packed_b_frames_get_their_timestamps_in_presentation_order(clips):
+    # The decoder hands a packed B-frame back with its P-frame's timestamp (pts 3, 5, 4, 7, 6...);
+    # frames keep the order they are shown in, and take the timestamps in the order they are shown.
+    import av
+
+    path = clips["mpeg4-packed"]
+    with av.open(str(path)) as container:
+        raw = [f.pts for f in container.decode(container.streams.video[0])]
+    assert raw != sorted(raw)  # (the file does pack its B-frames)
+    assert [p for _, p, _ in whole(path)] == sorted(raw) == sorted(p for p, _, _ in video_packets(path))
+
+
+def test_a_recording_cut_inside_an_open_gop_is_planned_from_its_first_decodable_frame(clips):
+    # Its first packets are frames shown before its first keyframe that refer to frames cut away.
+    path = clips["h264-cut"]
+    packets, frames = video_packets(path), whole(path)
+    assert len(frames) < len(packets)  # (the decoder does drop them)
+    plan = plan_file(path, 0.3)
+    assert plan.frames == len(frames) and plan.segments[0].start_pts == frames[0][1]
+
+
+def test_a_segment_the_decoder_cannot_reach_is_merged_into_the_one_before(clips):
+    from henshin.engine.distributed.plan import plan_segments, read_packets
+
+    packets = read_packets(clips["h264-open-gop"])
+    cut = plan_segments(packets, "clip", 0.3, warmup=2, lookahead=2)
+    unreachable = cut[3].start_pts
+    merged = plan_segments(packets, "clip", 0.3, warmup=2, lookahead=2,
+                           reachable=lambda s: s.start_pts != unreachable)
+    assert len(merged) == len(cut) - 1
+    assert [(s.first, s.frames) for s in merged[:2]] == [(s.first, s.frames) for s in cut[:2]]
+    assert (merged[2].first, merged[2].frames) == (cut[2].first, cut[2].frames + cut[3].frames)
+    assert [s.index for s in merged] == list(range(len(merged))) and all(s.count == len(merged) for s in merged)
+
+
+def test_a_file_that_cannot_seek_is_planned_from_its_start_and_still_decodes_right(tmp_path):
+    # An AVI with PCM audio in which FFmpeg refuses to seek: no segment may rely on a seek.
+    from fractions import Fraction
+
+    path = packed_avi(tmp_path / "with-audio.avi", 48, Fraction(25), frozenset({0, 1, 21, 34}), audio=True)
+    segments = plan_file(path, 0.2).segments
+    assert all(s.seek_ts is None for s in segments)
+    joined = [frame for s in segments for frame in segment_frames(s)]
+    reference = whole(path)
+    assert [(i, p) for i, p, _ in joined] == [(i, p) for i, p, _ in reference]
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(joined, reference, strict=True))
 
 
 # -- the work folder ---------------------------------------------------------------------------------
@@ -155,11 +243,11 @@ def test_alignment_is_continuous_across_segment_edges(tmp_path):
 
 
 class FailingConverter(SegmentConverter):
-    """Fails every attempt at the second segment."""
+    """Runs out of memory on every attempt at the second segment."""
 
     def convert(self, segment, progress=None):
         if segment.index == 1:
-            raise RuntimeError("injected failure")
+            raise MemoryError("injected failure")
         return super().convert(segment, progress)
 
 
@@ -180,7 +268,7 @@ def failed_then_resumed(clip, tmp_path_factory):
 def test_a_segment_that_keeps_failing_names_the_segment_the_input_and_the_error(clip, failed_then_resumed):
     _, message, kept, first_output_exists, _ = failed_then_resumed
     assert f"segment 2/3 of {clip[0]}" in message and "frames 12-23" in message
-    assert "failed 2 times" in message and "RuntimeError: injected failure" in message
+    assert "failed 2 times" in message and "MemoryError: injected failure" in message
     assert kept == ["segment-00000.mp4", "segment-00002.mp4"]  # the others were still converted, and kept
     assert not first_output_exists
 
@@ -269,6 +357,7 @@ def test_in_dir_and_out_dir_pair_each_video_with_the_same_name(tmp_path):
 
 @pytest.mark.parametrize("args, expected", [
     (["--address", "auto"], "add --ray"),
+    (["--verbose"], "--verbose applies to a distributed conversion; add --ray"),
     (["--ray", "--workers", "0"], "--workers expects"),
     (["--ray", "--segment-seconds", "0"], "--segment-seconds expects"),
     (["--ray", "--face", "0=tint"], "drop --face"),
@@ -342,3 +431,84 @@ def test_a_failed_join_leaves_nothing_and_names_its_temporary_like_every_output(
     dead = tmp_path / seen[0].name.replace(f".{os.getpid()}-", ".999999999-")  # a killed run's leftover
     dead.write_bytes(b"half")
     assert leftovers(out) == [dead]
+
+
+# -- what is retried, and what the terminal shows ------------------------------------------------------
+
+
+class BadSecondSegment(SegmentConverter):
+    """Counts its attempts at the second segment, each failing as ``error`` says."""
+
+    attempts = 0
+    error: Exception = MemoryError("injected")
+
+    def convert(self, segment, progress=None):
+        if segment.index == 1:
+            type(self).attempts += 1
+            raise self.error
+        return super().convert(segment, progress)
+
+
+@pytest.mark.parametrize("error, attempts", [
+    (__import__("henshin.errors").errors.BadInputError("frames 12-23 of x: injected; convert it without --ray."), 1),
+    (ValueError("a bug"), 1),
+    (MemoryError("out of memory"), 3),
+])
+def test_only_running_out_of_memory_is_retried_in_the_serial_pool(clip, tmp_path, monkeypatch, error, attempts):
+    from henshin.errors import HenshinError
+
+    monkeypatch.setattr(BadSecondSegment, "error", error)
+    monkeypatch.setattr(BadSecondSegment, "attempts", 0)
+    job = DistributedJob([(clip[0], tmp_path / "out.mp4")], settings(filter="tint"), segment_seconds=0.5,
+                         work_root=tmp_path / "work", progress=False)
+    with pytest.raises(HenshinError) as failed:
+        run_distributed(job, lambda: SerialPool(job.settings, converter=BadSecondSegment))
+    assert BadSecondSegment.attempts == attempts
+    message = str(failed.value)
+    assert f"segment 2/3 of {clip[0].resolve()}" in message
+    if attempts == 1:
+        assert str(error) in message and "failed 3 times" not in message
+    else:
+        assert "failed 3 times" in message
+
+
+def test_verbose_leaves_rays_output_on_the_terminal_and_without_it_goes_to_the_work_folder(clip, tmp_path,
+                                                                                         monkeypatch):
+    pytest.importorskip("ray")
+    import henshin.engine.distributed.run as run_module
+    import henshin.engine.distributed.scheduler as scheduler
+
+    logs = []
+
+    def pool(settings, address, workers, gpus, log):
+        logs.append(log)
+        raise KeyboardInterrupt  # enough: the pool's settings are what this test reads
+
+    monkeypatch.setattr(scheduler, "RayPool", pool)
+    monkeypatch.setattr(run_module, "sha256_file", lambda path: "0" * 64)
+    for verbose in ([], ["--verbose"]):
+        main(["-q", "convert", str(clip[0]), str(tmp_path / "o.mp4"), "--ray", "--work-dir", str(tmp_path / "w"),
+              *verbose])
+    assert logs[0].parent == tmp_path / "w" / "logs" and logs[0].name.startswith("ray-") and logs[1] is None
+
+
+def test_a_failing_ray_run_shows_henshins_sentence_and_where_rays_log_is_and_no_traceback(clip, tmp_path):
+    # A real failure inside the workers (the filter's model is not there), with the Ray a user gets.
+    pytest.importorskip("ray")
+    import os
+
+    env = {**os.environ, "HENSHIN_HOME": str(tmp_path / "home"), "RAY_ADDRESS": ""}
+    henshin = "import sys; from henshin.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", henshin, "convert", str(clip[0]), str(tmp_path / "o.mp4"),
+                           "--filter", "gnr", "--ray", "--workers", "1", "--work-dir", str(tmp_path / "work")],
+                          capture_output=True, text=True, cwd=HENSHIN.parent, env=env, timeout=300)
+    terminal = done.stdout + done.stderr
+    assert done.returncode == 2, terminal
+    lines = [line for line in terminal.splitlines() if line.strip()]
+    assert lines[-2].startswith("henshin: error: a Ray worker could not start: model gnr")
+    assert lines[-1].startswith("henshin: Ray's log of this run is in ")
+    for noise in ("Traceback", "(raylet)", "Token authentication", "pid=", "INFO", "WARNING"):
+        assert noise not in terminal, terminal
+    assert all(line.startswith("henshin: ") for line in lines), terminal
+    log = Path(lines[-1].split(" is in ", 1)[1])
+    assert log.parent == tmp_path / "work" / "logs" and "ModelError" in log.read_text()

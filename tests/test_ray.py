@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from henshin.engine.distributed.worker import SegmentConverter  # noqa: E402
 from henshin.engine.offline import OfflineConfig, run_offline  # noqa: E402
 from henshin.engine.sources import VideoSource  # noqa: E402
 from tests.conftest import CLIP, KeepSink, audio_seconds, decode_video, stages_for  # noqa: E402
-from tests.segments import frame_diffs, video_packets  # noqa: E402
+from tests.segments import clip_of_kind, decode_audio, frame_diffs, video_packets  # noqa: E402
 
 SEGMENT_S = "0.5"  # 12 frames of the 24 fps sample clip: 3 segments
 
@@ -111,7 +113,7 @@ def test_ray_stats_have_per_segment_and_per_worker_figures(both):
 
 
 class FailsOnce(SegmentConverter):
-    """Fails the first attempt at segment 3, wherever it runs (a marker file remembers it)."""
+    """Runs out of memory on the first attempt at segment 3, wherever it runs (a marker file remembers it)."""
 
     def __init__(self, settings, worker=None, marker: Path | None = None):
         super().__init__(settings, worker)
@@ -120,7 +122,7 @@ class FailsOnce(SegmentConverter):
     def convert(self, segment, progress=None):
         if segment.index == 2 and not self.marker.exists():
             self.marker.touch()
-            raise RuntimeError("injected failure")
+            raise MemoryError("injected failure")
         return super().convert(segment, progress)
 
 
@@ -166,6 +168,7 @@ def test_a_segment_that_fails_once_is_retried_and_the_output_is_complete(killed_
     assert marker.exists()  # the failure happened
     (row,) = [r for r in stats["segments"] if r["index"] == 2]
     assert row["attempts"] == 2 and not row["reused"]
+    assert row["retries"] == ["MemoryError: injected failure"]  # out of memory: the one raised error retried
     assert len(decode_video(job.files[0][1])[0]) == CLIP.frames
 
 
@@ -206,3 +209,123 @@ def test_each_actor_gets_its_share_of_the_machine():
     job = ConvertJob(Path(), Path(), runtime=RuntimeOptions(device="cuda:1"))
     assert _per_actor(job, {"num_gpus": 1, "num_cpus": 1}).runtime.device == "cuda"  # its one visible GPU
     assert _per_actor(ConvertJob(Path(), Path()), {"num_cpus": 2}).runtime.threads == 2  # not every core
+
+
+# -- real files: codecs whose decoders do not land where a seek asks -----------------------------------
+
+LOSSLESS = ["--filter", "tint", "--crf", "0"]  # no face in these clips: every frame passes, encoded losslessly
+
+
+@pytest.fixture(scope="module")
+def local_outputs(tmp_path_factory):
+    """Each kind of clip, and its local convert (lossless, so a frame off or out of place shows exactly)."""
+    out = tmp_path_factory.mktemp("codecs")
+    cache: dict[str, tuple[Path, Path]] = {}
+
+    def get(kind: str) -> tuple[Path, Path]:
+        if kind not in cache:
+            folder = out / kind
+            folder.mkdir()
+            clip = clip_of_kind(kind, folder)
+            assert main(["-q", "convert", str(clip), str(folder / "local.mp4"), *LOSSLESS]) == 0
+            cache[kind] = clip, folder / "local.mp4"
+        return cache[kind]
+
+    return get
+
+
+def assert_same_video(got: Path, expected: Path) -> None:
+    """The same frames (exactly), at the same times, with the same audio."""
+    frames, pts, time_base = decode_video(got)
+    want, want_pts, want_base = decode_video(expected)
+    assert len(frames) == len(want)
+    assert [float(p * time_base) for p in pts] == [float(p * want_base) for p in want_pts]
+    wrong = [i for i, (a, b) in enumerate(zip(frames, want, strict=True)) if not np.array_equal(a, b)]
+    assert not wrong, f"frames {wrong} differ from the local convert"
+    assert np.array_equal(decode_audio(got), decode_audio(expected))
+
+
+@pytest.mark.parametrize("seconds, workers", [
+    ("0.15", 2),  # 3-4 frames: shorter than every clip's GOP, so most segments seek into a GOP
+    ("0.5", 1),  # about a GOP
+])
+def test_ray_output_equals_the_local_convert_frame_for_frame(local_outputs, tmp_path, seconds, workers):
+    # All kinds in one batch: one pool (Ray's actors take seconds to start), every file checked.
+    kinds = ["mpeg4-packed", "mpeg4-avi", "h264-open-gop", "h264-cut", "vp9-mkv"]
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("".join(f"{local_outputs(k)[0]} {tmp_path / k}.mp4\n" for k in kinds))
+    assert main(["-q", "batch", str(manifest), *LOSSLESS, "--ray", "--workers", str(workers),
+                 "--segment-seconds", seconds, "--work-dir", str(tmp_path / "work")]) == 0
+    for kind in kinds:
+        clip, local = local_outputs(kind)
+        assert len(plan_file(clip, float(seconds)).segments) > 2
+        assert_same_video(tmp_path / f"{kind}.mp4", local)
+
+
+class Counts(SegmentConverter):
+    """Writes a line to ``attempts`` for each attempt at segment 2, and ``fail`` decides how that attempt ends."""
+
+    def __init__(self, settings, worker=None, attempts: Path | None = None, fail=None):
+        super().__init__(settings, worker)
+        self.attempts, self.fail = attempts, fail
+
+    def convert(self, segment, progress=None):
+        if segment.index != 1:
+            return super().convert(segment, progress)
+        with open(self.attempts, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return self.fail(self, segment, progress)
+
+
+def bad_input(converter, segment, progress):
+    from henshin.errors import BadInputError
+
+    raise BadInputError(f"{segment.name}: injected bad input; give another file.")
+
+
+def killed_the_first_time(converter, segment, progress):
+    """SIGKILL this worker's process half-way through its first attempt (a lost worker, an OOM kill)."""
+    first = len(converter.attempts.read_text().splitlines()) == 1
+
+    def report(frames):
+        if first and frames == segment.frames // 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if progress is not None:
+            progress(frames)
+
+    return SegmentConverter.convert(converter, segment, report)
+
+
+def run_with(clip, out, attempts, fail, workers=2):
+    settings = ConvertJob(Path(), Path(), filter="tint", crf=0, scheduling=OfflineConfig(progress=False))
+    job = DistributedJob([(clip, out)], settings, segment_seconds=0.3, work_root=out.parent / "work", progress=False)
+    converter = functools.partial(Counts, attempts=attempts, fail=fail)
+    return run_distributed(job, lambda: RayPool(settings, workers=workers, converter=converter,
+                                                log=out.parent / "ray.log"))
+
+
+def test_an_input_error_fails_the_run_at_once_with_its_sentence(local_outputs, tmp_path):
+    from henshin.errors import BadInputError
+
+    clip, _ = local_outputs("h264-open-gop")
+    attempts = tmp_path / "attempts"
+    with pytest.raises(BadInputError, match="injected bad input; give another file") as failed:
+        run_with(clip, tmp_path / "out.mp4", attempts, bad_input)
+    assert len(attempts.read_text().splitlines()) == 1  # once, not three times
+    assert str(failed.value).count("segment 2/") == 1  # the sentence as the worker said it
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_worker_killed_mid_segment_is_replaced_and_the_output_is_the_same(local_outputs, tmp_path, caplog):
+    from henshin.engine.distributed.pool import LOST
+
+    clip, local = local_outputs("h264-open-gop")
+    attempts = tmp_path / "attempts"
+    stats = run_with(clip, tmp_path / "out.mp4", attempts, killed_the_first_time).to_json()
+    pids = attempts.read_text().split()
+    assert len(pids) == 2 and pids[0] != pids[1]  # the segment ran again, in another process
+    (row,) = [r for r in stats["segments"] if r["index"] == 1]
+    assert row["attempts"] == 2 and row["retries"] == [LOST]
+    assert_same_video(tmp_path / "out.mp4", local)
+    assert "segment 2 of" in caplog.text and "its worker was lost" in caplog.text  # the note says which, and why
+    assert f"Ray's log of this run is in {tmp_path / 'ray.log'}" in caplog.text

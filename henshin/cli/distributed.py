@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ log = logging.getLogger("henshin")
 
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
-    """--ray, --address, --workers, --segment-seconds, --work-dir."""
+    """--ray, --address, --workers, --segment-seconds, --work-dir, --verbose."""
     g = p.add_argument_group("distributed (Ray)")
     g.add_argument("--ray", action="store_true",
                    help="convert by segments on Ray workers (pip install 'henshin[ray]'); a local Ray without --address")
@@ -26,12 +28,16 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
                    help="about how long each segment is (default 10); segments start on keyframes")
     g.add_argument("--work-dir", type=Path, metavar="DIR",
                    help="where finished segments are kept for a rerun (default $HENSHIN_HOME/segments)")
+    g.add_argument("--verbose", action="store_true",
+                   help="show Ray's own output (its notes, the workers' output and errors) on the terminal "
+                        "instead of in a log file in the work folder")
 
 
 def check_ray_options(args: argparse.Namespace) -> None:
     """Refuse Ray options without --ray and what a segment cannot do, before any work."""
     ray_only = [name for name, value in (("--address", args.address), ("--workers", args.workers),
-                                         ("--work-dir", args.work_dir)) if value is not None]
+                                         ("--work-dir", args.work_dir), ("--verbose", args.verbose or None))
+                if value is not None]
     if not args.ray:
         if ray_only:
             raise OptionError(f"{ray_only[0]} applies to a distributed conversion; add --ray or drop it.")
@@ -54,13 +60,15 @@ def run_distributed_cli(args: argparse.Namespace, settings: Any, files: list[tup
     """
     from henshin.engine.distributed.run import DistributedJob, run_distributed
     from henshin.engine.distributed.scheduler import RayPool, require_ray
+    from henshin.engine.distributed.workdir import default_root
 
     require_ray()
     job = DistributedJob(files, settings, segment_seconds=args.segment_seconds, overwrite=args.overwrite,
                          work_root=args.work_dir, progress=settings.scheduling.progress)
     # --device cpu keeps to CPU actors on a cluster with GPUs.
     gpus = getattr(settings.runtime, "device", None) != "cpu"
-    stats = run_distributed(job, lambda: RayPool(settings, args.address, args.workers, gpus=gpus))
+    ray_log = None if args.verbose else ray_log_path(args.work_dir or default_root())
+    stats = run_distributed(job, lambda: RayPool(settings, args.address, args.workers, gpus=gpus, log=ray_log))
     doc = stats.to_json() | {"filter": settings.filter, "params": settings.params}
     write_stats(args.stats, doc)
     if not args.quiet:
@@ -69,3 +77,8 @@ def run_distributed_cli(args: argparse.Namespace, settings: Any, files: list[tup
                  doc["frames_out"], doc["segments_total"], doc["segments_converted"], doc["segments_reused"],
                  len(doc["workers"]), doc["fps"], doc["startup_s"])
     return 0
+
+
+def ray_log_path(root: Path) -> Path:
+    """Where this run's Ray output goes: ``<work folder>/logs/ray-<date>-<time>-<pid>.log``."""
+    return root / "logs" / f"ray-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"

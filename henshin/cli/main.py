@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except HenshinError as exc:
         print(f"henshin: error: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", []):  # e.g. where a log of the failed run is
+            print(f"henshin: {note}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)

@@ -6,10 +6,12 @@ opened on construction, iterated for ``Frame`` objects, and closed.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -97,9 +99,9 @@ class VideoSource:
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         try:
-            for av_frame in self._container.decode(self._stream):
+            for av_frame, pts in presentation_order(self._container.decode(self._stream)):
                 image = upright(rgb_of(av_frame), av_frame.rotation)
-                yield Frame(image, index, av_frame.pts, av_frame.time_base or self.time_base)
+                yield Frame(image, index, pts, av_frame.time_base or self.time_base)
                 index += 1
         except av.error.FFmpegError as exc:
             if index == 0:
@@ -111,6 +113,35 @@ class VideoSource:
 
     def close(self) -> None:
         self._container.close()
+
+
+REORDER_DEPTH = 4  # frames; a DivX packed B-frame's timestamp is one frame from its place, an Xvid one two
+
+
+def presentation_order(frames: Iterable[av.VideoFrame], depth: int = REORDER_DEPTH) -> Iterator[tuple[av.VideoFrame, int | None]]:
+    """Decoded frames, each with the timestamp of its place in presentation order.
+
+    A decoder hands frames back in presentation order, but not always with their own
+    timestamps: with DivX-style packed B-frames (MPEG-4 Part 2 in AVI) a B-frame comes
+    out with its P-frame's timestamp and the P-frame with the B-frame's (pts 4, 3, 6, 5).
+    Each frame gets the smallest timestamp among itself and the ``depth`` frames that
+    follow it, so the timestamps increase as the pictures do; a well-stamped stream
+    keeps its own. A frame without a timestamp keeps None.
+    """
+    waiting: deque[av.VideoFrame] = deque()
+    stamps: list[int] = []
+    for frame in frames:
+        waiting.append(frame)
+        if frame.pts is not None:
+            heapq.heappush(stamps, frame.pts)
+        if len(waiting) > depth:
+            yield _stamped(waiting.popleft(), stamps)
+    while waiting:
+        yield _stamped(waiting.popleft(), stamps)
+
+
+def _stamped(frame: av.VideoFrame, stamps: list[int]) -> tuple[av.VideoFrame, int | None]:
+    return frame, (heapq.heappop(stamps) if frame.pts is not None and stamps else None)
 
 
 class ImageSource:

@@ -20,7 +20,7 @@ from henshin.digest import sha256_file
 from henshin.engine.convert import ConvertJob
 from henshin.engine.distributed.join import join_segments
 from henshin.engine.distributed.plan import FilePlan, Segment, plan_file
-from henshin.engine.distributed.pool import Failure, Pool
+from henshin.engine.distributed.pool import Failure, Pool, SegmentError
 from henshin.engine.distributed.workdir import WorkFolder, default_root, work_key
 from henshin.engine.distributed.worker import SegmentResult, settings_key
 from henshin.engine.sinks import VIDEO_SUFFIXES, check_output
@@ -32,9 +32,7 @@ log = logging.getLogger("henshin")
 
 ATTEMPTS = 3  # tries per segment before it is reported as failed
 
-
-class SegmentError(HenshinError, RuntimeError):
-    """A segment failed on every attempt."""
+__all__ = ["DistributedJob", "DistributedStats", "SegmentError", "SegmentRow", "check_files", "run_distributed"]
 
 
 @dataclass
@@ -71,6 +69,7 @@ class SegmentRow:
     worker: str
     attempts: int
     reused: bool
+    retries: list[str] = field(default_factory=list)  # why each earlier attempt failed
 
     def to_json(self) -> dict[str, Any]:
         """The row as written."""
@@ -94,6 +93,7 @@ class DistributedStats:
     wall_s: float = 0.0
     frames_with_faces: int = 0
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    log: Path | None = None  # the pool's log of this run, kept when something went wrong
 
     @property
     def frames_out(self) -> int:
@@ -206,7 +206,8 @@ def run_distributed(job: DistributedJob, open_pool: Callable[[], Pool]) -> Distr
         raise
     stats.wall_s = time.perf_counter() - start
     if failures:
-        raise _failed(failures, job)
+        raise _failed(failures, job, stats.log)
+    _note_retries(stats)
     return stats
 
 
@@ -221,9 +222,9 @@ def _convert(job: DistributedJob, files: list[_File], todo: list[Segment], open_
     bar = _progress_bar(job.progress, frames, frames - sum(s.frames for s in todo))
     base = bar.n
 
-    def on_result(result: SegmentResult, attempts: int) -> None:
+    def on_result(result: SegmentResult, attempts: int, retries: list[str]) -> None:
         f = by_input[result.input]
-        _keep(f, result, attempts, stats)
+        _keep(f, result, attempts, retries, stats)
         if f.complete:
             _join(f, stats)
 
@@ -231,10 +232,18 @@ def _convert(job: DistributedJob, files: list[_File], todo: list[Segment], open_
         bar.update(base + written - bar.n)
 
     try:
-        return pool.run(todo, on_result, on_progress)
+        failures = pool.run(todo, on_result, on_progress)
+    except HenshinError as exc:
+        _point_at_log(exc, pool.log)
+        raise
     finally:
         bar.close()
         pool.close()
+    if failures or any(row.retries for row in stats.converted):
+        stats.log = pool.log
+    elif pool.log is not None:
+        pool.log.unlink(missing_ok=True)  # nothing went wrong: nothing to look at
+    return failures
 
 
 def _prepare(job: DistributedJob, src: Path, dst: Path) -> _File:
@@ -251,10 +260,10 @@ def _prepare(job: DistributedJob, src: Path, dst: Path) -> _File:
     return _File(src, dst, plan, folder, done)
 
 
-def _keep(f: _File, result: SegmentResult, attempts: int, stats: DistributedStats) -> None:
+def _keep(f: _File, result: SegmentResult, attempts: int, retries: list[str], stats: DistributedStats) -> None:
     """Store a finished segment in its work folder and count it."""
     row = SegmentRow(result.input, result.index, result.frames, result.processed, result.seconds,
-                     result.worker, attempts, reused=False)
+                     result.worker, attempts, reused=False, retries=list(retries))
     f.folder.store(result.index, result.data, row.to_json())
     f.done.add(result.index)
     stats.segments.append(row)
@@ -282,11 +291,33 @@ def _join(f: _File, stats: DistributedStats) -> None:
     f.folder.remove()
 
 
-def _failed(failures: Sequence[Failure], job: DistributedJob) -> SegmentError:
+def _failed(failures: Sequence[Failure], job: DistributedJob, log: Path | None = None) -> SegmentError:
     first = failures[0]
     more = f" (and {len(failures) - 1} more segments)" if len(failures) > 1 else ""
-    return SegmentError(f"{first.segment.name} failed {first.attempts} times{more}: {first.error}; the finished "
-                        f"segments are kept in {_root(job)}, run the same command again to convert only the rest.")
+    error = SegmentError(f"{first.segment.name} failed {first.attempts} times{more}: {first.error}; the finished "
+                         f"segments are kept in {_root(job)}, run the same command again to convert only the rest.")
+    _point_at_log(error, log)
+    return error
+
+
+def _point_at_log(exc: BaseException, log: Path | None) -> None:
+    """Add the line that says where the pool's log of this run is (shown after the error's sentence)."""
+    if log is not None and log.exists():
+        exc.add_note(f"Ray's log of this run is in {log}")
+
+
+def _note_retries(stats: DistributedStats) -> None:
+    """Say which segments were converted again, and why: only a lost worker or memory run out is retried."""
+    rows = [row for row in stats.converted if row.retries]
+    for row in rows:
+        log.warning("segment %d of %s was converted again after %s.", row.index + 1, row.input,
+                    "; then ".join(_plain_reason(r) for r in row.retries))
+    if rows and stats.log is not None:
+        log.warning("Ray's log of this run is in %s", stats.log)
+
+
+def _plain_reason(reason: str) -> str:
+    return reason if reason.startswith("its worker") else f"it ran out of memory ({reason})"
 
 
 def _root(job: DistributedJob) -> Path:

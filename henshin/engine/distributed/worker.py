@@ -12,7 +12,6 @@ segments by stream copy.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -24,11 +23,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import av
-
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.convert import ConvertJob
 from henshin.engine.distributed.plan import Segment
+from henshin.engine.distributed.seek import decode_from, prime
 from henshin.engine.files import VideoFileSink
 from henshin.engine.offline import OfflineConfig, run_offline
 from henshin.engine.smoothing import CentredSmoother
@@ -80,8 +78,11 @@ class SegmentResult:
 class SegmentSource(VideoSource):
     """The frames of one segment's decode window: warm-up, its own frames, look-ahead.
 
-    Frames carry their index in the whole file, so filters see the same frame
-    numbers and times as in a local run.
+    It seeks back to the keyframe the plan names, then decodes forward and keeps
+    frames by timestamp: everything before the warm-up's first frame is dropped,
+    wherever the decoder happens to start. Timestamps are the presentation-order
+    ones a local run gives (``presentation_order``), and frames carry their index
+    in the whole file, so filters see the same frame numbers and times as there.
     """
 
     def __init__(self, segment: Segment) -> None:
@@ -91,32 +92,21 @@ class SegmentSource(VideoSource):
 
     def __iter__(self) -> Iterator[Frame]:
         seg = self.segment
-        frames = self._decode(seg.seek_ts)
-        first = next(frames, None)
-        if first is not None and first.pts != seg.warm_pts and seg.seek_ts is not None:
-            # The container's index put the seek after the warm-up's first frame: decode from the start.
-            log.warning("seeking in %s landed after frame %d; decoding from the start.", seg.input, seg.first)
-            frames = self._decode(0)
-            first = next(frames, None)
-        if first is None:
-            return
-        if first.pts != seg.warm_pts:
-            raise BadInputError(f"{seg.name}: the first frame decoded is at {first.pts}, expected {seg.warm_pts}; "
-                                "the file may be damaged, convert it without --ray.")
-        for index, f in enumerate(itertools.chain([first], frames), seg.first - seg.warm_frames):
-            yield Frame(upright(rgb_of(f), f.rotation), index, f.pts, self.time_base)
-
-    def _decode(self, seek_ts: int | None) -> Iterator[av.VideoFrame]:
-        """Decoded frames from ``warm_pts`` up to (not including) ``stop_pts``."""
-        seg = self.segment
-        if seek_ts is not None:
-            self._container.seek(seek_ts, stream=self._stream, backward=True)
-        for frame in self._container.decode(self._stream):
-            if frame.pts is None or frame.pts < seg.warm_pts:
-                continue
-            if seg.stop_pts is not None and frame.pts >= seg.stop_pts:
-                return
-            yield frame
+        if seg.seek_ts is not None:
+            prime(self._container, self._stream)
+        expected = iter(seg.window)
+        index = seg.first - seg.warm_frames
+        for av_frame, pts in decode_from(self._container, self._stream, seg.seek_ts):
+            if pts is None or pts < seg.warm_pts:
+                continue  # ahead of the warm-up, wherever the seek landed
+            want = next(expected, None)
+            if want is None:
+                return  # the look-ahead's last frame is in
+            if pts != want:
+                raise BadInputError(f"{seg.name}: decoding from its keyframe gives a frame at {pts} where the file "
+                                    f"has one at {want}; the file may be damaged, convert it without --ray.")
+            yield Frame(upright(rgb_of(av_frame), av_frame.rotation), index, pts, self.time_base)
+            index += 1
 
 
 class SegmentSink:
