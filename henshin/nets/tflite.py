@@ -19,6 +19,7 @@ an even input pads (0, 1), not (1, 1); ``RESHAPE`` and ``CONCATENATION`` work on
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,17 @@ from torch.nn import functional as F
 
 from henshin.errors import ModelError
 
-SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "RELU", "PRELU", "PAD", "MAX_POOL_2D", "RESHAPE",
-             "CONCATENATION")
+SUPPORTED = (
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "ADD",
+    "RELU",
+    "PRELU",
+    "PAD",
+    "MAX_POOL_2D",
+    "RESHAPE",
+    "CONCATENATION",
+)
 _ACTIVATIONS = {0: None, 1: "relu", 3: "relu6"}
 
 
@@ -61,16 +71,23 @@ class GraphSpec:
     @classmethod
     def from_json(cls, text: str) -> GraphSpec:
         doc = json.loads(text)
-        return cls(doc["inputs"], doc["outputs"], doc["output_names"], [Node(**n) for n in doc["nodes"]],
-                   {int(k): v for k, v in doc["shapes"].items()})
+        return cls(
+            doc["inputs"],
+            doc["outputs"],
+            doc["output_names"],
+            [Node(**n) for n in doc["nodes"]],
+            {int(k): v for k, v in doc["shapes"].items()},
+        )
 
 
 def _schema() -> Any:
     try:
         from mediapipe.tasks.metadata import schema_py_generated
     except ImportError:
-        raise ModelError("reading a .tflite file needs the mediapipe package (it ships the TFLite schema); "
-                         "install it with: pip install 'henshin[mediapipe]'.") from None
+        raise ModelError(
+            "reading a .tflite file needs the mediapipe package (it ships the TFLite schema); "
+            "install it with: pip install 'henshin[mediapipe]'."
+        ) from None
     return schema_py_generated
 
 
@@ -79,9 +96,19 @@ def read_tflite(path: Path) -> tuple[GraphSpec, dict[str, Tensor]]:
     S = _schema()
     path = Path(path)
     try:
-        model = S.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
-    except (OSError, ValueError, IndexError, TypeError) as exc:
-        raise ModelError(f"{path} is not a readable TFLite model ({exc}).") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read {path} ({exc.strerror}).") from None
+    if data[4:8] != b"TFL3":  # the flatbuffer's file identifier
+        raise ModelError(
+            f"{path} is not a TFLite model (no TFL3 identifier); give mediapipe's .tflite file."
+        )
+    try:
+        model = S.ModelT.InitFromPackedBuf(data, 0)
+    except (ValueError, IndexError, TypeError, struct.error) as exc:
+        raise ModelError(
+            f"{path} is a damaged TFLite model ({exc}); reinstall mediapipe."
+        ) from None
     if len(model.subgraphs) != 1:
         raise ModelError(f"{path}: expected one subgraph, got {len(model.subgraphs)}.")
     graph = model.subgraphs[0]
@@ -92,10 +119,15 @@ def read_tflite(path: Path) -> tuple[GraphSpec, dict[str, Tensor]]:
         data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
         if data is None or len(data) == 0:
             return None
-        dtype = {S.TensorType.FLOAT32: np.float32, S.TensorType.FLOAT16: np.float16,
-                 S.TensorType.INT32: np.int32}.get(t.type)
+        dtype = {
+            S.TensorType.FLOAT32: np.float32,
+            S.TensorType.FLOAT16: np.float16,
+            S.TensorType.INT32: np.int32,
+        }.get(t.type)
         if dtype is None:
-            raise ModelError(f"{path}: tensor {t.name.decode()} has a type henshin does not read ({t.type}).")
+            raise ModelError(
+                f"{path}: tensor {t.name.decode()} has a type henshin does not read ({t.type})."
+            )
         return np.frombuffer(bytes(data), dtype=dtype).reshape(list(t.shape))
 
     constants: dict[int, np.ndarray] = {}
@@ -111,14 +143,21 @@ def read_tflite(path: Path) -> tuple[GraphSpec, dict[str, Tensor]]:
             constants[outs[0]] = value.astype(np.float32)
             continue
         if kind not in SUPPORTED:
-            raise ModelError(f"{path}: operator {kind} is not supported by henshin's TFLite reader.")
+            raise ModelError(
+                f"{path}: operator {kind} is not supported by henshin's TFLite reader."
+            )
         for i in ins:
             if i >= 0 and i not in constants and (value := raw(i)) is not None:
                 constants[i] = value
         nodes.append(Node(kind, ins, outs, _options(kind, op.builtinOptions)))
     shapes = {i: [int(d) for d in t.shape] for i, t in enumerate(graph.tensors)}
-    spec = GraphSpec([int(i) for i in graph.inputs], [int(o) for o in graph.outputs],
-                     [graph.tensors[o].name.decode() for o in graph.outputs], nodes, shapes)
+    spec = GraphSpec(
+        [int(i) for i in graph.inputs],
+        [int(o) for o in graph.outputs],
+        [graph.tensors[o].name.decode() for o in graph.outputs],
+        nodes,
+        shapes,
+    )
     return spec, _torch_constants(spec, constants, path)
 
 
@@ -126,28 +165,44 @@ def _options(kind: str, options: Any) -> dict[str, Any]:
     if options is None:
         return {}
     out: dict[str, Any] = {}
-    for key in ("padding", "strideH", "strideW", "filterHeight", "filterWidth", "depthMultiplier", "axis",
-                "dilationHFactor", "dilationWFactor"):
+    for key in (
+        "padding",
+        "strideH",
+        "strideW",
+        "filterHeight",
+        "filterWidth",
+        "depthMultiplier",
+        "axis",
+        "dilationHFactor",
+        "dilationWFactor",
+    ):
         if hasattr(options, key):
             out[key] = int(getattr(options, key))
     if hasattr(options, "fusedActivationFunction"):
         act = int(options.fusedActivationFunction)
         if act not in _ACTIVATIONS:
-            raise ModelError(f"operator {kind} has a fused activation henshin does not run ({act}).")
+            raise ModelError(
+                f"operator {kind} has a fused activation henshin does not run ({act})."
+            )
         out["activation"] = _ACTIVATIONS[act]
     if getattr(options, "newShape", None) is not None:
         out["newShape"] = [int(d) for d in options.newShape]
     return out
 
 
-def _torch_constants(spec: GraphSpec, constants: dict[int, np.ndarray], path: Path) -> dict[str, Tensor]:
+def _torch_constants(
+    spec: GraphSpec, constants: dict[int, np.ndarray], path: Path
+) -> dict[str, Tensor]:
     """Constants in torch layouts, each checked against the operator that reads it."""
     out: dict[str, Tensor] = {}
     used: set[int] = set()
     for node in spec.nodes:
         ins = node.inputs
         if node.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            w, b = constants.get(ins[1]), constants.get(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None
+            w, b = (
+                constants.get(ins[1]),
+                constants.get(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None,
+            )
             if w is None or w.ndim != 4:
                 raise ModelError(f"{path}: {node.op} weight {ins[1]} is missing or not 4-D.")
             if node.op == "CONV_2D":
@@ -155,7 +210,9 @@ def _torch_constants(spec: GraphSpec, constants: dict[int, np.ndarray], path: Pa
             else:
                 weight = w[0].transpose(2, 0, 1)[:, None]  # 1HWC -> C1HW (groups = input channels)
             if b is not None and b.shape != (weight.shape[0],):
-                raise ModelError(f"{path}: {node.op} bias {ins[2]} has shape {b.shape}, expected ({weight.shape[0]},).")
+                raise ModelError(
+                    f"{path}: {node.op} bias {ins[2]} has shape {b.shape}, expected ({weight.shape[0]},)."
+                )
             out[f"t{ins[1]}"] = torch.from_numpy(np.ascontiguousarray(weight))
             used.add(ins[1])
             if b is not None:
@@ -173,7 +230,9 @@ def _torch_constants(spec: GraphSpec, constants: dict[int, np.ndarray], path: Pa
             used.add(ins[1])
     unused = sorted(set(constants) - used)
     if unused:
-        raise ModelError(f"{path}: constants {unused[:5]} are not used by any operator henshin runs.")
+        raise ModelError(
+            f"{path}: constants {unused[:5]} are not used by any operator henshin runs."
+        )
     return out
 
 
@@ -194,7 +253,9 @@ class TFLiteNet(nn.Module):
     def __init__(self, spec: GraphSpec, constants: dict[str, Tensor]) -> None:
         super().__init__()
         self.spec = spec
-        self.consts = nn.ParameterDict({k: nn.Parameter(v, requires_grad=False) for k, v in constants.items()})
+        self.consts = nn.ParameterDict(
+            {k: nn.Parameter(v, requires_grad=False) for k, v in constants.items()}
+        )
 
     def forward(self, x: Tensor, channels_last_input: bool = False) -> list[Tensor]:
         if channels_last_input:
@@ -213,12 +274,17 @@ class TFLiteNet(nn.Module):
         if op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             x, w = values[ins[0]], self._const(ins[1])
             bias = self._const(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None
-            stride, dil = (o["strideH"], o["strideW"]), (o.get("dilationHFactor", 1), o.get("dilationWFactor", 1))
+            stride, dil = (
+                (o["strideH"], o["strideW"]),
+                (o.get("dilationHFactor", 1), o.get("dilationWFactor", 1)),
+            )
             x = self._pad_same(x, w.shape[-2:], stride, dil) if o["padding"] == 0 else x
             groups = x.shape[1] if op == "DEPTHWISE_CONV_2D" else 1
             return _activate(F.conv2d(x, w, bias, stride, 0, dil, groups), o.get("activation"))
         if op == "ADD":
-            return _activate(self._value(ins[0], values) + self._value(ins[1], values), o.get("activation"))
+            return _activate(
+                self._value(ins[0], values) + self._value(ins[1], values), o.get("activation")
+            )
         if op == "RELU":
             return F.relu(values[ins[0]])
         if op == "PRELU":
