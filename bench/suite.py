@@ -19,7 +19,7 @@ from bench.harness import SCENARIOS, Entry, process_peak_mb
 
 def registry() -> dict[str, Entry]:
     """Every scenario, importing the modules that define them first."""
-    from bench import convert, gnr, latent, live, ray, temporal, versus  # noqa: F401 - imported for their registrations
+    from bench import convert, gnr, latent, live, ray, temporal, tracker, versus  # noqa: F401 - imported for their registrations
 
     return SCENARIOS
 

@@ -140,7 +140,10 @@ def read_tflite(path: Path) -> tuple[GraphSpec, dict[str, Tensor]]:
             value = raw(ins[0])
             if value is None:
                 raise ModelError(f"{path}: a DEQUANTIZE reads a tensor that is not a constant.")
-            constants[outs[0]] = value.astype(np.float32)
+            # fp16 weights hold subnormal values that make x86 float arithmetic crawl; they are zero in effect
+            value = value.astype(np.float32)
+            value[np.abs(value) < np.finfo(np.float32).tiny] = 0.0
+            constants[outs[0]] = value
             continue
         if kind not in SUPPORTED:
             raise ModelError(
