@@ -28,6 +28,7 @@ def registry() -> dict[str, Entry]:
         panel,
         ray,
         temporal,
+        tracker,
         versus,
     )
 

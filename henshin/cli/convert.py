@@ -16,6 +16,7 @@ from henshin.cli.options import (
     parse_face_routes,
     parse_param_pairs,
     runtime_options,
+    tracker_config,
     write_stats,
 )
 
@@ -59,8 +60,6 @@ def job_from_args(args: argparse.Namespace, input: Path, output: Path) -> Any:
     from henshin.engine.convert import ConvertJob
     from henshin.engine.files import check_encoder
     from henshin.engine.offline import OfflineConfig
-    from henshin.engine.tracking import TrackerConfig
-
     check_count("--max-faces", args.max_faces, 1)
     check_count("--smooth", args.smooth, 0)
     check_count("--batch", args.batch, 1)
@@ -68,7 +67,7 @@ def job_from_args(args: argparse.Namespace, input: Path, output: Path) -> Any:
     check_stats(args.stats, [input], [("the output", output)], args.overwrite)
     return ConvertJob(
         input=input, output=output, filter=args.filter, params=parse_param_pairs(args.param),
-        faces=parse_face_routes(args.face), tracker=TrackerConfig(max_faces=args.max_faces),
+        faces=parse_face_routes(args.face), tracker=tracker_config(args, max_faces=args.max_faces),
         smooth_radius=args.smooth, cuts=cut_config(args), measure_stability=args.warping_error,
         scheduling=OfflineConfig(batch_frames=args.batch, progress=not args.quiet and sys.stderr.isatty()),
         overwrite=args.overwrite, crf=args.crf, preset=args.preset,

@@ -16,6 +16,7 @@ from henshin.cli.options import (
     parse_face_routes,
     parse_param_pairs,
     runtime_options,
+    tracker_config,
     write_stats,
 )
 from henshin.errors import OptionError
@@ -55,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     from henshin.engine.live import LiveConfig, LiveRunner, read_commands
     from henshin.engine.smoothing import OneEuroSmoother
     from henshin.engine.stages import FaceStages
-    from henshin.engine.tracking import TrackerConfig
 
     check_count("--max-frames", args.max_frames, 1)
     check_count("--max-faces", args.max_faces, 1)
@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.record is not None:
         _check_record(args, inputs)
     check_stats(args.stats, inputs, [("--record", args.record)] if args.record else [], args.overwrite)
+    tracker = tracker_config(args, max_faces=args.max_faces, sweep_tiles=False)
     request = ChainRequest(args.filter, parse_face_routes(args.face), parse_param_pairs(args.param))
     runtime = runtime_options(args, max_batch=max(1, args.max_faces))
     panel = _open_panel(args.panel) if args.panel is not None else None  # a port in use: before the camera opens
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             panel.close()
         raise
     log.info("%s", source.describe())
-    stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(max_faces=args.max_faces, sweep_tiles=False), float(source.frame_rate),
+    stages = FaceStages(graph, OneEuroSmoother(), tracker, float(source.frame_rate),
                         cut_config(args))
     runner = LiveRunner(source, stages, sinks, LiveConfig(args.max_frames, args.overlay))
     runner_box.append(runner)

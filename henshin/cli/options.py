@@ -27,9 +27,44 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch runtime: compile the network with torch.compile")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="torch runtime on a GPU: capture each input shape once as a CUDA graph and replay it")
+    p.add_argument("--tracker", default="auto", choices=["auto", "mediapipe", "torch"],
+                   help="face tracker: mediapipe's graphs on the CPU, or its networks in torch (CPU or GPU); "
+                        "auto: torch on a CUDA device, else mediapipe where it is installed (default auto)")
     p.add_argument("--cut-threshold", type=float, default=None, metavar="D",
                    help="shot-change sensitivity: colour-histogram distance 0..1 between frames that counts as "
                         "a cut (default 0.25); 0 turns cut detection off")
+
+
+def tracker_config(args: argparse.Namespace, **settings: Any) -> Any:
+    """The TrackerConfig ``--tracker`` (and ``--device``) ask for, checked before any work."""
+    from henshin.engine.tracking import TrackerConfig
+
+    kind, device = resolve_tracker(getattr(args, "tracker", "auto"), getattr(args, "device", None))
+    return TrackerConfig(kind=kind, device=device, **settings)
+
+
+def resolve_tracker(name: str, device: str | None) -> tuple[str, str]:
+    """(kind, device) for ``--tracker NAME``: auto is torch on a CUDA device, else mediapipe where installed."""
+    import importlib.util
+
+    has_mediapipe = importlib.util.find_spec("mediapipe") is not None
+    on_cuda = bool(device) and device.startswith("cuda")
+    if name == "auto":
+        name = "torch" if on_cuda or not has_mediapipe else "mediapipe"
+    if name == "mediapipe":
+        if not has_mediapipe:
+            raise OptionError("--tracker mediapipe needs the mediapipe package; install it with "
+                              "pip install 'henshin[mediapipe]', or use --tracker torch.")
+        if on_cuda:
+            raise OptionError(f"--tracker mediapipe runs on the CPU only, not on {device}; use --tracker torch "
+                              "for a GPU.")
+        return "mediapipe", "cpu"
+    if importlib.util.find_spec("torch") is None:
+        raise OptionError("--tracker torch needs torch; install it with: pip install 'henshin[torch]'.")
+    from henshin.engine.torch_tracking import check_available
+
+    check_available()
+    return "torch", device or "cpu"
 
 
 def cut_config(args: argparse.Namespace) -> Any:

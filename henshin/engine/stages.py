@@ -90,6 +90,15 @@ class Work:
         return self.uploads[device]
 
 
+def open_tracker(config: TrackerConfig) -> Any:
+    """The tracker ``config.kind`` names: mediapipe's graphs, or its networks in torch."""
+    if config.kind == "torch":
+        from henshin.engine.torch_tracking import TorchFaceTracker
+
+        return TorchFaceTracker(config, config.device)
+    return FaceTracker(config)
+
+
 class FaceStages:
     """The stages of the frame loop over one filter graph; a scheduler decides how they run."""
 
@@ -108,7 +117,7 @@ class FaceStages:
     def open(self) -> None:
         """Allocate what the first frame would otherwise wait for (the tracker's graphs)."""
         if self.graph.needs_faces and self._tracker is None:
-            self._tracker = FaceTracker(self.tracker_config)
+            self._tracker = open_tracker(self.tracker_config)
 
     # -- track -----------------------------------------------------------------------------------
 

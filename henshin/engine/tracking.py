@@ -43,6 +43,10 @@ class TrackerConfig:
     # small-face tile at once (offline), or the whole frame and one tile in turn (live: nine detector
     # runs in one frame would be a latency spike every half second).
     sweep_tiles: bool = True
+    # Which tracker: ``mediapipe`` (its Python graphs, CPU) or ``torch`` (its networks in torch,
+    # henshin.engine.torch_tracking, on ``device``).
+    kind: str = "mediapipe"
+    device: str = "cpu"
 
 
 @dataclass(slots=True)

@@ -1,0 +1,113 @@
+"""The torch tracker: mediapipe's graph logic in torch, against mediapipe's own graph on clips."""
+
+import av
+import numpy as np
+import pytest
+
+mp = pytest.importorskip("mediapipe")
+pytest.importorskip("torch")
+
+from henshin.cli.options import resolve_tracker  # noqa: E402
+from henshin.engine import torch_tracking  # noqa: E402
+from henshin.engine.torch_tracking import TorchFaceTracker, add_irises, load_face_networks  # noqa: E402
+from henshin.engine.tracking import FaceTracker, TrackerConfig  # noqa: E402
+from henshin.errors import ModelError, OptionError  # noqa: E402
+from henshin.samples import SampleSpec, write_sample  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def networks(tmp_path_factory):
+    return load_face_networks("cpu", cache_dir=tmp_path_factory.mktemp("compiled"))
+
+
+def _clip(tmp_path, **spec):
+    path = tmp_path / "clip.mp4"
+    write_sample(path, SampleSpec(**spec))
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def test_the_tracker_follows_mediapipes_own_graph(tmp_path, networks):
+    frames = _clip(tmp_path, width=640, height=480, frames=24, fps=24)
+    graph = mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=False, refine_landmarks=False, max_num_faces=1
+    )
+    tracker = TorchFaceTracker(TrackerConfig(max_faces=1, small_faces=False), networks=networks)
+    distances = []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        expected = graph.process(frame).multi_face_landmarks or []
+        faces = tracker.track(frame).faces
+        assert len(faces) == len(expected)  # the same frames with faces
+        for face, ref in zip(faces, expected, strict=True):
+            ref_xy = np.array([[p.x * w, p.y * h] for p in ref.landmark])
+            distances.append(np.linalg.norm(face.landmarks[:468, :2] - ref_xy, axis=1))
+    d = np.concatenate(distances)
+    # measured: median 0.017 px, 99th percentile 0.10 px (640x480, one face, 24 frames)
+    assert np.median(d) < 0.25 and np.percentile(d, 99) < 1.0
+
+
+def test_two_faces_get_the_same_track_decisions_as_the_mediapipe_tracker(tmp_path, networks):
+    frames = _clip(tmp_path, width=960, height=540, frames=8, fps=24, faces=2)
+    ours = TorchFaceTracker(TrackerConfig(max_faces=2), networks=networks)
+    theirs = FaceTracker(TrackerConfig(max_faces=2))
+    try:
+        for frame in frames:
+            a, b = ours.track(frame), theirs.track(frame)
+            assert [f.track_id for f in a.faces] == [f.track_id for f in b.faces] == [0, 1]
+            assert (a.started, a.ended) == (b.started, b.ended)
+    finally:
+        theirs.close()
+
+
+def test_small_faces_found_on_tiles_equal_mediapipes_graph_on_each_half(tmp_path, networks):
+    frame = _clip(tmp_path, width=960, height=540, frames=1, fps=24, faces=2)[0]
+    faces = TorchFaceTracker(TrackerConfig(max_faces=2), networks=networks).track(frame).faces
+    graph = mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=True, refine_landmarks=False, max_num_faces=1
+    )
+    for face, x0 in zip(faces, (0, 480), strict=True):
+        half = np.ascontiguousarray(frame[:, x0 : x0 + 480])
+        ref = graph.process(half).multi_face_landmarks[0].landmark
+        ref_xy = np.array([[x0 + p.x * 480, p.y * 540] for p in ref])
+        gap = np.linalg.norm(face.landmarks[:468, :2] - ref_xy, axis=1)
+        # measured: 0.64 px (the tile and the half give the detector slightly different boxes)
+        assert np.median(gap) < 1.0, np.median(gap)
+
+
+def test_irises_sit_inside_their_eyes():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 100, (2, 468, 3)).astype(np.float32)
+    full = add_irises(points)
+    assert full.shape == (2, 478, 3)
+    for centre, eye in ((468, torch_tracking.RIGHT_EYE), (473, torch_tracking.LEFT_EYE)):
+        assert np.allclose(full[:, centre], points[:, eye].mean(axis=1), atol=1e-4)
+        ring = full[:, centre + 1 : centre + 5, :2] - full[:, centre : centre + 1, :2]
+        width = np.linalg.norm(points[:, eye[0], :2] - points[:, eye[8], :2], axis=-1)
+        assert np.allclose(np.linalg.norm(ring, axis=-1), 0.19 * width[:, None], rtol=1e-4)
+
+
+def test_the_conversion_is_cached_and_used_without_mediapipe(tmp_path, monkeypatch):
+    cache = tmp_path / "compiled"
+    first = load_face_networks("cpu", cache_dir=cache)
+    assert len(list((cache / "face-tracker").glob("*.safetensors"))) == 2
+    monkeypatch.setattr(torch_tracking, "model_paths", dict)  # as if mediapipe were uninstalled
+    torch_tracking.check_available(cache)
+    second = load_face_networks("cpu", cache_dir=cache)
+    for (k, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+        assert (a == b).all(), k
+
+
+def test_neither_mediapipe_nor_a_cached_conversion_is_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch_tracking, "model_paths", dict)
+    with pytest.raises(ModelError, match="mediapipe"):
+        torch_tracking.check_available(tmp_path / "empty")
+    with pytest.raises(ModelError, match="mediapipe"):
+        load_face_networks("cpu", cache_dir=tmp_path / "empty")
+
+
+def test_auto_picks_torch_on_a_gpu_and_mediapipe_on_the_cpu():
+    assert resolve_tracker("auto", None) == ("mediapipe", "cpu")
+    assert resolve_tracker("auto", "cuda:1") == ("torch", "cuda:1")
+    with pytest.raises(OptionError, match="CPU only"):
+        resolve_tracker("mediapipe", "cuda")
