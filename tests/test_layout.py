@@ -31,9 +31,11 @@ def test_old_names_of_the_three_modules_that_became_packages_still_import():
 def test_every_builtin_filter_lives_in_its_family_package():
     filters = available_filters()
     for name, module in BUILTIN.items():
-        family = module.split(".")[2]
-        assert family in {"style", "gnr", "latent", "geometry"}, module
+        parts = module.split(".")
+        assert parts[:2] == ["henshin", "filters"] and len(parts) == 4, module  # henshin.filters.FAMILY.MODULE
+        assert importlib.import_module(".".join(parts[:3])).__path__, module  # the family is a package
         assert filters[name].__module__ == module
+    assert {m.split(".")[2] for m in BUILTIN.values()} >= {"style", "gnr", "latent", "geometry"}
 
 
 def test_networks_are_in_nets_and_load_no_filter():
