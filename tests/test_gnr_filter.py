@@ -324,12 +324,9 @@ def test_onnx_export_parity_and_the_filter_under_onnx_runtime(gnr_training_file:
 @pytest.mark.parametrize("options", [
     RuntimeOptions(runtime="torch", device="cuda", precision="fp32"),
     RuntimeOptions(runtime="torch", device="cuda", precision="fp16", cuda_graphs=True),
-    RuntimeOptions(runtime="tensorrt", precision="fp16"),
-], ids=["torch-fp32", "torch-fp16-cuda-graphs", "tensorrt-fp16"])
+], ids=["torch-fp32", "torch-fp16-cuda-graphs"])
 def test_on_the_gpu_batches_stay_on_the_device_and_match_the_cpu(gnr_training_file: Path, crops: np.ndarray,
                                                                   options: RuntimeOptions, tmp_path: Path) -> None:
-    if options.runtime == "tensorrt" and not rt.has_module("tensorrt"):
-        pytest.skip("TensorRT is not installed")
     options.cache_dir = tmp_path
     gpu, cpu = make(gnr_training_file, options, seed="2"), make(gnr_training_file, seed="2")
     assert gpu.spec.array == "torch" and gpu.spec.device.startswith("cuda")

@@ -19,6 +19,14 @@ from henshin.runtimes import (
     cuda_available,
     has_module,
 )
+from henshin.runtimes.providers import (
+    AUTO_ORDER,
+    PROVIDERS,
+    Survey,
+    choose_provider,
+    survey,
+    tensorrt_offer,
+)
 
 
 @dataclass(frozen=True)
@@ -54,25 +62,67 @@ def checks() -> list[Check]:
     else:
         out.append(Check("CUDA", "no GPU visible to torch", False,
                          "filters run on the CPU; for a GPU install a CUDA build of torch"))
-    trt_version = _version("tensorrt") or (_version("tensorrt-cu12") if has_module("tensorrt") else None)
-    out.append(Check("TensorRT", trt_version or "not installed", trt_version is not None and cuda,
-                     "pip install 'henshin[tensorrt]' on a machine with an NVIDIA GPU"))
-    try:
-        import onnxruntime as ort
-
-        providers = [p.removesuffix("ExecutionProvider") for p in ort.get_available_providers()]
-        out.append(Check("ONNX Runtime", f"{ort.__version__}; providers: {', '.join(providers)}", True))
-    except ImportError:
-        out.append(Check("ONNX Runtime", "not installed", False, "pip install onnxruntime"))
+    out += _onnxruntime()
+    out.append(_openvino())
     auto = choose_runtime("auto", has_torch_module=torch_version is not None)
+    provider = choose_provider("auto", survey()).provider if has_module("onnxruntime") else "none"
     out.append(Check("--runtime auto", f"{auto} for torch networks, "
-                     f"{choose_runtime('auto', has_torch_module=False)} for ONNX-only networks", True))
+                     f"{choose_runtime('auto', has_torch_module=False)} for ONNX-only networks; "
+                     f"--provider auto: {provider}", True))
     out.append(_vcam())
     out.append(_mediapipe())
     out.append(_bundled())
     out.append(_models())
     out.append(_cache())
     return out
+
+
+def _onnxruntime() -> list[Check]:
+    """ONNX Runtime, then each execution provider it has: the devices offered, or why none."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return [Check("ONNX Runtime", "not installed", False, "pip install onnxruntime")]
+    found = survey()
+    built_in = [p.removesuffix("ExecutionProvider") for p in ort.get_available_providers()]
+    out = [Check("ONNX Runtime", f"{ort.__version__}; built in: {', '.join(built_in)}", True)]
+    absent = []
+    for name in AUTO_ORDER:
+        offers, p = found.offered(name), PROVIDERS[name]
+        if offers:
+            devices = ", ".join(f"{o.device}{f' ({o.vendor})' if o.vendor else ''}" for o in offers)
+            out.append(Check(f"ep:{name}", f"{p.label} offers {devices}", True))
+        elif name in found.unusable:
+            out.append(Check(f"ep:{name}", f"{p.label} installed, {found.unusable[name]}", False,
+                             f"it runs on {p.needs}"))
+        else:
+            absent.append(name)
+    out.append(Check("ep:others", f"not installed: {', '.join(absent)} (docs/runtimes.md says how)", True))
+    out.append(_tensorrt(found))
+    return out
+
+
+def _tensorrt(found: Survey) -> Check:
+    """``--runtime tensorrt``: TensorRT through ONNX Runtime's TensorRT-RTX plugin or its TensorRT provider."""
+    try:
+        offer = tensorrt_offer(found)
+    except HenshinError:
+        why = found.unusable.get("tensorrt-rtx", "not installed")
+        return Check("TensorRT", f"through ONNX Runtime: TensorRT-RTX {why}", False,
+                     f"{PROVIDERS['tensorrt-rtx'].install} on a machine with {PROVIDERS['tensorrt-rtx'].needs}")
+    return Check("TensorRT", f"through ONNX Runtime's {PROVIDERS[offer.provider].label} provider on {offer.device}", True)
+
+
+def _openvino() -> Check:
+    """OpenVINO's own runtime (``--runtime openvino``) and its devices."""
+    version = _version("openvino")
+    if version is None:
+        return Check("OpenVINO", "not installed", False, "pip install 'henshin[openvino]' (Intel CPUs, GPUs, NPUs)")
+    from henshin.runtimes.openvino_runtime import openvino_devices
+
+    devices = openvino_devices()
+    return Check("OpenVINO", f"{version}; devices: {', '.join(devices) or 'none'}", bool(devices),
+                 "OpenVINO runs on x86-64 and ARM CPUs and Intel GPUs and NPUs")
 
 
 def _cache() -> Check:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -44,10 +43,11 @@ def add_parser(subparsers: Any) -> Any:
     q.add_argument("name", nargs="?", metavar="NAME", help="one model (default: every model present)")
     q.set_defaults(run=_run_verify)
 
-    q = sub.add_parser("compile", help="build a model's ONNX graph or TensorRT engine ahead of time")
+    q = sub.add_parser("compile", help="build a model's ONNX graph, OpenVINO model or TensorRT engine ahead of time")
     q.add_argument("name", metavar="NAME", help="model name (multistyle26, fns-candy, ...)")
-    q.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "tensorrt"],
+    q.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "tensorrt", "openvino"],
                    help="what to build for (default onnxruntime)")
+    q.add_argument("--provider", default="auto", metavar="EP", help="ONNX Runtime's execution provider (default auto)")
     q.add_argument("--precision", default=None, help="fp32 or fp16 (default: fp16 for TensorRT, fp32 otherwise)")
     q.add_argument("--max-batch", type=int, default=8, metavar="N", help="largest batch the engine takes (default 8)")
     q.add_argument("--size", type=int, default=256, help="crop side the network runs at (default 256)")
@@ -56,7 +56,11 @@ def add_parser(subparsers: Any) -> Any:
 
 
 def _run_compile(args: argparse.Namespace) -> int:
-    options = RuntimeOptions(runtime=args.runtime, precision=args.precision, max_batch=args.max_batch)
+    from henshin.runtimes.build import check_available
+
+    options = RuntimeOptions(runtime=args.runtime, precision=args.precision, max_batch=args.max_batch,
+                             provider=args.provider)
+    check_available(options)
     result = compile_model(args.name, options, args.size)
     print(f"{result['model']}: {result['runtime']} at {result['size']}x{result['size']} ready "
           f"in {result['seconds']} s (cached; later runs load it)")
@@ -169,7 +173,8 @@ def compile_model(name: str, options: RuntimeOptions, size: int = 256) -> dict[s
         if getattr(filt, "net", None) is not None:
             spec = runtime.spec  # the network as built: its module, inputs and which carry the batch
             check = runtime if isinstance(runtime, rt.OnnxRuntime) else rt.OnnxRuntime(
-                spec, dataclasses.replace(options, device="cpu"), rt.onnx_file(spec, options))
+                spec, RuntimeOptions(runtime="onnxruntime", device="cpu", cache_dir=options.cache_dir),
+                rt.onnx_file(spec, options))
             result["onnx_max_abs_err"] = round(rt.parity(spec, check, batch=2), 5)
             if check is not runtime:
                 result[f"{runtime.name}_max_abs_err"] = round(rt.parity(spec, runtime, batch=2), 5)

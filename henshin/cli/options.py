@@ -19,11 +19,17 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="filter or compositing parameter, repeatable; LINK.KEY=VALUE for one link of a chain")
     p.add_argument("--runtime", default="auto", metavar="NAME",
-                   help="auto, torch, onnxruntime or tensorrt (default auto: TensorRT with a GPU, "
-                        "else torch on CUDA, else ONNX Runtime on the CPU)")
+                   help="auto, torch, onnxruntime, tensorrt (TensorRT through ONNX Runtime) or openvino "
+                        "(default auto: TensorRT where an RTX GPU is offered, else torch on CUDA, else ONNX Runtime "
+                        "with the best provider this machine offers); see docs/runtimes.md")
+    p.add_argument("--provider", default="auto", metavar="EP",
+                   help="ONNX Runtime's execution provider: auto, cpu, cuda, tensorrt-rtx, openvino, coreml, mlx, "
+                        "directml, rocm, migraphx or webgpu (default auto; `henshin doctor` lists what this "
+                        "machine offers)")
     p.add_argument("--precision", default=None, metavar="P",
                    help="fp32, fp16 or bf16 (default: fp16 on a GPU, fp32 on the CPU)")
-    p.add_argument("--device", default=None, metavar="DEV", help="cpu, cuda or cuda:N (default: the runtime's best)")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="cpu, cuda or cuda:N; gpu, gpu.N or npu with --runtime openvino (default: the runtime's best)")
     p.add_argument("--compile", action="store_true", help="torch runtime: compile the network with torch.compile")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="torch runtime on a GPU: capture each input shape once as a CUDA graph and replay it")
@@ -77,10 +83,10 @@ def cut_config(args: argparse.Namespace) -> Any:
 def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> Any:
     """The RuntimeOptions the command line asks for, checked against this machine before any work."""
     from henshin.runtimes import RuntimeOptions
-    from henshin.runtimes.options import check_available
+    from henshin.runtimes.build import check_available
 
     options = RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch,
-                             compile=args.compile, cuda_graphs=args.cuda_graphs)
+                             compile=args.compile, cuda_graphs=args.cuda_graphs, provider=args.provider)
     check_available(options)
     return options
 

@@ -24,12 +24,13 @@ def runtime_options(runtime: Any) -> RuntimeOptions:
 def placement(runtime: Any, has_torch_module: bool) -> tuple[str, str]:
     """Where a network's batches live under these options: ("torch", "cuda:N") or ("numpy", "cpu").
 
-    Torch and TensorRT on a GPU take tensors that stay on the device from crop to
-    paste-back; everything on the CPU (and ONNX Runtime anywhere) takes NumPy arrays.
+    Torch on a GPU takes tensors that stay on the device from crop to paste-back;
+    everything on the CPU, and the ONNX runtimes anywhere (ONNX Runtime with any
+    provider, TensorRT through it, OpenVINO), take NumPy arrays.
     """
     options = runtime_options(runtime)
     name = choose_runtime(options.runtime, has_torch_module)
-    if name == "onnxruntime":
+    if name != "torch":
         return "numpy", "cpu"
     device = options.device or ("cuda" if cuda_available() else "cpu")
     if not device.startswith("cuda"):

@@ -1,4 +1,4 @@
-"""Building a runtime: ``auto`` resolved, the artefacts made or found in the cache, the choice printed once."""
+"""Building a runtime: ``auto`` resolved (runtime and provider), the artefacts made or found in the cache, the choice printed once."""
 
 from __future__ import annotations
 
@@ -7,9 +7,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from henshin.errors import RuntimeUnavailableError
 from henshin.runtimes.export import onnx_file
 from henshin.runtimes.onnx_runtime import OnnxRuntime
-from henshin.runtimes.options import NetworkSpec, Runtime, RuntimeOptions, choose_runtime
+from henshin.runtimes.options import (
+    NetworkSpec,
+    Runtime,
+    RuntimeOptions,
+    choose_runtime,
+    cuda_available,
+    has_module,
+)
+from henshin.runtimes.providers import offer_for, survey
 from henshin.runtimes.torch_runtime import TorchRuntime
 
 log = logging.getLogger("henshin")
@@ -29,15 +38,44 @@ def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
     name = choose_runtime(options.runtime, spec.module is not None)
     if name == "torch":
         runtime: Runtime = TorchRuntime(spec, options)
-    elif name == "tensorrt":
-        from henshin.runtimes.tensorrt import TensorRTRuntime
+    elif name == "openvino":
+        from henshin.runtimes.openvino_runtime import OpenVinoRuntime
 
-        runtime = TensorRTRuntime(spec, options, onnx_file(spec, options))
-    else:
-        runtime = OnnxRuntime(spec, options, onnx_file(spec, options))
+        runtime = OpenVinoRuntime(spec, options, onnx_file(spec, options))
+    else:  # onnxruntime, or tensorrt: ONNX Runtime with a TensorRT provider
+        offer = offer_for(name, options.provider, options.device, survey())
+        runtime = OnnxRuntime(spec, options, onnx_file(spec, options), offer)
     _announce(f"runtime for {spec.key}: {describe(runtime)}"
               + (" (chosen by auto)" if options.runtime == "auto" else ""))
     return runtime
+
+
+def check_available(options: RuntimeOptions) -> None:
+    """Refuse, before any work, a runtime, device or precision this machine does not have."""
+    if options.runtime == "torch" and not has_module("torch"):
+        raise RuntimeUnavailableError("torch is not installed; install it with: pip install 'henshin[torch]'.")
+    if options.runtime in ("onnxruntime", "tensorrt"):
+        offer_for(options.runtime, options.provider, options.device, survey())  # one sentence if none is offered
+        return
+    if options.runtime == "openvino":
+        from henshin.runtimes.openvino_runtime import openvino_device
+
+        openvino_device(options.device, options.precision)
+        return
+    wants_gpu = (options.device or "").startswith("cuda") or options.precision in ("fp16", "bf16")
+    if not wants_gpu:
+        return
+    asked = f"--device {options.device}" if options.device else f"--precision {options.precision}"
+    if not cuda_available():
+        raise RuntimeUnavailableError(f"{asked} needs a CUDA GPU, and torch sees none on this machine; "
+                                      "leave it out to run on the CPU.")
+    index = int(options.device.partition(":")[2] or 0) if options.device else 0
+    import torch
+
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise RuntimeUnavailableError(f"--device {options.device}: this machine has {count} GPU"
+                                      f"{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1}); pick one of them.")
 
 
 _ANNOUNCED: set[str] = set()
@@ -53,7 +91,10 @@ def _announce(message: str) -> None:
 def describe(runtime: Runtime) -> str:
     """One line: the runtime, its device and precision."""
     if isinstance(runtime, OnnxRuntime):
-        return f"onnxruntime ({', '.join(p.removesuffix('ExecutionProvider') for p in runtime.providers)}, {runtime.threads} threads)"
+        return (f"onnxruntime ({runtime.provider} provider on {runtime.offer.device}; session providers "
+                f"{', '.join(p.removesuffix('ExecutionProvider') for p in runtime.providers)}, {runtime.threads} threads)")
+    if runtime.name == "openvino":
+        return f"openvino ({runtime.device}, {runtime.precision}, {runtime.threads} threads)"
     device = getattr(runtime, "device", "?")
     return f"{runtime.name} ({device}, {getattr(runtime, 'precision', 'fp32')})"
 

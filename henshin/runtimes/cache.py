@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from henshin.outputs import ensure_folder, write_atomic
 from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 
 log = logging.getLogger("henshin")
+KEY = re.compile(r"[0-9a-f]{24}")  # cache_key's length
 
 def weights_hash(module: Any) -> str:
     """SHA-256 over a module's parameters and buffers (names, shapes, dtypes, bytes)."""
@@ -51,6 +54,24 @@ def cache_dir(options: RuntimeOptions) -> Path:
     else:
         root = cache_root() / "compiled"
     return ensure_folder(root, "the cache folder")
+
+
+def provider_cache(spec: NetworkSpec, options: RuntimeOptions, provider: str, **parts: Any) -> Path:
+    """The folder of an execution provider's engine cache for one network, keyed like every artefact.
+
+    ``<compiled>/providers/<network>-<provider>-<key>``: the key follows the weights,
+    the shapes and ``parts``; the folder of an earlier key for the same network and
+    provider (other weights, other settings) is removed, so a stale engine is rebuilt
+    rather than found by the provider.
+    """
+    root = ensure_folder(cache_dir(options) / "providers", "the provider cache folder")
+    stem = f"{spec.key}-{provider}-"
+    folder = root / f"{stem}{cache_key(spec, provider=provider, **parts)}"
+    for stale in root.glob(f"{stem}*"):
+        if stale != folder and KEY.fullmatch(stale.name[len(stem):]):  # not another network whose name extends this one
+            log.info("removing the stale %s cache %s", provider, stale.name)
+            shutil.rmtree(stale, ignore_errors=True)
+    return ensure_folder(folder, f"the {provider} cache folder")
 
 
 def read_cached(path: Path, meta: dict[str, Any]) -> bytes | None:

@@ -3,9 +3,9 @@
 Every runtime is built from the same description (a torch module or an ONNX
 file, the per-sample input shapes, a device and a precision) and is called the
 same way: positional arrays or tensors with a leading batch axis in, one array
-or tensor out, of the same kind as the first input. ``auto`` picks TensorRT when
-it is installed and a GPU is present, then torch on CUDA, then ONNX Runtime on
-the CPU.
+or tensor out, of the same kind as the first input. ``auto`` picks TensorRT (through
+ONNX Runtime's TensorRT providers) where one offers a GPU, then torch on CUDA, then
+ONNX Runtime with the first provider that offers a device (the CPU last).
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from henshin.errors import OptionError, RuntimeUnavailableError
+from henshin.runtimes.providers import HALF as HALF_PROVIDERS
+from henshin.runtimes.providers import PROVIDER_NAMES, TENSORRT, Survey
 
 log = logging.getLogger("henshin")
 
-RuntimeName = Literal["auto", "torch", "onnxruntime", "tensorrt"]
-DEVICE = re.compile(r"cpu|cuda(:\d+)?")
-RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt")
+RuntimeName = Literal["auto", "torch", "onnxruntime", "tensorrt", "openvino"]
+DEVICE = re.compile(r"cpu|cuda(:\d+)?|gpu(\.\d+)?|npu")
+RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")
+ONNX_RUNTIMES = ("onnxruntime", "tensorrt", "openvino")  # the runtimes that run an ONNX export
 Precision = Literal["fp32", "fp16", "bf16"]
 
 
@@ -75,61 +78,54 @@ class RuntimeOptions:
     """How to run: which runtime, where, at what precision."""
 
     runtime: RuntimeName = "auto"
-    device: str | None = None  # "cpu", "cuda", "cuda:1"; None: the runtime's best
+    device: str | None = None  # "cpu", "cuda", "cuda:1" (OpenVINO: "gpu", "gpu.1", "npu"); None: the runtime's best
     precision: Precision | None = None  # None: fp16 on CUDA, fp32 on the CPU
     max_batch: int = 8
     compile: bool = False  # torch.compile
     cuda_graphs: bool = False
     threads: int = 0  # ONNX Runtime CPU threads (0: all cores)
     cache_dir: Path | None = None
+    provider: str = "auto"  # ONNX Runtime's execution provider (providers.PROVIDER_NAMES)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
             raise OptionError(f"--runtime expects one of {', '.join(RUNTIMES)}, got {self.runtime!r}.")
+        if self.provider not in PROVIDER_NAMES:
+            raise OptionError(f"--provider expects one of {', '.join(PROVIDER_NAMES)}, got {self.provider!r}.")
+        if self.provider != "auto":
+            if self.runtime not in ("auto", "onnxruntime"):
+                raise OptionError(f"--provider applies to --runtime onnxruntime; drop it or use --runtime onnxruntime "
+                                  f"instead of {self.runtime}.")
+            self.runtime = "onnxruntime"  # a provider named under auto asks for ONNX Runtime
         if self.precision not in (None, "fp32", "fp16", "bf16"):
             raise OptionError(f"--precision expects fp32, fp16 or bf16, got {self.precision!r}.")
         if self.max_batch < 1:
             raise OptionError(f"--max-batch expects a whole number of at least 1, got {self.max_batch}.")
-        if (self.compile or self.cuda_graphs) and self.runtime in ("onnxruntime", "tensorrt"):
+        if (self.compile or self.cuda_graphs) and self.runtime in ONNX_RUNTIMES:
             flag = "--compile" if self.compile else "--cuda-graphs"
             raise OptionError(f"{flag} applies to the torch runtime; drop it or use --runtime torch.")
         if self.device is not None and not DEVICE.fullmatch(self.device):
-            raise OptionError(f"--device expects cpu, cuda or cuda:N (N a GPU number from 0), got {self.device!r}.")
+            raise OptionError(f"--device expects cpu, cuda or cuda:N (N a GPU number from 0), or gpu, gpu.N or npu "
+                              f"with --runtime openvino, got {self.device!r}.")
+        if self.device is not None and self.device[:3] in ("gpu", "npu") and self.runtime != "openvino":
+            raise OptionError(f"--device {self.device} names an OpenVINO device; add --runtime openvino, "
+                              "or use cuda or cuda:N for an NVIDIA GPU.")
+        if self.runtime == "openvino" and (self.device or "").startswith("cuda"):
+            raise OptionError("OpenVINO runs on Intel devices (cpu, gpu, npu); drop --device or use another runtime.")
+        self._check_precision()
+
+    def _check_precision(self) -> None:
         half = self.precision in ("fp16", "bf16")
-        if half and self.device == "cpu":
+        if half and self.device == "cpu" and self.runtime != "openvino":
             raise OptionError(f"--precision {self.precision} needs a CUDA device; use fp32 on the CPU.")
-        if half and self.runtime == "onnxruntime":
+        if half and self.runtime == "onnxruntime" and (self.precision == "bf16" or self.provider not in HALF_PROVIDERS):
             raise OptionError(f"ONNX Runtime runs networks in fp32 here; drop --precision {self.precision} "
                               "or use --runtime torch or tensorrt on a GPU.")
         if self.runtime == "tensorrt" and self.device == "cpu":
             raise OptionError("TensorRT runs on a CUDA GPU only; drop --device cpu or use --runtime onnxruntime.")
         if self.runtime == "tensorrt" and self.precision == "bf16":
             raise OptionError("TensorRT runs fp32 or fp16 here; use --precision fp16.")
-
-
-def check_available(options: RuntimeOptions) -> None:
-    """Refuse, before any work, a runtime, device or precision this machine does not have."""
-    if options.runtime == "torch" and not has_module("torch"):
-        raise RuntimeUnavailableError("torch is not installed; install it with: pip install 'henshin[torch]'.")
-    if options.runtime == "tensorrt" and not has_module("tensorrt"):
-        raise RuntimeUnavailableError("TensorRT is not installed; install it with: pip install 'henshin[tensorrt]'.")
-    wants_gpu = (options.device or "").startswith("cuda") or options.runtime == "tensorrt" \
-        or options.precision in ("fp16", "bf16")
-    if not wants_gpu:
-        return
-    asked = f"--device {options.device}" if options.device else (
-        "--runtime tensorrt" if options.runtime == "tensorrt" else f"--precision {options.precision}")
-    if not cuda_available():
-        raise RuntimeUnavailableError(f"{asked} needs a CUDA GPU, and torch sees none on this machine; "
-                                      "leave it out to run on the CPU.")
-    index = int(options.device.partition(":")[2] or 0) if options.device else 0
-    import torch
-
-    count = torch.cuda.device_count()
-    if index >= count:
-        raise RuntimeUnavailableError(f"--device {options.device}: this machine has {count} GPU"
-                                      f"{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1}); pick one of them.")
 
 
 # -- what is available ------------------------------------------------------------
@@ -178,24 +174,30 @@ def onnxruntime_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def choose_runtime(requested: RuntimeName, has_torch_module: bool, *, tensorrt: bool | None = None,
+def choose_runtime(requested: RuntimeName, has_torch_module: bool, *, found: Survey | None = None,
                    cuda: bool | None = None, onnx: bool | None = None) -> str:
     """Resolve ``auto`` (and check an explicit choice) for one network.
 
-    A network with no torch module (ONNX-only) can run under ONNX Runtime or TensorRT.
-    A torch module reaches those two through an ONNX export, which needs the
-    ``onnx`` package: without it ``auto`` runs the module on eager torch (and says so).
+    ``auto``: TensorRT where one of ONNX Runtime's TensorRT providers offers a GPU,
+    then torch on CUDA, then ONNX Runtime (its provider chosen by ``auto`` in turn);
+    ``found`` is what ONNX Runtime offers (the machine's survey when None). A network
+    with no torch module (ONNX-only) runs under the ONNX runtimes only. A torch module
+    reaches those through an ONNX export, which needs the ``onnx`` package: without it
+    ``auto`` runs the module on eager torch (and says so).
     """
     if requested not in RUNTIMES:
         raise OptionError(f"--runtime expects one of {', '.join(RUNTIMES)}, got {requested!r}.")
-    tensorrt = has_module("tensorrt") if tensorrt is None else tensorrt
     cuda = cuda_available() if cuda is None else cuda
 
     def exportable() -> bool:  # asked only where the answer matters: importing onnx takes a while
         return not has_torch_module or requested == "torch" or (imports("onnx") if onnx is None else onnx)
 
     if requested == "auto":
-        if tensorrt and cuda and exportable():
+        if found is None:
+            from henshin.runtimes.providers import survey
+
+            found = survey()
+        if any(found.offered(name) for name in TENSORRT) and exportable():
             return "tensorrt"
         if cuda and has_torch_module:
             return "torch"
@@ -204,18 +206,16 @@ def choose_runtime(requested: RuntimeName, has_torch_module: bool, *, tensorrt: 
                        "ONNX Runtime (often slower); install it with: pip install 'onnx>=1.16,<1.18'")
             return "torch"
         return "onnxruntime"
-    if requested in ("onnxruntime", "tensorrt") and not exportable():
+    if requested in ONNX_RUNTIMES and not exportable():
         raise RuntimeUnavailableError(f"--runtime {requested} runs this network through an ONNX export, which needs "
                                       "the onnx package; install it with: pip install 'onnx>=1.16,<1.18', "
                                       "or use --runtime torch.")
-    if requested == "tensorrt":
-        if not tensorrt:
-            raise RuntimeUnavailableError("TensorRT is not installed; install it with: pip install 'henshin[tensorrt]'.")
-        if not cuda:
-            raise RuntimeUnavailableError("TensorRT needs a CUDA GPU and torch with CUDA, and none was found; use --runtime onnxruntime.")
+    if requested == "openvino" and not has_module("openvino"):
+        raise RuntimeUnavailableError("OpenVINO is not installed; install it with: pip install 'henshin[openvino]'.")
     if requested == "torch":
         if not has_module("torch"):
             raise RuntimeUnavailableError("torch is not installed; install it with: pip install 'henshin[torch]'.")
         if not has_torch_module:
-            raise OptionError("this filter's network is an ONNX graph only; use --runtime onnxruntime or tensorrt.")
+            raise OptionError("this filter's network is an ONNX graph only; use --runtime onnxruntime, tensorrt "
+                              "or openvino.")
     return requested
