@@ -23,7 +23,9 @@ def _openvino(tmp_path: Path, **changes: object) -> RuntimeOptions:
     return RuntimeOptions(runtime="openvino", cache_dir=tmp_path, **changes)  # type: ignore[arg-type]
 
 
-def _check(spec: NetworkSpec, tmp_path: Path, tolerance: float, batch: int = 2) -> rt.OpenVinoRuntime:
+def _check(
+    spec: NetworkSpec, tmp_path: Path, tolerance: float, batch: int = 2
+) -> rt.OpenVinoRuntime:
     runtime = rt.build_runtime(spec, _openvino(tmp_path))
     assert isinstance(runtime, rt.OpenVinoRuntime) and runtime.precision == "fp32"
     err = rt.parity(spec, runtime, batch=batch)
@@ -38,7 +40,9 @@ def test_fast_neural_style_matches_eager_torch(tmp_path: Path) -> None:
     from henshin.filters.fns import load_transformer
 
     official_fns_checkpoint(tmp_path / "candy.pth")
-    spec = NetworkSpec("fns-test", (("image", (3, 64, 64)),), module=load_transformer(tmp_path / "candy.pth"))
+    spec = NetworkSpec(
+        "fns-test", (("image", (3, 64, 64)),), module=load_transformer(tmp_path / "candy.pth")
+    )
     _check(spec, tmp_path, 1e-2, batch=3)  # outputs span 0..255
 
 
@@ -47,18 +51,32 @@ def test_multistyle26_matches_eager_torch_at_any_size(tmp_path: Path) -> None:
     from henshin.filters.style import NUM_STYLES, bundled_model
 
     net = load_multistyle(bundled_model("multistyle26"))
-    spec = NetworkSpec("multistyle-test", (("image", (3, 64, 96)), ("style_weights", (NUM_STYLES,))), module=net,
-                       batched=(True, False), free_size=True)
+    spec = NetworkSpec(
+        "multistyle-test",
+        (("image", (3, 64, 96)), ("style_weights", (NUM_STYLES,))),
+        module=net,
+        batched=(True, False),
+        free_size=True,
+    )
     runtime = _check(spec, tmp_path, 1e-3, batch=3)  # [0, 1] out: a quarter of an 8-bit level
     assert runtime.accepts((3, 40, 200))  # one compiled model serves every frame size
-    wide = NetworkSpec("multistyle-test", (("image", (3, 40, 200)), ("style_weights", (NUM_STYLES,))), module=net,
-                       batched=(True, False), free_size=True)
+    wide = NetworkSpec(
+        "multistyle-test",
+        (("image", (3, 40, 200)), ("style_weights", (NUM_STYLES,))),
+        module=net,
+        batched=(True, False),
+        free_size=True,
+    )
     assert rt.parity(wide, runtime, batch=1) < 1e-3
 
 
-@pytest.mark.parametrize(("name", "mean", "top"), [("arbitrary_predict", 0.02, 0.045),
-                                                   ("arbitrary_transform", 0.03, 0.4)])
-def test_arbitrary_style_graphs_match_onnxruntime(tmp_path: Path, name: str, mean: float, top: float) -> None:
+@pytest.mark.parametrize(
+    ("name", "mean", "top"),
+    [("arbitrary_predict", 0.02, 0.045), ("arbitrary_transform", 0.03, 0.4)],
+)
+def test_arbitrary_style_graphs_match_onnxruntime(
+    tmp_path: Path, name: str, mean: float, top: float
+) -> None:
     """The two bundled int8 (QDQ) graphs have no torch twin: ONNX Runtime's CPU provider is the reference.
 
     OpenVINO rounds int8 its own way: the style vector (steps of 0.0199) is at most two
@@ -72,20 +90,34 @@ def test_arbitrary_style_graphs_match_onnxruntime(tmp_path: Path, name: str, mea
         spec = NetworkSpec(name, (("style_image", (256, 256, 3)),), onnx=path)
         inputs = [np.random.default_rng(0).random((1, 256, 256, 3), dtype=np.float32)]
     else:
-        spec = NetworkSpec(name, (("content_image", (384, 384, 3)), ("style_vector", VECTOR_SHAPE)), onnx=path,
-                           batched=(True, False))
+        spec = NetworkSpec(
+            name,
+            (("content_image", (384, 384, 3)), ("style_vector", VECTOR_SHAPE)),
+            onnx=path,
+            batched=(True, False),
+        )
         rng = np.random.default_rng(1)
-        inputs = [rng.random((1, 384, 384, 3), dtype=np.float32), rng.random(VECTOR_SHAPE, dtype=np.float32)]
-    want = rt.build_runtime(spec, RuntimeOptions(runtime="onnxruntime", cache_dir=tmp_path))(*inputs)
+        inputs = [
+            rng.random((1, 384, 384, 3), dtype=np.float32),
+            rng.random(VECTOR_SHAPE, dtype=np.float32),
+        ]
+    want = rt.build_runtime(spec, RuntimeOptions(runtime="onnxruntime", cache_dir=tmp_path))(
+        *inputs
+    )
     got = rt.build_runtime(spec, _openvino(tmp_path))(*inputs)
     diff = np.abs(got - want)
-    assert got.shape == want.shape and diff.mean() < mean and diff.max() < top, (diff.mean(), diff.max())
+    assert got.shape == want.shape and diff.mean() < mean and diff.max() < top, (
+        diff.mean(),
+        diff.max(),
+    )
 
 
 def test_gans_n_roses_matches_eager_torch(gnr_training_file: Path, tmp_path: Path) -> None:
     from henshin.filters.gnr import load_gnr
 
-    spec = NetworkSpec("gnr-test", (("image", (3, 256, 256)), ("style", (8,))), module=load_gnr(gnr_training_file))
+    spec = NetworkSpec(
+        "gnr-test", (("image", (3, 256, 256)), ("style", (8,))), module=load_gnr(gnr_training_file)
+    )
     _check(spec, tmp_path, 1e-3)
 
 
@@ -94,8 +126,11 @@ def test_stylegan2_synthesis_matches_eager_torch(narrow_generator: Path, tmp_pat
     from henshin.filters.stylegan2 import load_generator
 
     generator = load_generator(narrow_generator)
-    spec = NetworkSpec("stylegan2-test", (("w_plus", (generator.n_latent, generator.style_dim)),),
-                       module=Synthesis(generator, generator.size).eval())
+    spec = NetworkSpec(
+        "stylegan2-test",
+        (("w_plus", (generator.n_latent, generator.style_dim)),),
+        module=Synthesis(generator, generator.size).eval(),
+    )
     _check(spec, tmp_path, 1e-3)
 
 
@@ -111,19 +146,28 @@ def test_e4e_encoder_matches_eager_torch(e4e_narrow: Path, tmp_path: Path) -> No
 
 def _tiny(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1)
+    )
 
 
 def test_compiled_model_is_reused_on_the_second_run_and_rebuilt_when_the_network_changes(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     net = _tiny(0)
     spec = NetworkSpec("tiny", (("x", (3, 16, 16)),), module=net)
     caplog.set_level(logging.INFO, logger="henshin")
     first = rt.build_runtime(spec, _openvino(tmp_path))
-    assert not first.from_cache and first.blob_path.exists() and "compiling tiny with OpenVINO" in caplog.text
+    assert (
+        not first.from_cache
+        and first.blob_path.exists()
+        and "compiling tiny with OpenVINO" in caplog.text
+    )
     caplog.clear()
     second = rt.build_runtime(spec, _openvino(tmp_path))
-    assert second.from_cache and second.blob_path == first.blob_path and "compiling" not in caplog.text
+    assert (
+        second.from_cache and second.blob_path == first.blob_path and "compiling" not in caplog.text
+    )
     assert rt.parity(spec, second) < 1e-5
     with torch.no_grad():
         net[0].weight[0, 0, 0, 0] += 0.5  # the network changes: a new key, compiled afresh
@@ -132,7 +176,9 @@ def test_compiled_model_is_reused_on_the_second_run_and_rebuilt_when_the_network
     assert rt.parity(spec, changed) < 1e-5  # the new weights, not the cached ones
 
 
-def test_a_damaged_compiled_model_is_rebuilt_never_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_damaged_compiled_model_is_rebuilt_never_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     spec = NetworkSpec("tiny", (("x", (3, 16, 16)),), module=_tiny(1))
     blob = rt.build_runtime(spec, _openvino(tmp_path)).blob_path
     blob.write_bytes(blob.read_bytes()[:200])
@@ -155,7 +201,9 @@ def test_openvino_options_are_checked_before_work() -> None:
     with pytest.raises(OptionError, match="--compile applies to the torch runtime"):
         RuntimeOptions(runtime="openvino", compile=True)
     if not any(d.startswith("NPU") for d in openvino_devices()):
-        with pytest.raises(RuntimeUnavailableError, match="--device npu: OpenVINO sees no such device here"):
+        with pytest.raises(
+            RuntimeUnavailableError, match="--device npu: OpenVINO sees no such device here"
+        ):
             openvino_device("npu", None)
     assert openvino_device("cpu", None) == ("CPU", "fp32")
 
@@ -166,9 +214,16 @@ def test_openvino_options_are_checked_before_work() -> None:
 def test_convert_with_the_default_filter_runs_on_openvino(tmp_path: Path) -> None:
     """A `henshin sample` clip through the default filter: OpenVINO gives ONNX Runtime's picture."""
     src = tmp_path / "sample.mp4"
-    assert main(["-q", "sample", str(src), "--width", "320", "--height", "240", "--frames", "12"]) == 0
+    assert (
+        main(["-q", "sample", str(src), "--width", "320", "--height", "240", "--frames", "12"]) == 0
+    )
     for runtime in ("openvino", "onnxruntime"):
-        assert main(["-q", "convert", str(src), str(tmp_path / f"{runtime}.mp4"), "--runtime", runtime]) == 0
+        assert (
+            main(
+                ["-q", "convert", str(src), str(tmp_path / f"{runtime}.mp4"), "--runtime", runtime]
+            )
+            == 0
+        )
     a, _, _ = decode_video(tmp_path / "openvino.mp4")
     b, _, _ = decode_video(tmp_path / "onnxruntime.mp4")
     original, _, _ = decode_video(src)

@@ -31,7 +31,9 @@ def _core() -> Any:
     try:
         import openvino as ov
     except ImportError:
-        raise RuntimeUnavailableError("OpenVINO is not installed; install it with: pip install 'henshin[openvino]'.") from None
+        raise RuntimeUnavailableError(
+            "OpenVINO is not installed; install it with: pip install 'henshin[openvino]'."
+        ) from None
     return ov.Core()
 
 
@@ -53,22 +55,32 @@ def openvino_device(device: str | None, precision: str | None) -> tuple[str, str
     have = list(core.available_devices)
     name = device.upper() if device else ("GPU" if "GPU" in have else "CPU")
     if name not in have:
-        raise RuntimeUnavailableError(f"--device {device}: OpenVINO sees no such device here (it has "
-                                      f"{', '.join(d.lower() for d in have)}); pick one of them.")
+        raise RuntimeUnavailableError(
+            f"--device {device}: OpenVINO sees no such device here (it has "
+            f"{', '.join(d.lower() for d in have)}); pick one of them."
+        )
     precision = precision or "fp32"
     if precision == "fp32":
         return name, precision
     caps = core.get_property(name, "OPTIMIZATION_CAPABILITIES")
     if precision.upper() not in caps:
-        raise OptionError(f"--precision {precision}: OpenVINO's {name} here runs {', '.join(c for c in caps if c.startswith(('FP', 'BF')))} "
-                          f"only; use --precision fp32.")
+        raise OptionError(
+            f"--precision {precision}: OpenVINO's {name} here runs {', '.join(c for c in caps if c.startswith(('FP', 'BF')))} "
+            f"only; use --precision fp32."
+        )
     return name, precision
 
 
 def blob_key(spec: NetworkSpec, device: str, precision: str, version: str, full_name: str) -> str:
     """What a compiled OpenVINO model depends on, as a short hash."""
-    return cache_key(spec, runtime="openvino", device=device, device_name=full_name, precision=precision,
-                     openvino=version)
+    return cache_key(
+        spec,
+        runtime="openvino",
+        device=device,
+        device_name=full_name,
+        precision=precision,
+        openvino=version,
+    )
 
 
 class OpenVinoRuntime:
@@ -89,7 +101,12 @@ class OpenVinoRuntime:
         full_name = str(core.get_property(self.device, "FULL_DEVICE_NAME"))
         key = blob_key(spec, self.device, self.precision, ov.get_version(), full_name)
         self.blob_path = cache_dir(options) / f"{spec.key}-{key}.openvino"
-        meta = {"network": spec.key, "device": full_name, "precision": self.precision, "openvino": ov.get_version()}
+        meta = {
+            "network": spec.key,
+            "device": full_name,
+            "precision": self.precision,
+            "openvino": ov.get_version(),
+        }
         self.compiled, self.from_cache = self._load(core, self.blob_path, meta, config), True
         if self.compiled is None:
             self.from_cache = False
@@ -113,24 +130,36 @@ class OpenVinoRuntime:
             return None
 
     def _compile(self, core: Any, path: Path, config: dict[str, Any]) -> Any:
-        log.info("compiling %s with OpenVINO for %s %s (once; cached in %s)", self.spec.key, self.device,
-                 self.precision, self.blob_path.parent)
+        log.info(
+            "compiling %s with OpenVINO for %s %s (once; cached in %s)",
+            self.spec.key,
+            self.device,
+            self.precision,
+            self.blob_path.parent,
+        )
         try:
             return core.compile_model(core.read_model(str(path)), self.device, config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses of its own
-            raise ModelError(f"OpenVINO cannot compile {path} ({str(exc).splitlines()[0]}); "
-                             "use --runtime onnxruntime.") from None
+            raise ModelError(
+                f"OpenVINO cannot compile {path} ({str(exc).splitlines()[0]}); "
+                "use --runtime onnxruntime."
+            ) from None
 
     def accepts(self, sample: tuple[int, ...]) -> bool:
         return len(sample) == len(self._sample_dims) and all(
-            d is None or d == n for d, n in zip(self._sample_dims, sample, strict=True))
+            d is None or d == n for d, n in zip(self._sample_dims, sample, strict=True)
+        )
 
     def __call__(self, *inputs: Any) -> Any:
         torch_in = not isinstance(inputs[0], np.ndarray)
         arrays = [_to_numpy(x) for x in inputs]
         if self.fixed_batch == 1 and arrays[0].shape[0] != 1:
-            outs = [self._run([a[i:i + 1] if self.spec.is_batched(j) else a for j, a in enumerate(arrays)])
-                    for i in range(arrays[0].shape[0])]
+            outs = [
+                self._run(
+                    [a[i : i + 1] if self.spec.is_batched(j) else a for j, a in enumerate(arrays)]
+                )
+                for i in range(arrays[0].shape[0])
+            ]
             out = np.concatenate(outs)
         else:
             out = self._run(arrays)

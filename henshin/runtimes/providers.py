@@ -41,40 +41,123 @@ class Provider:
     plugin: str | None = None  # the plugin package's module, None for a provider built into a wheel
 
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (
-    Provider("tensorrt-rtx", "NvTensorRTRTXExecutionProvider", "TensorRT-RTX", "pip install 'henshin[rtx]'",
-             "an NVIDIA RTX GPU (Ampere or newer) and its driver", "onnxruntime_ep_nv_tensorrt_rtx"),
-    Provider("tensorrt", "TensorrtExecutionProvider", "TensorRT",
-             "pip uninstall onnxruntime && pip install onnxruntime-gpu tensorrt", "an NVIDIA GPU and its driver"),
-    Provider("cuda", "CUDAExecutionProvider", "CUDA", "pip uninstall onnxruntime && pip install onnxruntime-gpu",
-             "an NVIDIA GPU and its driver"),
-    Provider("migraphx", "MIGraphXExecutionProvider", "MIGraphX",
-             "pip uninstall onnxruntime && pip install onnxruntime-migraphx", "an AMD GPU with ROCm"),
-    Provider("rocm", "ROCMExecutionProvider", "ROCm", "an onnxruntime build with ROCm (onnxruntime 1.22 or older)",
-             "an AMD GPU with ROCm"),
-    Provider("mlx", "MLXExecutionProvider", "MLX", "pip install 'henshin[apple]'", "Apple Silicon",
-             "onnxruntime_ep_mlx"),
-    Provider("coreml", "CoreMLExecutionProvider", "CoreML", "the onnxruntime wheel for macOS",
-             "a Mac"),
-    Provider("directml", "DmlExecutionProvider", "DirectML",
-             "pip uninstall onnxruntime && pip install 'henshin[directml]'", "Windows with a DirectX 12 GPU"),
-    Provider("openvino", "OpenVINOExecutionProvider", "OpenVINO", "pip install 'henshin[openvino]'",
-             "an Intel CPU, GPU or NPU", "onnxruntime_ep_openvino"),
-    Provider("webgpu", "WebGpuExecutionProvider", "WebGPU", "pip install onnxruntime-ep-webgpu",
-             "a GPU with Vulkan, Metal or DirectX 12", "onnxruntime_ep_webgpu"),
-    Provider("cpu", "CPUExecutionProvider", "CPU", "pip install onnxruntime", "any CPU"),
-)}
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in (
+        Provider(
+            "tensorrt-rtx",
+            "NvTensorRTRTXExecutionProvider",
+            "TensorRT-RTX",
+            "pip install 'henshin[rtx]'",
+            "an NVIDIA RTX GPU (Ampere or newer) and its driver",
+            "onnxruntime_ep_nv_tensorrt_rtx",
+        ),
+        Provider(
+            "tensorrt",
+            "TensorrtExecutionProvider",
+            "TensorRT",
+            "pip uninstall onnxruntime && pip install onnxruntime-gpu tensorrt",
+            "an NVIDIA GPU and its driver",
+        ),
+        Provider(
+            "cuda",
+            "CUDAExecutionProvider",
+            "CUDA",
+            "pip uninstall onnxruntime && pip install onnxruntime-gpu",
+            "an NVIDIA GPU and its driver",
+        ),
+        Provider(
+            "migraphx",
+            "MIGraphXExecutionProvider",
+            "MIGraphX",
+            "pip uninstall onnxruntime && pip install onnxruntime-migraphx",
+            "an AMD GPU with ROCm",
+        ),
+        Provider(
+            "rocm",
+            "ROCMExecutionProvider",
+            "ROCm",
+            "an onnxruntime build with ROCm (onnxruntime 1.22 or older)",
+            "an AMD GPU with ROCm",
+        ),
+        Provider(
+            "mlx",
+            "MLXExecutionProvider",
+            "MLX",
+            "pip install 'henshin[apple]'",
+            "Apple Silicon",
+            "onnxruntime_ep_mlx",
+        ),
+        Provider(
+            "coreml",
+            "CoreMLExecutionProvider",
+            "CoreML",
+            "the onnxruntime wheel for macOS",
+            "a Mac",
+        ),
+        Provider(
+            "directml",
+            "DmlExecutionProvider",
+            "DirectML",
+            "pip uninstall onnxruntime && pip install 'henshin[directml]'",
+            "Windows with a DirectX 12 GPU",
+        ),
+        Provider(
+            "openvino",
+            "OpenVINOExecutionProvider",
+            "OpenVINO",
+            "pip install 'henshin[openvino]'",
+            "an Intel CPU, GPU or NPU",
+            "onnxruntime_ep_openvino",
+        ),
+        Provider(
+            "webgpu",
+            "WebGpuExecutionProvider",
+            "WebGPU",
+            "pip install onnxruntime-ep-webgpu",
+            "a GPU with Vulkan, Metal or DirectX 12",
+            "onnxruntime_ep_webgpu",
+        ),
+        Provider("cpu", "CPUExecutionProvider", "CPU", "pip install onnxruntime", "any CPU"),
+    )
+}
 
 # --provider's values; "tensorrt" (the classic TensorRT provider) is reached through --runtime tensorrt.
-PROVIDER_NAMES = ("auto", "cpu", "cuda", "tensorrt-rtx", "openvino", "coreml", "mlx", "directml", "rocm",
-                  "migraphx", "webgpu")
+PROVIDER_NAMES = (
+    "auto",
+    "cpu",
+    "cuda",
+    "tensorrt-rtx",
+    "openvino",
+    "coreml",
+    "mlx",
+    "directml",
+    "rocm",
+    "migraphx",
+    "webgpu",
+)
 # What ``auto`` takes first: TensorRT-RTX on NVIDIA, then CUDA (AMD's next); MLX or CoreML on Apple;
 # DirectML on Windows; OpenVINO on Intel; WebGPU wherever nothing closer to the metal is; the CPU last.
-AUTO_ORDER = ("tensorrt-rtx", "tensorrt", "cuda", "migraphx", "rocm", "mlx", "coreml", "directml", "openvino",
-              "webgpu", "cpu")
+AUTO_ORDER = (
+    "tensorrt-rtx",
+    "tensorrt",
+    "cuda",
+    "migraphx",
+    "rocm",
+    "mlx",
+    "coreml",
+    "directml",
+    "openvino",
+    "webgpu",
+    "cpu",
+)
 TENSORRT = ("tensorrt-rtx", "tensorrt")  # what --runtime tensorrt runs on, in this order
 NVIDIA = ("tensorrt-rtx", "tensorrt", "cuda")  # what --device cuda[:N] can mean under ONNX Runtime
-HALF = ("tensorrt", "migraphx", "openvino")  # providers with an fp16 switch (the others run the graph's types)
+HALF = (
+    "tensorrt",
+    "migraphx",
+    "openvino",
+)  # providers with an fp16 switch (the others run the graph's types)
 
 
 @dataclass(frozen=True)
@@ -127,8 +210,11 @@ def survey() -> Survey:
             if "already registered" not in str(exc).lower():
                 unusable[p.name] = f"does not load here ({_first_line(exc)})"
     by_ep = {ep_names.get(p.name, p.ep): p.name for p in PROVIDERS.values()}
-    offers = [Offer(by_ep[d.ep_name], _device_type(d), str(d.device.vendor), d)
-              for d in ort.get_ep_devices() if d.ep_name in by_ep]
+    offers = [
+        Offer(by_ep[d.ep_name], _device_type(d), str(d.device.vendor), d)
+        for d in ort.get_ep_devices()
+        if d.ep_name in by_ep
+    ]
     offers += _classic(set(ort.get_available_providers()), {o.provider for o in offers})
     for name in ep_names:
         if name not in unusable and not any(o.provider == name for o in offers):
@@ -152,10 +238,19 @@ def _classic(available: set[str], listed: set[str]) -> list[Offer]:
     is looked for here: an NVIDIA driver, ROCm's /dev/kfd, macOS, Windows (untested
     on all four: this machine has none of them).
     """
-    present = {"tensorrt": _nvidia_driver, "cuda": _nvidia_driver, "migraphx": _rocm, "rocm": _rocm,
-               "coreml": lambda: sys.platform == "darwin", "directml": lambda: sys.platform == "win32"}
-    return [Offer(name, "GPU") for name, found in present.items()
-            if PROVIDERS[name].ep in available and name not in listed and found()]
+    present = {
+        "tensorrt": _nvidia_driver,
+        "cuda": _nvidia_driver,
+        "migraphx": _rocm,
+        "rocm": _rocm,
+        "coreml": lambda: sys.platform == "darwin",
+        "directml": lambda: sys.platform == "win32",
+    }
+    return [
+        Offer(name, "GPU")
+        for name, found in present.items()
+        if PROVIDERS[name].ep in available and name not in listed and found()
+    ]
 
 
 def _nvidia_driver() -> bool:
@@ -183,8 +278,14 @@ def _note_once(message: str) -> None:
         log.info("%s", message)
 
 
-def choose_provider(requested: str, found: Survey, *, device: str | None = None,
-                    among: Sequence[str] = AUTO_ORDER, flag: str = "--provider") -> Offer:
+def choose_provider(
+    requested: str,
+    found: Survey,
+    *,
+    device: str | None = None,
+    among: Sequence[str] = AUTO_ORDER,
+    flag: str = "--provider",
+) -> Offer:
     """The device to run on for ``--provider requested`` (``auto``: the first of ``among`` that offers one).
 
     ``device`` narrows ``auto``: ``cpu`` takes the CPU provider, ``cuda[:N]`` an
@@ -192,7 +293,9 @@ def choose_provider(requested: str, found: Survey, *, device: str | None = None,
     sentence naming the fix; under ``auto`` it is skipped with one note.
     """
     if requested not in PROVIDER_NAMES and requested not in PROVIDERS:
-        raise OptionError(f"--provider expects one of {', '.join(PROVIDER_NAMES)}, got {requested!r}.")
+        raise OptionError(
+            f"--provider expects one of {', '.join(PROVIDER_NAMES)}, got {requested!r}."
+        )
     if requested != "auto":
         return _named(requested, found, flag)
     if device == "cpu":
@@ -204,14 +307,20 @@ def choose_provider(requested: str, found: Survey, *, device: str | None = None,
         offers = found.offered(name)
         if offers:
             note = f"; skipped {', '.join(skipped)}" if skipped else ""
-            _note_once(f"ONNX Runtime provider: {name} on {offers[0].device} (chosen by auto{note})")
+            _note_once(
+                f"ONNX Runtime provider: {name} on {offers[0].device} (chosen by auto{note})"
+            )
             return offers[0]
     if device is not None and device.startswith("cuda"):
-        raise RuntimeUnavailableError(f"--device {device}: no ONNX Runtime provider offers an NVIDIA GPU here; "
-                                      f"install {PROVIDERS['tensorrt-rtx'].install!r} or onnxruntime-gpu, "
-                                      "or leave --device out.")
-    raise RuntimeUnavailableError(f"no ONNX Runtime provider offers a device here ({flag} auto); "
-                                  "reinstall onnxruntime: pip install --force-reinstall onnxruntime.")
+        raise RuntimeUnavailableError(
+            f"--device {device}: no ONNX Runtime provider offers an NVIDIA GPU here; "
+            f"install {PROVIDERS['tensorrt-rtx'].install!r} or onnxruntime-gpu, "
+            "or leave --device out."
+        )
+    raise RuntimeUnavailableError(
+        f"no ONNX Runtime provider offers a device here ({flag} auto); "
+        "reinstall onnxruntime: pip install --force-reinstall onnxruntime."
+    )
 
 
 def offer_for(runtime: str, provider: str, device: str | None, found: Survey) -> Offer:
@@ -226,11 +335,16 @@ def tensorrt_offer(found: Survey) -> Offer:
     for name in TENSORRT:
         if found.offered(name):
             return found.offered(name)[0]
-    why = f"the TensorRT-RTX plugin is installed but {found.unusable['tensorrt-rtx']}" \
-        if "tensorrt-rtx" in found.unusable else "neither TensorRT provider of ONNX Runtime is installed"
-    raise RuntimeUnavailableError(f"--runtime tensorrt runs TensorRT through ONNX Runtime, and {why}; "
-                                  f"on a machine with {PROVIDERS['tensorrt-rtx'].needs} install it with: "
-                                  f"{PROVIDERS['tensorrt-rtx'].install}, or use --runtime onnxruntime.")
+    why = (
+        f"the TensorRT-RTX plugin is installed but {found.unusable['tensorrt-rtx']}"
+        if "tensorrt-rtx" in found.unusable
+        else "neither TensorRT provider of ONNX Runtime is installed"
+    )
+    raise RuntimeUnavailableError(
+        f"--runtime tensorrt runs TensorRT through ONNX Runtime, and {why}; "
+        f"on a machine with {PROVIDERS['tensorrt-rtx'].needs} install it with: "
+        f"{PROVIDERS['tensorrt-rtx'].install}, or use --runtime onnxruntime."
+    )
 
 
 def _named(name: str, found: Survey, flag: str) -> Offer:
@@ -239,7 +353,11 @@ def _named(name: str, found: Survey, flag: str) -> Offer:
         return offers[0]
     p = PROVIDERS[name]
     if name in found.unusable:
-        raise RuntimeUnavailableError(f"{flag} {name}: the {p.label} provider is installed but {found.unusable[name]}; "
-                                      f"it runs on {p.needs}; leave --provider out to let auto choose.")
-    raise RuntimeUnavailableError(f"{flag} {name}: this ONNX Runtime has no {p.label} provider; "
-                                  f"install it with: {p.install} (it needs {p.needs}).")
+        raise RuntimeUnavailableError(
+            f"{flag} {name}: the {p.label} provider is installed but {found.unusable[name]}; "
+            f"it runs on {p.needs}; leave --provider out to let auto choose."
+        )
+    raise RuntimeUnavailableError(
+        f"{flag} {name}: this ONNX Runtime has no {p.label} provider; "
+        f"install it with: {p.install} (it needs {p.needs})."
+    )
