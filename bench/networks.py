@@ -171,7 +171,7 @@ def _measure_runtime(net: Network, spec: NetworkSpec, label: str, options: Runti
     rows = []
     for b, arrays in inputs.items():
         args = arrays
-        if gpu and options.runtime != "onnxruntime":
+        if gpu and options.runtime == "torch":  # the ONNX runtimes take NumPy
             args = [torch.from_numpy(a).cuda() for a in arrays]
         try:
             out = _as_numpy(runtime(*args))

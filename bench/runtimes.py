@@ -10,8 +10,10 @@ throughput in images per second, and puts next to each figure the largest
 absolute difference from the eager fp32 reference on the same inputs (in 8-bit
 levels of the output). On a CUDA machine the runtimes are eager fp32, eager
 fp16, torch.compile fp16, CUDA graphs fp16, ONNX Runtime's CUDA provider where
-installed and TensorRT fp16 where installed; on a CPU machine torch and ONNX
-Runtime.
+installed and TensorRT fp16 through ONNX Runtime where a TensorRT provider offers
+the GPU; a row per other ONNX Runtime provider that offers a device (OpenVINO's
+plugin on an Intel CPU, CoreML, DirectML ...); on every machine torch, ONNX
+Runtime's CPU provider and OpenVINO's own runtime (where installed) on the CPU.
 """
 
 from __future__ import annotations
@@ -79,21 +81,33 @@ NETWORKS = [
 
 
 def configurations(compile: bool = True, gpu_only: bool = False) -> list[tuple[str, RuntimeOptions]]:
-    """(label, options) for every runtime this machine can run (``compile=False``: no torch.compile rows)."""
+    """(label, options) for every runtime and provider this machine has (``compile=False``: no torch.compile rows).
+
+    A row per ONNX Runtime provider that offers a device here (its plugin registered),
+    TensorRT through ONNX Runtime where one of its TensorRT providers offers a GPU, and
+    OpenVINO's own runtime where it is installed.
+    """
     configs = []
+    found = rt.survey()
     if rt.cuda_available():
         configs += [("torch eager fp32", RuntimeOptions("torch", "cuda", "fp32")),
                     ("torch eager fp16", RuntimeOptions("torch", "cuda", "fp16")),
                     ("torch cuda-graphs fp16", RuntimeOptions("torch", "cuda", "fp16", cuda_graphs=True))]
         if compile:
             configs.append(("torch compile fp16", RuntimeOptions("torch", "cuda", "fp16", compile=True)))
-        if "CUDAExecutionProvider" in rt.onnxruntime_providers():
-            configs.append(("onnxruntime cuda fp32", RuntimeOptions("onnxruntime", "cuda", "fp32")))
-        if rt.has_module("tensorrt"):
-            configs.append(("tensorrt fp16", RuntimeOptions("tensorrt", "cuda", "fp16")))
+    for name in rt.providers.AUTO_ORDER:
+        if name in ("cpu", "tensorrt") or not found.offered(name):
+            continue
+        if gpu_only and found.offered(name)[0].device == "CPU":
+            continue
+        configs.append((f"onnxruntime {name} fp32", RuntimeOptions("onnxruntime", provider=name)))
+    if any(found.offered(name) for name in rt.providers.TENSORRT):
+        configs.append(("tensorrt fp16", RuntimeOptions("tensorrt", precision="fp16")))
     if not gpu_only:
         configs += [("torch cpu fp32", RuntimeOptions("torch", "cpu", "fp32")),
                     ("onnxruntime cpu fp32", RuntimeOptions("onnxruntime", "cpu", "fp32"))]
+        if rt.has_module("openvino"):
+            configs.append(("openvino cpu fp32", RuntimeOptions("openvino", "cpu", "fp32")))
     return configs
 
 
@@ -128,7 +142,7 @@ def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1,
                     continue
                 for b in batches:
                     args = inputs[b]
-                    if gpu and options.runtime != "onnxruntime":
+                    if gpu and options.runtime == "torch":  # the ONNX runtimes take NumPy
                         import torch
 
                         args = [torch.from_numpy(a).cuda() if a.ndim == 4 else a for a in args]
@@ -139,7 +153,8 @@ def measure(quick: bool = False, size: int = 256, batches: tuple[int, ...] = (1,
                     median = statistics.median(times)
                     rows.append({
                         "network": net.key, "runtime": label, "batch": b, "size": size,
-                        "latency_ms": round(median, 3), "latency_min_ms": round(min(times), 3),
+                        "latency_ms": round(median, 3), "ms_per_face": round(median / b, 3),
+                        "latency_min_ms": round(min(times), 3),
                         "latency_max_ms": round(max(times), 3),
                         "throughput_ips": round(b * 1000 / median, 1),
                         "max_abs_err": float(f"{float(np.abs(out - reference[b]).max()) * net.to_levels:.3g}"),
@@ -183,12 +198,12 @@ def main() -> None:
     result = measure(args.quick, args.size, compile=not args.no_compile, gpu_only=args.gpu_only)
     rows = []
     for r in result["rows"]:
-        label = f"{r['network']:<13} {r['runtime']:<22} b{r.get('batch', '-')}"
+        label = f"{r['network']:<13} {r['runtime']:<26} b{r.get('batch', '-')}"
         if "error" in r:
             rows.append((label, f"unavailable: {r['error']}"))
         else:
-            rows.append((label, f"{r['latency_ms']:8.2f} ms  {r['throughput_ips']:8.1f} img/s  "
-                                f"max err {r['max_abs_err']:.4f}"))
+            rows.append((label, f"{r['latency_ms']:8.2f} ms  {r['ms_per_face']:8.2f} ms/face  "
+                                f"{r['throughput_ips']:8.1f} img/s  max err {r['max_abs_err']:.4f}"))
     rows += [(f"{p['network']} {p['candidate']} vs {p['baseline']} (b{p['batch']})", f"×{p['ratio']}")
              for p in result["pairs"]]
     report(f"runtimes, {result['size']}×{result['size']} crops", result, rows, args.out)
