@@ -37,7 +37,7 @@ def _check(
 
 
 def test_fast_neural_style_matches_eager_torch(tmp_path: Path) -> None:
-    from henshin.filters.fns import load_transformer
+    from henshin.nets.fns import load_transformer
 
     official_fns_checkpoint(tmp_path / "candy.pth")
     spec = NetworkSpec(
@@ -47,8 +47,8 @@ def test_fast_neural_style_matches_eager_torch(tmp_path: Path) -> None:
 
 
 def test_multistyle26_matches_eager_torch_at_any_size(tmp_path: Path) -> None:
-    from henshin.filters.multistyle import load_multistyle
     from henshin.filters.style import NUM_STYLES, bundled_model
+    from henshin.nets.multistyle import load_multistyle
 
     net = load_multistyle(bundled_model("multistyle26"))
     spec = NetworkSpec(
@@ -82,8 +82,8 @@ def test_arbitrary_style_graphs_match_onnxruntime(
     OpenVINO rounds int8 its own way: the style vector (steps of 0.0199) is at most two
     steps off; the picture (steps of 1/256) about 4 levels on average (measured 0.016).
     """
-    from henshin.filters.arbitrary import VECTOR_SHAPE
     from henshin.filters.style import bundled_model
+    from henshin.filters.style.arbitrary import VECTOR_SHAPE
 
     path = bundled_model(name)
     if name == "arbitrary_predict":
@@ -113,7 +113,7 @@ def test_arbitrary_style_graphs_match_onnxruntime(
 
 
 def test_gans_n_roses_matches_eager_torch(gnr_training_file: Path, tmp_path: Path) -> None:
-    from henshin.filters.gnr import load_gnr
+    from henshin.nets.gnr import load_gnr
 
     spec = NetworkSpec(
         "gnr-test", (("image", (3, 256, 256)), ("style", (8,))), module=load_gnr(gnr_training_file)
@@ -122,8 +122,8 @@ def test_gans_n_roses_matches_eager_torch(gnr_training_file: Path, tmp_path: Pat
 
 
 def test_stylegan2_synthesis_matches_eager_torch(narrow_generator: Path, tmp_path: Path) -> None:
-    from henshin.filters.latent_nets import Synthesis
-    from henshin.filters.stylegan2 import load_generator
+    from henshin.filters.latent.networks import Synthesis
+    from henshin.nets.stylegan2 import load_generator
 
     generator = load_generator(narrow_generator)
     spec = NetworkSpec(
@@ -135,7 +135,7 @@ def test_stylegan2_synthesis_matches_eager_torch(narrow_generator: Path, tmp_pat
 
 
 def test_e4e_encoder_matches_eager_torch(e4e_narrow: Path, tmp_path: Path) -> None:
-    from henshin.filters.e4e import load_encoder
+    from henshin.nets.e4e import load_encoder
 
     spec = NetworkSpec("e4e-test", (("image", (3, 256, 256)),), module=load_encoder(e4e_narrow))
     _check(spec, tmp_path, 1e-3)
