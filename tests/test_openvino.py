@@ -192,7 +192,7 @@ def test_a_damaged_compiled_model_is_rebuilt_never_used(
 
 
 def test_openvino_options_are_checked_before_work() -> None:
-    from henshin.runtimes.openvino_runtime import openvino_device, openvino_devices
+    from henshin.runtimes.openvino_devices import openvino_device, openvino_devices
 
     with pytest.raises(OptionError, match="OpenVINO runs on Intel devices"):
         RuntimeOptions(runtime="openvino", device="cuda")

@@ -118,7 +118,7 @@ def _openvino() -> Check:
     version = _version("openvino")
     if version is None:
         return Check("OpenVINO", "not installed", False, "pip install 'henshin[openvino]' (Intel CPUs, GPUs, NPUs)")
-    from henshin.runtimes.openvino_runtime import openvino_devices
+    from henshin.runtimes.openvino_devices import openvino_devices
 
     devices = openvino_devices()
     return Check("OpenVINO", f"{version}; devices: {', '.join(devices) or 'none'}", bool(devices),

@@ -56,7 +56,7 @@ def add_parser(subparsers: Any) -> Any:
 
 
 def _run_compile(args: argparse.Namespace) -> int:
-    from henshin.runtimes.build import check_available
+    from henshin.runtimes.options import check_available
 
     options = RuntimeOptions(runtime=args.runtime, precision=args.precision, max_batch=args.max_batch,
                              provider=args.provider)

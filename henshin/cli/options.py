@@ -83,7 +83,7 @@ def cut_config(args: argparse.Namespace) -> Any:
 def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> Any:
     """The RuntimeOptions the command line asks for, checked against this machine before any work."""
     from henshin.runtimes import RuntimeOptions
-    from henshin.runtimes.build import check_available
+    from henshin.runtimes.options import check_available
 
     options = RuntimeOptions(runtime=args.runtime, precision=args.precision, device=args.device, max_batch=max_batch,
                              compile=args.compile, cuda_graphs=args.cuda_graphs, provider=args.provider)

@@ -4,7 +4,7 @@ Filters describe a network (a torch module or an ONNX file and its input shapes)
 and call ``build``; what they get back is called the same way whatever runs it.
 """
 
-from henshin.runtimes.build import build, build_runtime, check_available, describe
+from henshin.runtimes.build import build, build_runtime, describe
 from henshin.runtimes.cache import (
     cache_dir,
     cache_key,
@@ -20,6 +20,7 @@ from henshin.runtimes.options import (
     NetworkSpec,
     Runtime,
     RuntimeOptions,
+    check_available,
     choose_runtime,
     cuda_available,
     has_module,

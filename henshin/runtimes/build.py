@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from henshin.errors import RuntimeUnavailableError
 from henshin.runtimes.export import onnx_file
 from henshin.runtimes.onnx_runtime import OnnxRuntime
 from henshin.runtimes.options import (
@@ -15,8 +14,6 @@ from henshin.runtimes.options import (
     Runtime,
     RuntimeOptions,
     choose_runtime,
-    cuda_available,
-    has_module,
 )
 from henshin.runtimes.providers import offer_for, survey
 from henshin.runtimes.torch_runtime import TorchRuntime
@@ -48,34 +45,6 @@ def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
     _announce(f"runtime for {spec.key}: {describe(runtime)}"
               + (" (chosen by auto)" if options.runtime == "auto" else ""))
     return runtime
-
-
-def check_available(options: RuntimeOptions) -> None:
-    """Refuse, before any work, a runtime, device or precision this machine does not have."""
-    if options.runtime == "torch" and not has_module("torch"):
-        raise RuntimeUnavailableError("torch is not installed; install it with: pip install 'henshin[torch]'.")
-    if options.runtime in ("onnxruntime", "tensorrt"):
-        offer_for(options.runtime, options.provider, options.device, survey())  # one sentence if none is offered
-        return
-    if options.runtime == "openvino":
-        from henshin.runtimes.openvino_runtime import openvino_device
-
-        openvino_device(options.device, options.precision)
-        return
-    wants_gpu = (options.device or "").startswith("cuda") or options.precision in ("fp16", "bf16")
-    if not wants_gpu:
-        return
-    asked = f"--device {options.device}" if options.device else f"--precision {options.precision}"
-    if not cuda_available():
-        raise RuntimeUnavailableError(f"{asked} needs a CUDA GPU, and torch sees none on this machine; "
-                                      "leave it out to run on the CPU.")
-    index = int(options.device.partition(":")[2] or 0) if options.device else 0
-    import torch
-
-    count = torch.cuda.device_count()
-    if index >= count:
-        raise RuntimeUnavailableError(f"--device {options.device}: this machine has {count} GPU"
-                                      f"{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1}); pick one of them.")
 
 
 _ANNOUNCED: set[str] = set()

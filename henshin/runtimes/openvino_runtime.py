@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from henshin.errors import ModelError, OptionError, RuntimeUnavailableError
+from henshin.errors import ModelError
+from henshin.runtimes import openvino_devices as devices
 from henshin.runtimes.cache import cache_dir, cache_key, read_cached, write_cached
 from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 
@@ -25,50 +26,6 @@ log = logging.getLogger("henshin")
 # --precision -> OpenVINO's inference precision hint. fp32 is asked for explicitly: on CPUs with
 # AMX or AVX-512 BF16 OpenVINO otherwise runs bf16 by default.
 HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
-
-
-def _core() -> Any:
-    try:
-        import openvino as ov
-    except ImportError:
-        raise RuntimeUnavailableError(
-            "OpenVINO is not installed; install it with: pip install 'henshin[openvino]'."
-        ) from None
-    return ov.Core()
-
-
-def openvino_devices() -> list[str]:
-    """OpenVINO's devices on this machine with their names ("CPU (Intel Core ...)"); empty without OpenVINO."""
-    try:
-        core = _core()
-    except RuntimeUnavailableError:
-        return []
-    return [f"{d} ({core.get_property(d, 'FULL_DEVICE_NAME')})" for d in core.available_devices]
-
-
-def openvino_device(device: str | None, precision: str | None) -> tuple[str, str]:
-    """OpenVINO's (device, precision) for ``--device`` and ``--precision``, or one sentence if this machine lacks them.
-
-    No ``--device``: an Intel GPU where OpenVINO sees one, else the CPU.
-    """
-    core = _core()
-    have = list(core.available_devices)
-    name = device.upper() if device else ("GPU" if "GPU" in have else "CPU")
-    if name not in have:
-        raise RuntimeUnavailableError(
-            f"--device {device}: OpenVINO sees no such device here (it has "
-            f"{', '.join(d.lower() for d in have)}); pick one of them."
-        )
-    precision = precision or "fp32"
-    if precision == "fp32":
-        return name, precision
-    caps = core.get_property(name, "OPTIMIZATION_CAPABILITIES")
-    if precision.upper() not in caps:
-        raise OptionError(
-            f"--precision {precision}: OpenVINO's {name} here runs {', '.join(c for c in caps if c.startswith(('FP', 'BF')))} "
-            f"only; use --precision fp32."
-        )
-    return name, precision
 
 
 def blob_key(spec: NetworkSpec, device: str, precision: str, version: str, full_name: str) -> str:
@@ -89,23 +46,21 @@ class OpenVinoRuntime:
     name = "openvino"
 
     def __init__(self, spec: NetworkSpec, options: RuntimeOptions, path: Path) -> None:
-        import openvino as ov
-
         self.spec = spec
-        self.device, self.precision = openvino_device(options.device, options.precision)
-        core = _core()
+        self.device, self.precision = devices.openvino_device(options.device, options.precision)
+        core = devices.core()
         self.threads = options.threads or os.cpu_count() or 1
         config = {"INFERENCE_PRECISION_HINT": HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
         if self.device == "CPU":
             config["INFERENCE_NUM_THREADS"] = self.threads
         full_name = str(core.get_property(self.device, "FULL_DEVICE_NAME"))
-        key = blob_key(spec, self.device, self.precision, ov.get_version(), full_name)
+        key = blob_key(spec, self.device, self.precision, devices.version(), full_name)
         self.blob_path = cache_dir(options) / f"{spec.key}-{key}.openvino"
         meta = {
             "network": spec.key,
             "device": full_name,
             "precision": self.precision,
-            "openvino": ov.get_version(),
+            "openvino": devices.version(),
         }
         self.compiled, self.from_cache = self._load(core, self.blob_path, meta, config), True
         if self.compiled is None:

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from henshin.errors import OptionError, RuntimeUnavailableError
 from henshin.runtimes.providers import HALF as HALF_PROVIDERS
-from henshin.runtimes.providers import PROVIDER_NAMES, TENSORRT, Survey
+from henshin.runtimes.providers import PROVIDER_NAMES, TENSORRT, Survey, offer_for, survey
 
 log = logging.getLogger("henshin")
 
@@ -113,9 +113,6 @@ class RuntimeOptions:
                               "or use cuda or cuda:N for an NVIDIA GPU.")
         if self.runtime == "openvino" and (self.device or "").startswith("cuda"):
             raise OptionError("OpenVINO runs on Intel devices (cpu, gpu, npu); drop --device or use another runtime.")
-        self._check_precision()
-
-    def _check_precision(self) -> None:
         half = self.precision in ("fp16", "bf16")
         if half and self.device == "cpu" and self.runtime != "openvino":
             raise OptionError(f"--precision {self.precision} needs a CUDA device; use fp32 on the CPU.")
@@ -126,6 +123,34 @@ class RuntimeOptions:
             raise OptionError("TensorRT runs on a CUDA GPU only; drop --device cpu or use --runtime onnxruntime.")
         if self.runtime == "tensorrt" and self.precision == "bf16":
             raise OptionError("TensorRT runs fp32 or fp16 here; use --precision fp16.")
+
+
+def check_available(options: RuntimeOptions) -> None:
+    """Refuse, before any work, a runtime, device or precision this machine does not have."""
+    if options.runtime == "torch" and not has_module("torch"):
+        raise RuntimeUnavailableError("torch is not installed; install it with: pip install 'henshin[torch]'.")
+    if options.runtime in ("onnxruntime", "tensorrt"):
+        offer_for(options.runtime, options.provider, options.device, survey())  # one sentence if none is offered
+        return
+    if options.runtime == "openvino":
+        from henshin.runtimes.openvino_devices import openvino_device
+
+        openvino_device(options.device, options.precision)
+        return
+    wants_gpu = (options.device or "").startswith("cuda") or options.precision in ("fp16", "bf16")
+    if not wants_gpu:
+        return
+    asked = f"--device {options.device}" if options.device else f"--precision {options.precision}"
+    if not cuda_available():
+        raise RuntimeUnavailableError(f"{asked} needs a CUDA GPU, and torch sees none on this machine; "
+                                      "leave it out to run on the CPU.")
+    index = int(options.device.partition(":")[2] or 0) if options.device else 0
+    import torch
+
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise RuntimeUnavailableError(f"--device {options.device}: this machine has {count} GPU"
+                                      f"{'s' if count > 1 else ''} (cuda:0 to cuda:{count - 1}); pick one of them.")
 
 
 # -- what is available ------------------------------------------------------------
@@ -193,10 +218,7 @@ def choose_runtime(requested: RuntimeName, has_torch_module: bool, *, found: Sur
         return not has_torch_module or requested == "torch" or (imports("onnx") if onnx is None else onnx)
 
     if requested == "auto":
-        if found is None:
-            from henshin.runtimes.providers import survey
-
-            found = survey()
+        found = survey() if found is None else found
         if any(found.offered(name) for name in TENSORRT) and exportable():
             return "tensorrt"
         if cuda and has_torch_module:
