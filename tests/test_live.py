@@ -15,7 +15,7 @@ import pyvirtualcam
 from henshin.cli.main import main
 from henshin.engine.camera import RealtimeFileSource
 from henshin.engine.chains import ChainRequest, FilterGraph, apply_command
-from henshin.engine.live import LiveRunner
+from henshin.engine.live import LiveConfig, LiveRunner
 from henshin.engine.sinks import NullSink
 from henshin.engine.smoothing import OneEuroSmoother
 from henshin.engine.stages import FaceStages
@@ -155,7 +155,7 @@ def test_control_commands_change_the_output_mid_run(live_clip):
 
 
 def test_apply_command_sets_parameters_and_switches_filters():
-    graph = FilterGraph(ChainRequest("style"))
+    graph = FilterGraph(ChainRequest("style", params={"style": "0"}))  # stepped from style 0
     apply_command(graph, "set strength 0.5")
     assert graph.default.links[0].filter.params.strength == 0.5
     apply_command(graph, "step style 3")
@@ -288,3 +288,19 @@ def test_a_control_command_that_crashes_is_answered_and_the_run_goes_on(live_cli
         graph.close()
     assert "'filter warp' could not be applied (RuntimeError" in caplog.text
     assert stats.end_reason == "end of source" and stats.frames_processed > 0
+
+
+def test_n_answers_with_the_style_name_and_the_overlay_shows_it(live_clip, caplog):
+    caplog.set_level("INFO", logger="henshin")
+    stages = _stages("style", style="pastel")
+    sink = _Recorder()
+    runner = LiveRunner(RealtimeFileSource(live_clip), stages, [sink], LiveConfig(overlay=True))
+    runner.command("step style 1")  # what the preview's `n` sends
+    try:
+        runner.run()
+        overlay = runner._figures(1)
+    finally:
+        stages.graph.close()
+    assert "control: step style 1: style 25 mosaic" in caplog.text
+    assert overlay.endswith("1 face  style 25 mosaic")
+    assert stages.graph.default.links[0].filter.params.style == 25

@@ -21,9 +21,18 @@ def run(args: argparse.Namespace) -> int:
     for name, cls in sorted(available_filters().items()):
         print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
         for f in dataclasses.fields(cls.Params):
-            print(f"  {f.name} = {f.default!r}")
+            names = f.metadata.get("names", ())
+            print(f"  {f.name} = {f.default!r}" + (f" ({names[f.default]}; by number or name:)" if names else ""))
+            print_names(names)
     print("compositing (any face filter; composite.KEY in a chain):")
     for f in dataclasses.fields(CompositeParams):
         print(f"  {f.name} = {f.default!r}")
     print("chains: --filter warp+style (landmark filters first); per link: --param style.strength=0.5")
     return 0
+
+
+def print_names(names: tuple[str, ...]) -> None:
+    """A parameter's named values (the built-in styles), number and name, four to a line."""
+    cells = [f"{i:>2} {name:<14}" for i, name in enumerate(names)]
+    for start in range(0, len(cells), 4):
+        print("      " + " ".join(cells[start:start + 4]).rstrip())

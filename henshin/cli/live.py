@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N captured frames")
     p.add_argument("--max-faces", type=int, default=2, metavar="N", help="faces to track (default 2)")
     p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON")
-    p.add_argument("--overlay", action="store_true", help="draw fps and latency on the output")
+    p.add_argument("--overlay", action="store_true", help="draw fps, latency and the look (style 5 oil-paint) on the output")
     p.add_argument("--vcam-device", help="virtual camera device, e.g. /dev/video10")
     p.add_argument("--panel", metavar="[HOST:]PORT",
                    help="serve a control panel (a page and a WebSocket API) at HOST:PORT; HOST defaults to 127.0.0.1")

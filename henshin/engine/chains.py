@@ -208,6 +208,11 @@ class FilterGraph:
             link.filter.close()
         self.retired = []
 
+    @property
+    def label(self) -> str:
+        """What the default chain does now (``style 5 oil-paint``; links joined by ``+``), or ``off``."""
+        return " + ".join(link.filter.label for link in self.default.links) if self.enabled else "off"
+
     # -- changes (live control) -----------------------------------------------------------
 
     def set_param(self, key: str, value: str) -> None:

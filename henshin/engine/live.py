@@ -60,7 +60,7 @@ class LiveConfig:
     """Run limits and extras."""
 
     max_frames: int | None = None  # stop after this many captured frames
-    overlay: bool = False  # draw fps and latency on the output
+    overlay: bool = False  # draw fps, latency and the filter's look (style 5 oil-paint) on the output
 
 
 class LiveRunner:
@@ -293,11 +293,12 @@ class LiveRunner:
         self.stats.frames_out += 1
 
     def _figures(self, faces: int) -> str:
-        """The overlay's line: processed frames per second, median recent latency, faces in this frame."""
+        """The overlay's line: processed frames per second, median recent latency, faces in this frame, the look."""
         recent = self.stats.latencies_ms[-30:]
         latency = float(np.median(recent)) if recent else 0.0
         fps = self.stats.frames_processed / max(time.perf_counter() - self._started, 1e-6)
-        return f"{fps:5.1f} fps  {latency:6.1f} ms  {faces} face{'' if faces == 1 else 's'}"
+        figures = f"{fps:5.1f} fps  {latency:6.1f} ms  {faces} face{'' if faces == 1 else 's'}"
+        return f"{figures}  {self.stages.graph.label}"
 
     def _apply_commands(self) -> None:
         while not self._stop.is_set():
@@ -313,7 +314,9 @@ class LiveRunner:
             if apply_command(self.stages.graph, line) == "quit":
                 self.stop("quit")
                 return None
-            log.info("control: %s", line)  # what a key or a line did, echoed where the user looks
+            # What a key or a line did, echoed where the user looks, with the look it led to
+            # (`n` answers "step style 1: style 6 blue-lace").
+            log.info("control: %s: %s", line, self.stages.graph.label)
             return None
         except HenshinError as exc:
             log.warning("control: %s", exc)

@@ -67,6 +67,11 @@ class Filter(ABC):
         return FilterSpec(consumes="frame" if scope == "frame" else "crops", size=int(getattr(self.params, "size", 256)))
 
     @property
+    def label(self) -> str:
+        """What this filter does now, in a few words (the live overlay and control answers show it)."""
+        return self.name
+
+    @property
     def opacity(self) -> float:
         """How strongly the compositor blends this filter's faces in (0..1).
 
@@ -187,12 +192,14 @@ def param_names(cls: type) -> list[str]:
 
 def _convert(cls: type, raw: Mapping[str, str]) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    known = param_names(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     out: dict[str, Any] = {}
     for key, text in raw.items():
-        if key not in known:
-            raise OptionError(f"unknown parameter {key!r}; expected one of: {', '.join(known)}.")
-        out[key] = _parse_value(key, str(text), hints[key])
+        if key not in fields:
+            raise OptionError(f"unknown parameter {key!r}; expected one of: {', '.join(fields)}.")
+        # A field may name its own parser (a style by number or name): metadata={"parse": fn}.
+        parse = fields[key].metadata.get("parse")
+        out[key] = parse(str(text)) if parse else _parse_value(key, str(text), hints[key])
     return out
 
 

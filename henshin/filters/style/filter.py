@@ -30,10 +30,43 @@ from henshin.nets.multistyle import NUM_STYLES, load_multistyle
 from henshin.runtimes import build, has_module
 from henshin.types import FaceContext, FilterSpec
 
+# The built-in styles by number, named from how each looks on faces (docs/styles.jpg, made by
+# docs/make_pictures.py); the networks came without names.
+STYLE_NAMES: tuple[str, ...] = (
+    "ochre-wash", "yellow-glyph", "line-sketch", "fauve", "gold-stipple", "oil-paint", "blue-lace",
+    "yellow-blocks", "frost", "red-camo", "sepia", "pen-and-ink", "golden-haze", "green-etch", "porcelain",
+    "stained-glass", "brushstroke", "patchwork", "woodcut", "crosshatch", "crimson", "cubist", "ink-brush",
+    "indigo-wash", "pastel", "mosaic",
+)
+# The default: a painting that keeps the face recognisable (eyes, mouth, glasses) on every face tried;
+# style 0 reads as a flat yellow mask.
+DEFAULT_STYLE = STYLE_NAMES.index("oil-paint")
+
+
+def style_number(text: str | int) -> int:
+    """A built-in style's number from its number or its name, or a one-sentence error listing the names."""
+    if isinstance(text, int):
+        return text
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if text.lower() in STYLE_NAMES:
+        return STYLE_NAMES.index(text.lower())
+    raise OptionError(f"unknown style {text!r}; expected a number from 0 to {NUM_STYLES - 1} or one of: "
+                      f"{', '.join(STYLE_NAMES)}.")
+
+
+def style_label(number: int) -> str:
+    """``5 oil-paint``: a style's number and name, as lists and the live overlay show it."""
+    return f"{number} {STYLE_NAMES[number]}"
+
 
 @dataclass(frozen=True)
 class StyleParams:
-    """style: one style index; blend: "3:0.5,12:0.5" mixes several (overrides style);
+    """style: one built-in style, by number or name (``henshin filters`` lists them); blend:
+    "3:0.5,pastel:0.5" mixes several, by number or name (overrides style);
     strength: 0 keeps the input, 1 is the full style; scope: aligned faces or the
     whole frame; size: face crop side (multiple of 4); threads: ONNX Runtime
     threads (0: all cores); temporal: 0..1, how much of the previous output,
@@ -42,7 +75,7 @@ class StyleParams:
     are then cut at the network's fixed 384, whatever ``size`` says);
     style_image2, style_mix: a second picture, and how much of it (0..1)."""
 
-    style: int = 0
+    style: int = dataclasses.field(default=DEFAULT_STYLE, metadata={"parse": style_number, "names": STYLE_NAMES})
     blend: str = ""
     strength: float = 1.0
     scope: Literal["face", "frame", "background"] = "face"
@@ -54,6 +87,7 @@ class StyleParams:
     style_mix: float = 0.5
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "style", style_number(self.style))  # a name given from Python
         check_range("style", self.style, 0, NUM_STYLES - 1)
         check_range("strength", self.strength, 0.0, 1.0)
         check_range("temporal", self.temporal, 0.0, 1.0)
@@ -80,9 +114,10 @@ def style_weights(params: StyleParams) -> np.ndarray:
     for part in params.blend.split(","):
         index, _, weight = part.strip().partition(":")
         try:
-            i, w = int(index), float(weight) if weight else 1.0
+            w = float(weight) if weight else 1.0
         except ValueError:
-            raise OptionError(f"parameter blend expects INDEX:WEIGHT pairs like 3:0.5,12:0.5, got {params.blend!r}.") from None
+            raise OptionError(f"parameter blend expects STYLE:WEIGHT pairs like 3:0.5,pastel:0.5, got {params.blend!r}.") from None
+        i = style_number(index)
         check_range("blend index", i, 0, NUM_STYLES - 1)
         check_range("blend weight", w, 0.0, 1e6)
         weights[i] += w
@@ -143,6 +178,14 @@ class StyleFilter(Filter):
         super().set_params(**changes)
         self._weights = style_weights(self.params)
         self._load_style_images()
+
+    @property
+    def label(self) -> str:
+        """``style 5 oil-paint``, ``style blend 3:0.5,pastel:0.5`` or ``style image NAME``."""
+        p = self.params
+        if p.style_image:
+            return f"style image {Path(p.style_image).name}"
+        return f"style blend {p.blend}" if p.blend else f"style {style_label(p.style)}"
 
     @property
     def opacity(self) -> float:
