@@ -522,6 +522,18 @@ def test_list_shows_present_and_missing(use_registry, fns_file, home, capsys):
     assert f"cache: {home / 'models'}" in out
 
 
+def test_list_shows_each_missing_models_download_size_where_known(home, capsys):
+    reg = models.default_registry()
+    assert main(["models", "list"]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    size = {name: " ".join(cols[2:4]) if cols[3] in ("B", "KB", "MB", "GB") else cols[2] for name, cols in lines.items()}
+    # Released files seen in two independent copies (not checked: other e4e builds import under the name).
+    assert reg.get("e4e-ffhq").download_size == 1201649680 and size["e4e-ffhq"] == "1.2 GB"
+    assert size["e4e-directions"] == "210.8 KB"  # the sizes the registry checks, summed
+    assert size["gnr"] == "?" and size["fns-candy"] == "?"  # unknown stays unknown
+    assert all("missing" in lines[name] for name in ("e4e-ffhq", "e4e-directions", "gnr"))
+
+
 def test_cli_import_and_pull(use_registry, server, fns_file, capsys):
     server.files["/candy.pth"] = fns_file.read_bytes()
     use_registry(registry(server.url))

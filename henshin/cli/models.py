@@ -77,7 +77,8 @@ def _run_list(args: argparse.Namespace) -> int:
     rows = []
     for entry in registry:
         found = m.present_files(entry)
-        size = sum(p.stat().st_size for p in found.values()) if len(found) == len(entry.files) else entry.size
+        # Stored: what is on disk; missing: what a pull downloads, where known.
+        size = sum(p.stat().st_size for p in found.values()) if len(found) == len(entry.files) else entry.download
         where = m.file_location(entry, entry.files[0]) if len(entry.files) == 1 \
             else m.file_location(entry, entry.files[0]).parent
         rows.append({"name": entry.name, "family": entry.family, "filter": entry.filter, "size": size,

@@ -59,6 +59,9 @@ class ModelEntry:
     keep: tuple[str, ...] = ()
     loader: str = ""
     note: str = ""
+    # Bytes to download where the released file's size is known but not checked (other builds of the
+    # same network may be imported under this name): shown by `henshin models list`, 0 where unknown.
+    download_size: int = 0
 
     @property
     def bundled(self) -> bool:
@@ -69,6 +72,11 @@ class ModelEntry:
     def size(self) -> int:
         """Total size in bytes, 0 when any file's size is unknown."""
         return sum(f.size for f in self.files) if all(f.size for f in self.files) else 0
+
+    @property
+    def download(self) -> int:
+        """Bytes a pull downloads: the checked size, else the released size where known; 0 when unknown."""
+        return self.size or self.download_size
 
 
 @dataclass
