@@ -17,10 +17,10 @@ $(VENV)/.installed: pyproject.toml scripts/system-libs.sh
 setup: $(VENV)/.installed
 
 # A sample clip (a real face photo with known motion and a tone) through the
-# default filter into demo/styled.mp4.
+# default filter into demo/styled.mp4 (both replaced on every run: demo/ is henshin's own output).
 demo: setup
 	mkdir -p demo
-	$(VENV)/bin/henshin sample demo/sample.mp4 --width 960 --height 540 --frames 96
+	$(VENV)/bin/henshin sample demo/sample.mp4 --width 960 --height 540 --frames 96 --overwrite
 	$(VENV)/bin/henshin convert demo/sample.mp4 demo/styled.mp4 --overwrite --stats demo/stats.json
 
 test: setup

@@ -8,7 +8,7 @@ filter, compositing: what ``henshin convert`` does) on the sample clip's face ph
 (scikit-image's astronaut) and on a second portrait (Grace Hopper, shipped with
 matplotlib; left out where matplotlib is not installed), and lays the faces out with
 each style's number and name. ``demo`` puts a frame of demo/sample.mp4 beside the same
-frame of demo/styled.mp4 (run ``make demo`` first). Files are written through
+frame of demo/styled.mp4, cut to the head and shoulders (run ``make demo`` first). Files are written through
 ``henshin.outputs``: never over an existing file without ``--overwrite``.
 """
 
@@ -73,11 +73,14 @@ def styled_faces(image: np.ndarray, styles: list[int], tile: int) -> list[np.nda
     return [face_square(picture, box, tile) for picture in out]
 
 
-def face_square(image: np.ndarray, box: tuple[float, float, float, float], tile: int) -> np.ndarray:
-    """A ``tile``-sided square around the face box (with some hair and chin), clamped to the image."""
+def face_square(
+    image: np.ndarray, box: tuple[float, float, float, float], tile: int, zoom: float = 1.35
+) -> np.ndarray:
+    """A ``tile``-sided square ``zoom`` times the box's longer side around its centre (1.35 of a
+    face box: some hair and chin), clamped to the image."""
     x0, y0, x1, y1 = box
-    side = int(max(x1 - x0, y1 - y0) * 1.35)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - 0.05 * side
+    side = int(max(x1 - x0, y1 - y0) * zoom)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - (0.05 * side if zoom > 1 else 0)
     left = int(np.clip(cx - side / 2, 0, max(image.shape[1] - side, 0)))
     top = int(np.clip(cy - side / 2, 0, max(image.shape[0] - side, 0)))
     crop = image[top : top + side, left : left + side]
@@ -118,17 +121,29 @@ def contact_sheet(tile: int, columns: int) -> np.ndarray:
 
 
 def before_after(sample: Path, styled: Path, at: float, height: int) -> np.ndarray:
-    """The frame at ``at`` (0..1 of the clip) of the sample and of the styled clip, side by side."""
+    """The frame at ``at`` (0..1 of the clip) of the sample and of the styled clip, side by side,
+    cut to the head and shoulders (the face is found in the sample's frame by henshin's tracker)."""
     import av
+
+    from henshin.engine.tracking import FaceTracker, TrackerConfig
 
     frames = []
     for path in (sample, styled):
         with av.open(str(path)) as container:
             decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         frames.append(decoded[min(int(at * len(decoded)), len(decoded) - 1)])
-    scale = height / frames[0].shape[0]
-    size = (round(frames[0].shape[1] * scale), height)
-    return np.hstack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+    faces = FaceTracker(TrackerConfig()).track(frames[0]).faces
+    if not faces:
+        raise SystemExit(f"no face found in {sample} at {at}; try another --at")
+    x0, y0, x1, y1 = faces[0].box
+    side = 2.4 * max(x1 - x0, y1 - y0)
+    box = (
+        (x0 + x1 - side) / 2,
+        (y0 + y1) / 2 - 0.4 * side,
+        (x0 + x1 + side) / 2,
+        (y0 + y1) / 2 + 0.6 * side,
+    )
+    return np.hstack([face_square(f, box, height, zoom=1.0) for f in frames])
 
 
 def save(image: np.ndarray, path: Path, overwrite: bool) -> None:
@@ -158,7 +173,7 @@ def main() -> int:
     demo.add_argument("--sample", type=Path, default=Path("demo/sample.mp4"))
     demo.add_argument("--styled", type=Path, default=Path("demo/styled.mp4"))
     demo.add_argument("--at", type=float, default=0.3, help="where in the clip, 0..1")
-    demo.add_argument("--height", type=int, default=300)
+    demo.add_argument("--height", type=int, default=320, help="side of each half in pixels")
     for p in (styles, demo):
         p.add_argument("--overwrite", action="store_true", help="replace an existing picture")
     args = parser.parse_args()
