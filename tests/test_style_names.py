@@ -71,7 +71,7 @@ def test_the_default_style_keeps_the_face_a_painting():
 def test_henshin_filters_lists_every_style_by_number_and_name(capsys):
     assert main(["filters"]) == 0
     out = capsys.readouterr().out
-    assert "style = 5 (oil-paint" in out
+    assert "style = 5 (oil-paint); by number or name:" in out
     for number, name in enumerate(STYLE_NAMES):
         assert re.search(rf"\b{number} {name}\b", out), name
 

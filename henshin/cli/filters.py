@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
         for f in dataclasses.fields(cls.Params):
             names = f.metadata.get("names", ())
-            print(f"  {f.name} = {f.default!r}" + (f" ({names[f.default]}; by number or name:)" if names else ""))
+            print(f"  {f.name} = {f.default!r}" + (f" ({names[f.default]}); by number or name:" if names else ""))
             print_names(names)
     print("compositing (any face filter; composite.KEY in a chain):")
     for f in dataclasses.fields(CompositeParams):
