@@ -88,3 +88,23 @@ def test_stepping_the_style_names_the_new_one():
         assert graph.label == "off"
     finally:
         graph.close()
+
+
+def test_henshin_filters_lists_a_filter_without_a_docstring(capsys, monkeypatch):
+    from dataclasses import dataclass
+
+    from henshin.filters.base import FILTERS, Filter
+
+    @dataclass(frozen=True)
+    class BareParams:
+        size: int = 64
+
+    class Bare(Filter):
+        name, Params = "test-bare", BareParams
+
+        def process(self, batch, faces):
+            return batch
+
+    monkeypatch.setitem(FILTERS, "test-bare", Bare)
+    assert main(["filters"]) == 0
+    assert "test-bare: \n  size = 64" in capsys.readouterr().out

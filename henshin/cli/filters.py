@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from henshin.filters.base import available_filters
 
     for name, cls in sorted(available_filters().items()):
-        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        print(f"{name}: {(cls.__doc__ or '').strip().partition(chr(10))[0]}")  # a filter may have no docstring
         for f in dataclasses.fields(cls.Params):
             names = f.metadata.get("names", ())
             print(f"  {f.name} = {f.default!r}" + (f" ({names[f.default]}); by number or name:" if names else ""))
