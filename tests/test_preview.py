@@ -118,7 +118,7 @@ def test_keys_change_the_style_and_every_output_frame_is_shown(xscreen, monkeypa
     from henshin.engine.screens import PreviewSink
 
     monkeypatch.setenv("DISPLAY", xscreen.display)
-    graph = FilterGraph(ChainRequest("style"))
+    graph = FilterGraph(ChainRequest("style", params={"style": "0"}))  # `n` steps it to 1
     stages = FaceStages(graph, OneEuroSmoother())
     photo = np.ascontiguousarray(portrait()[::2, ::2])  # 256x256: a face filling the frame
     runner_box: list[LiveRunner] = []
