@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     for name, cls in sorted(available_filters().items()):
         print(f"{name}: {(cls.__doc__ or '').strip().partition(chr(10))[0]}")  # a filter may have no docstring
         for f in dataclasses.fields(cls.Params):
-            names = f.metadata.get("names", ())
+            # Names for the values of a whole-number parameter, from 0 up (the built-in styles).
+            names = f.metadata.get("choices", ()) if type(f.default) is int else ()
             print(f"  {f.name} = {f.default!r}" + (f" ({names[f.default]}); by number or name:" if names else ""))
             print_names(names)
     print("compositing (any face filter; composite.KEY in a chain):")

@@ -75,7 +75,7 @@ class StyleParams:
     are then cut at the network's fixed 384, whatever ``size`` says);
     style_image2, style_mix: a second picture, and how much of it (0..1)."""
 
-    style: int = dataclasses.field(default=DEFAULT_STYLE, metadata={"parse": style_number, "names": STYLE_NAMES})
+    style: int = dataclasses.field(default=DEFAULT_STYLE, metadata={"parse": style_number, "choices": STYLE_NAMES})
     blend: str = ""
     strength: float = 1.0
     scope: Literal["face", "frame", "background"] = "face"
