@@ -189,4 +189,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from henshin.errors import HenshinError
+
+    try:
+        sys.exit(main())
+    except HenshinError as exc:  # a picture that exists, a folder that does not: one sentence
+        sys.exit(f"make_pictures: {exc}")
