@@ -2,8 +2,9 @@
 
 Each filtered crop is warped back into its face's box with the inverse of the
 matrix it was cut with and blended in inside a mask built from the *smoothed*
-landmarks (the same ones the crop followed): the face oval pulled in and
-feathered, one face region, or — for a filter that changes the face's outline
+landmarks (the same ones the crop followed): the whole visible face (the oval
+pulled in and feathered, but never off a feature or short of a turned face's far
+side), one face region, or — for a filter that changes the face's outline
 (spec ``mask="crop"``) — the whole crop inside a feathered border. Pixels
 outside every mask keep their exact bytes. The same code runs on NumPy frames
 and on torch tensors on the filter's device.
@@ -21,32 +22,36 @@ import numpy as np
 from henshin.engine.align import crop_matrix
 from henshin.filters.base import check_range
 from henshin.kernels.blend import blend_into, match_colour
-from henshin.kernels.landmarks import FACE_OVAL
 from henshin.kernels.masks import feather_mask, is_torch
+from henshin.kernels.outline import covering_oval, features_hull
 from henshin.kernels.regions import region_mask
 from henshin.kernels.warp import batch_to_pixels, frame_from_crop, quad_roi, scale_matrix
 from henshin.types import AlignedFace, FacePatch, FilterSpec
 
-MASK_REUSE_PX = 0.05  # a face whose oval moved less than this (max over points) reuses its mask
+MASK_REUSE_PX = 0.05  # a face whose landmarks moved less than this (max over points) reuses its mask
 
 
 @dataclass(frozen=True)
 class CompositeParams:
     """feather: width of the soft mask edge; erode: how far the mask is pulled in
-    from the face oval (both as a fraction of the face's width); color_match:
-    0..1, how far the filtered face's colours are moved to the original's;
-    region: where the filtered face is used: the whole face oval, or one region
-    from the landmarks (skin, lips, ...), whose soft edge is a quarter of
-    ``feather`` wide since features are small (``erode`` does not apply)."""
+    from the face oval; margin: how far beyond every feature the mesh found (eyes,
+    brows, nose, lips) the mask stays fully on, whatever the oval does (all three
+    as a fraction of the face's width); color_match: 0..1, how far the filtered
+    face's colours are moved to the original's; region: where the filtered face
+    is used: the whole face, or one region from the landmarks (skin, lips, ...),
+    whose soft edge is a quarter of ``feather`` wide since features are small
+    (``erode`` and ``margin`` do not apply)."""
 
     feather: float = 0.08
     erode: float = 0.03
+    margin: float = 0.04
     color_match: float = 0.0
     region: Literal["oval", "skin", "lips", "inner_mouth", "eyes", "irises", "brows", "beard"] = "oval"
 
     def __post_init__(self) -> None:
         check_range("feather", self.feather, 0.0, 1.0)
         check_range("erode", self.erode, 0.0, 0.5)
+        check_range("margin", self.margin, 0.0, 0.5)
         check_range("color_match", self.color_match, 0.0, 1.0)
 
 
@@ -56,12 +61,17 @@ def face_width(face: AlignedFace) -> float:
 
 
 def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: CompositeParams, device: Any = None) -> Any:
-    """Soft (h, w) float32 mask of the face oval inside ``roi``, pulled in and feathered.
+    """Soft (h, w) float32 mask of the whole visible face inside ``roi``; built from the smoothed landmarks.
 
-    The ramp starts ``erode`` face widths inside the oval and reaches 1 after
-    two ``feather`` widths more, so nothing outside the oval ever changes. With
-    a ``region`` other than the oval: that region's soft mask. Built from the
-    smoothed landmarks. ``device``: None for NumPy, else a torch device.
+    The larger of two masks: the face oval, its far side pushed out to a turned
+    head's silhouette (``kernels.outline.covering_oval``), with a ramp from
+    ``erode`` face widths inside its edge to 1 two ``feather`` widths further in;
+    and the convex hull of the features, fully on up to ``margin`` face widths
+    beyond it and feathered over one ``feather`` width outside that. So a
+    feature the mesh found is never cut, even where the oval runs through it,
+    and a frontal face changes nothing outside its oval. With a ``region``
+    other than the oval: that region's soft mask. ``device``: None for NumPy,
+    else a torch device.
     """
     width = face_width(face)
     if params.region != "oval":
@@ -71,8 +81,11 @@ def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: Composi
 
             points = torch.as_tensor(np.asarray(points, np.float32), device=device)
         return region_mask(points, params.region, roi, max(0.25 * params.feather * width, 0.5))
-    inner = params.erode * width
-    return feather_mask(face.landmarks[list(FACE_OVAL), :2], roi, inner, inner + 2 * params.feather * width, device)
+    inner, ramp = params.erode * width, 2 * params.feather * width
+    oval = feather_mask(covering_oval(face.landmarks, inner + ramp), roi, inner, inner + ramp, device)
+    margin = params.margin * width
+    features = feather_mask(features_hull(face.landmarks), roi, -margin - 0.5 * ramp, -margin, device)
+    return np.maximum(oval, features, out=oval) if device is None else oval.maximum(features)
 
 
 def crop_mask(matrix: np.ndarray, size: int, roi: tuple[int, int, int, int], border: float, device: Any = None) -> Any:
@@ -125,12 +138,13 @@ class Compositor:
         if spec.mask == "crop":
             return crop_mask(matrix, spec.size, roi, spec.border, device)
         key = (roi, params, str(device))
-        oval = np.asarray(face.landmarks[list(FACE_OVAL), :2], np.float32)
+        # All the points: the mask follows the features and the depth (the far side) as well as the oval.
+        points = np.asarray(face.landmarks, np.float32)
         cached = self._masks.get(face.track_id)
-        if cached is not None and cached[1] == key and np.abs(cached[0] - oval).max() < MASK_REUSE_PX:
+        if cached is not None and cached[1] == key and np.abs(cached[0] - points).max() < MASK_REUSE_PX:
             return cached[2]
         mask = face_mask(face, roi, params, device)
-        self._masks[face.track_id] = (oval, key, mask)
+        self._masks[face.track_id] = (points, key, mask)
         return mask
 
 

@@ -14,7 +14,9 @@ def feather_mask(polygon: np.ndarray, roi: tuple[int, int, int, int], inner_px: 
 
     The ramp between is a smoothstep of the distance to the polygon's edge, so its
     cost is O(pixels) whatever the width (a distance transform on the CPU, the exact
-    distance to the edges on a GPU). Nothing outside the polygon is ever above 0.
+    distance to the edges on a GPU). Negative distances lie outside the polygon: with
+    ``inner_px`` ≥ 0 nothing outside it is ever above 0, and a negative ``inner_px``
+    puts the ramp's start that far outside (a feather around a shape that must stay covered).
     ``device``: None for a NumPy mask, else a torch device (CPU tensors share the
     OpenCV result's memory; CUDA computes on the device).
     """
@@ -25,6 +27,9 @@ def feather_mask(polygon: np.ndarray, roi: tuple[int, int, int, int], inner_px: 
     # Distance from each inside pixel centre to the nearest outside one, less half a pixel: the edge.
     dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     dist -= 0.5
+    if inner_px < 0:  # the ramp reaches outside: outside pixels get minus their distance to the shape
+        outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        dist = np.where(inside > 0, dist, 0.5 - outside)
     mask = _smoothstep(dist, inner_px, outer_px)
     if device is None:
         return mask
