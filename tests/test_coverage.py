@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import pytest
 
 from henshin.engine.align import ffhq_quad
+from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.composite import CompositeParams, face_mask, face_width
+from henshin.engine.shots import CutDetector
+from henshin.engine.smoothing import CentredSmoother
+from henshin.engine.stages import FaceStages, Work
 from henshin.engine.tracking import FaceTracker
+from henshin.filters.base import Filter, register
 from henshin.kernels import landmarks as lm
+from henshin.kernels.masks import fill_polygon
 from henshin.kernels.outline import yaw
-from henshin.samples import portrait
-from henshin.types import AlignedFace
+from henshin.samples import (
+    SampleSpec,
+    ShotsSpec,
+    background,
+    motion,
+    portrait,
+    render,
+    shots_frames,
+    shots_motion,
+)
+from henshin.types import AlignedFace, FaceContext, FilterSpec, Frame
+from tests.conftest import run_offline_frames
 
 ROI = (0, 0, 512, 512)
 
@@ -113,3 +132,104 @@ def test_an_eye_the_oval_runs_through_is_covered_with_a_margin(mesh):
     ring_pts = eye + outward / np.linalg.norm(outward, axis=1, keepdims=True) * margin
     assert at(mask, eye).min() > 0.99
     assert at(mask, ring_pts).min() > 0.99
+
+
+# -- through the engine: every frame of the sample clips ----------------------------------------
+
+
+@dataclass(frozen=True)
+class _NoParams:
+    pass
+
+
+@register
+class NotSkin(Filter):
+    """A 'style' whose colours are nowhere near skin: deep blue, the crop's light kept as a pattern."""
+
+    name = "test-not-skin"
+    Params = _NoParams
+
+    @property
+    def spec(self) -> FilterSpec:
+        return FilterSpec(size=128, value_range=(0.0, 1.0))
+
+    def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
+        light = batch.mean(1, keepdims=True)
+        return np.concatenate([0.05 + 0.1 * light, 0.15 + 0.2 * light, 0.9 + 0.1 * light], 1)
+
+
+def _truth(mesh: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The photo's mesh where the clip put it: (478, 2) frame pixels."""
+    return mesh[:, :2] @ affine[:, :2].T + affine[:, 2]
+
+
+def changed_halves(
+    out: np.ndarray, original: np.ndarray, points: np.ndarray
+) -> tuple[float, float]:
+    """Changed fraction of each half of the inner face (the hull of eyes, brows, nose and lips),
+    split by the line through the eyes' midpoint across the eye line."""
+    features = (
+        lm.LEFT_EYE + lm.RIGHT_EYE + lm.LEFT_BROW + lm.RIGHT_BROW + lm.LIPS_OUTER + (1, 4, 98, 327)
+    )
+    hull = cv2.convexHull(points[list(features)].astype(np.float32))[:, 0]
+    inner = fill_polygon(hull, out.shape[:2]) > 0
+    left, right = lm.eye_centers(points)
+    ys, xs = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
+    side = (xs - (left[0] + right[0]) / 2) * (left[0] - right[0]) + (
+        ys - (left[1] + right[1]) / 2
+    ) * (left[1] - right[1])
+    changed = np.abs(out.astype(np.int16) - original.astype(np.int16)).max(-1) > 30
+    return float(changed[inner & (side > 0)].mean()), float(changed[inner & (side < 0)].mean())
+
+
+ZOOM_SHOTS = ShotsSpec(width=480, height=360, shots=(16, 10, 10, 14), fade=4)
+
+
+def _clips() -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
+    spec = SampleSpec(width=480, height=360, frames=24, fps=24, face_height=1.3)
+    affines, light = motion(spec)
+    photo, bg = portrait(), background(spec.width, spec.height)
+    sample = [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)]
+    truth = shots_motion(ZOOM_SHOTS)
+    lit = truth.gains > 0  # the black first frame has no face to see
+    shots = [f for f, keep in zip(shots_frames(ZOOM_SHOTS, truth), lit, strict=True) if keep]
+    return {"sample": (sample, affines[:, 0]), "shots": (shots, truth.affines[lit])}
+
+
+@pytest.mark.parametrize("clip", ["sample", "shots"])
+def test_both_halves_of_the_inner_face_change_in_every_frame(mesh, clip):
+    frames, affines = _clips()[clip]
+    outputs = run_offline_frames(frames, "test-not-skin")
+    assert len(outputs) == len(frames)
+    for i, (out, original, affine) in enumerate(zip(outputs, frames, affines, strict=True)):
+        halves = changed_halves(out, original, _truth(mesh, affine))
+        assert min(halves) >= 0.8, f"frame {i}: changed fraction of the two halves {halves}"
+
+
+def test_a_zoom_cut_ends_the_track_and_no_frame_has_an_offset_face(mesh):
+    truth = shots_motion(ZOOM_SHOTS)
+    frames = shots_frames(ZOOM_SHOTS, truth)
+    stages = FaceStages(FilterGraph(ChainRequest("tint")), CentredSmoother(4))
+    ids = []
+    try:
+        for i, image in enumerate(frames):
+            work = stages.track(Work(Frame(image, i)))
+            if truth.gains[i] == 0:
+                continue
+            assert len(work.faces) == 1, f"frame {i}"
+            points = _truth(mesh, truth.affines[i])
+            eyes = np.linalg.norm(points[lm.LEFT_IRIS_CENTER] - points[lm.RIGHT_IRIS_CENTER])
+            error = np.linalg.norm(work.faces[0].landmarks[:, :2] - points, axis=1).mean()
+            assert error < 0.05 * eyes, f"frame {i}: landmarks off by {error:.1f} px"
+            ids.append((int(truth.shots[i]), work.faces[0].track_id))
+    finally:
+        stages.close()
+        stages.graph.close()
+    detector = CutDetector()
+    seen = [i for i, image in enumerate(frames) if detector(image)]
+    assert seen == ZOOM_SHOTS.cuts[:-1], (
+        "the colour histograms see the zoom cut: the clip tests nothing new"
+    )
+    by_shot = {k: {t for s, t in ids if s == k} for k in range(4)}
+    assert all(len(v) == 1 for v in by_shot.values())  # one track through each shot
+    assert by_shot[3] != by_shot[2], "the zoom cut did not end the track"
