@@ -137,7 +137,8 @@ class StyleFilter(Filter):
             return FilterSpec(consumes=consumes, size=arbitrary.TRANSFORM_SIZE, value_range=(0.0, 1.0),
                               layout="NHWC", mask=mask, temporal_blend=p.temporal)
         return FilterSpec(consumes=consumes, size=p.size, value_range=(0.0, 1.0), mask=mask,
-                          temporal_blend=p.temporal, array=self._array, device=self._device, devices=("cpu", "cuda"))
+                          temporal_blend=p.temporal, array=self._array, device=self._device, devices=("cpu", "cuda"),
+                          free_size=True)
 
     def set_params(self, **changes: str) -> None:
         super().set_params(**changes)
