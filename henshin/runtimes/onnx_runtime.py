@@ -27,6 +27,7 @@ class OnnxRuntime:
         import onnxruntime as ort
 
         self.spec, self.path = spec, path
+        self.precision = "fp32"  # "int8" when the graph is the quantized one (see ``quantize``)
         wants_cuda = (options.device or "").startswith("cuda") or (options.device is None and cuda_available())
         providers = ["CPUExecutionProvider"]
         if wants_cuda:
