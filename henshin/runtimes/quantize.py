@@ -30,9 +30,8 @@ from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 
 log = logging.getLogger("henshin")
 
-MIN_PSNR_DB = (
-    35.0  # int8 output this close to fp32's (peak: the fp32 output's range) or it is not used
-)
+# int8 output this close to fp32's (peak: the fp32 output's range), or it is not used
+MIN_PSNR_DB = 35.0
 TIMED_RUNS = 5
 
 
