@@ -83,9 +83,27 @@ def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: Composi
         return region_mask(points, params.region, roi, max(0.25 * params.feather * width, 0.5))
     inner, ramp = params.erode * width, 2 * params.feather * width
     oval = feather_mask(covering_oval(face.landmarks, inner + ramp), roi, inner, inner + ramp, device)
-    margin = params.margin * width
-    features = feather_mask(features_hull(face.landmarks), roi, -margin - 0.5 * ramp, -margin, device)
-    return np.maximum(oval, features, out=oval) if device is None else oval.maximum(features)
+    # The features' mask only where it can be above 0: its own box, not the whole crop's.
+    hull, reach = features_hull(face.landmarks), params.margin * width + 0.5 * ramp
+    box = _clip_box(hull, reach + 2.0, roi)
+    if box is None:
+        return oval
+    features = feather_mask(hull, box, -reach, -params.margin * width, device)
+    x0, y0, x1, y1 = box[0] - roi[0], box[1] - roi[1], box[2] - roi[0], box[3] - roi[1]
+    part = oval[y0:y1, x0:x1]
+    if device is None:
+        np.maximum(part, features, out=part)
+    else:
+        part.copy_(part.maximum(features))
+    return oval
+
+
+def _clip_box(points: np.ndarray, pad: float, roi: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """The pixel box around ``points`` grown by ``pad``, inside ``roi``; None when they do not meet."""
+    x0, y0 = np.floor(points.min(0) - pad).astype(int)
+    x1, y1 = np.ceil(points.max(0) + pad).astype(int)
+    box = (max(int(x0), roi[0]), max(int(y0), roi[1]), min(int(x1), roi[2]), min(int(y1), roi[3]))
+    return box if box[2] > box[0] and box[3] > box[1] else None
 
 
 def crop_mask(matrix: np.ndarray, size: int, roi: tuple[int, int, int, int], border: float, device: Any = None) -> Any:

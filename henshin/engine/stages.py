@@ -127,8 +127,7 @@ class FaceStages:
         """Run the next frames at a level of the live governor's ladder (``FULL``: as asked)."""
         if level.crop_scale != self.quality.crop_scale:
             self._previous.clear()  # a temporal blend never mixes two crop sizes
-        if not level.hold:
-            self._held.clear()
+        self._held.clear()  # a result is held only at the level (and with the filters) it was made at
         self.quality = level
         if self._tracker is not None:
             self._tracker.config = self._tracking_at(level)
