@@ -5,7 +5,8 @@ scikit-image) is moved, turned, scaled and relit along smooth paths over a plain
 background, and a tone is muxed as the audio track. The per-frame affine of the
 photo is returned, so tests and benchmarks know where the face is. A shots
 clip (``ShotsSpec``) fades in from black and cuts hard to other backgrounds,
-face positions and sizes, for the tracker's recall and shot changes.
+face positions and sizes, then zooms in on the same face, for the tracker's
+recall, shot changes and zoom cuts.
 """
 
 from __future__ import annotations
@@ -115,22 +116,28 @@ SHOT_LOOKS = (
     ((0.42, 0.50), 0.95, (40, 70, 90), (150, 130, 110)),
     ((0.56, 0.55), 0.80, (150, 40, 40), (240, 200, 60)),
     ((0.46, 0.44), 1.05, (20, 110, 40), (120, 220, 200)),
+    ((0.46, 0.44), 1.05, (20, 110, 40), (120, 220, 200)),
 )
+# Shots that are a zoom cut: shot k is shot k-1's framing scaled by ``factor`` about a frame point
+# (fractions of the frame; here one that keeps the forehead in frame), on the same background.
+# The colours hardly change, so a histogram cut detector does not see it: the tracker must.
+ZOOM_CUTS = {3: (1.6, (0.41, 0.09))}
 
 
 @dataclass(frozen=True)
 class ShotsSpec:
     """A clip of several shots of the astronaut: a fade from black, then hard cuts.
 
-    shots: frames in each shot (at most ``len(SHOT_LOOKS)``); fade: frames of the
-    fade from black at the start (frame 0 is black, frame ``fade`` at full light);
-    within a shot the face drifts and turns slowly.
+    shots: frames in each shot (at most ``len(SHOT_LOOKS)``; the fourth is a zoom
+    cut, see ``ZOOM_CUTS``); fade: frames of the fade from black at the start
+    (frame 0 is black, frame ``fade`` at full light); within a shot the face
+    drifts and turns slowly.
     """
 
     width: int = 640
     height: int = 480
     fps: int = 24
-    shots: tuple[int, ...] = (24, 16, 16)
+    shots: tuple[int, ...] = (24, 16, 16, 16)
     fade: int = 6
     drift: float = 0.04  # peak horizontal travel inside a shot, fraction of the width
     rotate_deg: float = 5.0
@@ -167,15 +174,24 @@ def shots_motion(spec: ShotsSpec) -> ShotsTruth:
         (fx, fy), height, _, _ = SHOT_LOOKS[k]
         scale = height * spec.height / 512.0
         phase = 2 * np.pi * np.arange(count) / max(count, 24)
+        zoom = _zoom_matrix(spec, k)
         for p in phase:
             angle = np.deg2rad(spec.rotate_deg) * np.sin(p)
             c, s = np.cos(angle) * scale, np.sin(angle) * scale
             cx = fx * spec.width + spec.drift * spec.width * np.sin(p)
             cy = fy * spec.height
-            affines.append([[c, -s, cx - (c * 256 - s * 256)], [s, c, cy - (s * 256 + c * 256)]])
+            affine = np.array([[c, -s, cx - (c * 256 - s * 256)], [s, c, cy - (s * 256 + c * 256)]])
+            affines.append(zoom[:, :2] @ affine + np.c_[np.zeros((2, 2)), zoom[:, 2]])
             shots.append(k)
     gains = np.minimum(np.arange(spec.frames) / max(spec.fade, 1), 1.0) if spec.fade else np.ones(spec.frames)
     return ShotsTruth(np.asarray(affines, np.float64), gains.astype(np.float64), np.asarray(shots))
+
+
+def _zoom_matrix(spec: ShotsSpec, shot: int) -> np.ndarray:
+    """2×3 frame→frame scaling of a zoom-cut shot about its anchor (the identity for other shots)."""
+    factor, (ax, ay) = ZOOM_CUTS.get(shot, (1.0, (0.0, 0.0)))
+    x, y = ax * spec.width, ay * spec.height
+    return np.array([[factor, 0.0, x * (1 - factor)], [0.0, factor, y * (1 - factor)]])
 
 
 def shots_frames(spec: ShotsSpec, truth: ShotsTruth | None = None) -> list[np.ndarray]:

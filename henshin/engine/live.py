@@ -8,7 +8,8 @@ an offline run (with One Euro smoothing, since the future is not known);
 output sends each result as soon as it is ready and, on the camera's clock,
 repeats the last one to the sinks that need a steady rate (a recording gets
 each frame once, at its capture timestamp). Capture→sink latency is measured
-for every processed frame.
+for every processed frame, and a governor (``henshin.engine.governor``) trades
+quality for time while frames run over the latency budget.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from henshin.engine.chains import apply_command
+from henshin.engine.chains import FilterGraph, apply_command
+from henshin.engine.governor import Governor, Level, ladder
 from henshin.engine.sinks import Sink, Tee
 from henshin.engine.stages import FaceStages, Work
 from henshin.engine.stats import RunStats
@@ -44,8 +46,8 @@ Reply = Callable[[str | None], None]  # called once a control line is applied: N
 class LiveView:
     """The last processed frame, for a panel: its input and output images and the faces in it.
 
-    image/output: (H, W, 3) uint8 RGB, read only; faces: the tracked faces; governor: the highest
-    quality step any filter has taken down (0: full quality).
+    image/output: (H, W, 3) uint8 RGB, read only; faces: the tracked faces; governor: the latency
+    governor's level (0: full quality; see ``henshin.engine.governor``).
     """
 
     index: int
@@ -61,6 +63,7 @@ class LiveConfig:
 
     max_frames: int | None = None  # stop after this many captured frames
     overlay: bool = False  # draw fps, latency and the filter's look (style 5 oil-paint) on the output
+    latency_budget_ms: float = 100.0  # the governor's target for capture→result; 0 turns it off
 
 
 class LiveRunner:
@@ -72,6 +75,9 @@ class LiveRunner:
         self.config = config or LiveConfig()
         self.stats = RunStats(mode="live")
         self.stats.stage_s["output"] = 0.0
+        self.governor = Governor(self.config.latency_budget_ms, ladder_for(stages.graph))
+        self.stats.levels = self.governor.frames
+        self.stats.latency_budget_ms = self.config.latency_budget_ms
         self.period = 1.0 / float(source.frame_rate or 30)
         self._commands: queue.Queue[tuple[str, Reply | None]] = queue.Queue()
         self._commands_open = True  # false once processing has ended: later commands are answered at once
@@ -223,15 +229,13 @@ class LiveRunner:
                 frame = self._take_newest()
                 if frame is None:
                     return
-                self._apply_commands()
+                if self._apply_commands():  # the graph may have new filters: a new ladder, the level kept
+                    self.governor.relevel(ladder_for(self.stages.graph))
+                    self.stages.set_quality(self.governor.level)
                 if self._stop.is_set():
                     return
-                start = time.perf_counter()
                 work = process_frame(self.stages, frame, self.stats)
-                load = (time.perf_counter() - start) / self.period
-                links = self.stages.graph.links
-                for link in links:  # a filter may trade quality to hold the rate
-                    link.filter.govern(load)
+                self._govern((time.monotonic_ns() - frame.captured_at) / 1e6)
                 image = work.output
                 if self.config.overlay:
                     figures = self._figures(len(work.faces))
@@ -239,7 +243,7 @@ class LiveRunner:
                     # The original too, for a side-by-side view: the figures readable on both halves.
                     frame = dataclasses.replace(frame, image=draw_figures(frame.image, figures))
                 self.view = LiveView(frame.index, frame.image, image, tuple(work.faces),
-                                     max((getattr(link.filter, "level", 0) for link in links), default=0))
+                                     self.governor.index)
                 with self._out_lock:
                     self._out = (frame, image)
                     self._out_lock.notify()
@@ -248,6 +252,14 @@ class LiveRunner:
                 self._processing_done = True
                 self._out_lock.notify_all()
             self._close_commands()
+
+    def _govern(self, latency_ms: float) -> None:
+        """Tell the governor how late this frame's result is; apply its level when it changes."""
+        if self.governor.observe(latency_ms):
+            level = self.governor.level
+            self.stages.set_quality(level)
+            log.info("latency governor: %s (level %d of %d)", level.name, self.governor.index,
+                     len(self.governor.levels) - 1)
 
     def _output(self) -> None:
         # The camera's clock cuts time into periods, and each period sends one frame: a new result
@@ -300,13 +312,17 @@ class LiveRunner:
         figures = f"{fps:5.1f} fps  {latency:6.1f} ms  {faces} face{'' if faces == 1 else 's'}"
         return f"{figures}  {self.stages.graph.label}"
 
-    def _apply_commands(self) -> None:
+    def _apply_commands(self) -> bool:
+        """Apply the queued control lines, answering each; whether there were any."""
+        applied = False
         while not self._stop.is_set():
             try:
                 line, reply = self._commands.get_nowait()
             except queue.Empty:
-                return
+                return applied
+            applied = applied or bool(line)
             _answer(reply, self._apply(line) if line else None)
+        return applied
 
     def _apply(self, line: str) -> str | None:
         """Apply one control line; None, or the sentence saying why it was not applied."""
@@ -346,6 +362,15 @@ def _answer(reply: Reply | None, error: str | None) -> None:
         reply(error)
     except Exception as exc:  # noqa: BLE001 - a failing listener (a closed panel) never ends the run
         log.debug("control: a reply could not be delivered (%s)", exc)
+
+
+def ladder_for(graph: FilterGraph) -> list[Level]:
+    """The governor's levels for a filter graph: crop steps for its fully convolutional face
+    links, detector and hold steps when it tracks faces, then its filters' own steps."""
+    specs = [link.filter.spec for link in graph.links]
+    sides = [spec.size for spec in specs if spec.consumes == "crops" and spec.free_size]
+    steps = max((link.filter.quality_steps for link in graph.links), default=0)
+    return ladder(max(sides) if sides else None, graph.needs_faces, steps)
 
 
 def draw_figures(image: np.ndarray, text: str) -> np.ndarray:

@@ -23,6 +23,7 @@ to the paste-back; the frame is uploaded once and downloaded once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,8 @@ import numpy as np
 
 from henshin.engine.align import crop_matrix, ffhq_quad
 from henshin.engine.chains import Chain, FilterGraph, Link
-from henshin.engine.composite import Compositor, paste_background, paste_patches
+from henshin.engine.composite import Compositor, face_width, paste_background, paste_patches
+from henshin.engine.governor import FULL, Level
 from henshin.engine.people import PeopleMasker
 from henshin.engine.shots import CutConfig, CutDetector
 from henshin.engine.smoothing import Smoother
@@ -113,11 +115,37 @@ class FaceStages:
         self._states: dict[tuple[int, int], tuple[Link, Any]] = {}
         self._previous: dict[tuple[int, int], Previous] = {}
         self._compositor = Compositor()
+        self.quality = FULL  # the live governor's level (offline: always full)
+        self._held: dict[tuple[int, int], tuple[np.ndarray, Any]] = {}  # (chain, track) → landmarks, output
 
     def open(self) -> None:
         """Allocate what the first frame would otherwise wait for (the tracker's graphs)."""
         if self.graph.needs_faces and self._tracker is None:
-            self._tracker = open_tracker(self.tracker_config)
+            self._tracker = open_tracker(self._tracking_at(self.quality))
+
+    def set_quality(self, level: Level) -> None:
+        """Run the next frames at a level of the live governor's ladder (``FULL``: as asked)."""
+        if level.crop_scale != self.quality.crop_scale:
+            self._previous.clear()  # a temporal blend never mixes two crop sizes
+        self._held.clear()  # a result is held only at the level (and with the filters) it was made at
+        self.quality = level
+        if self._tracker is not None:
+            self._tracker.config = self._tracking_at(level)
+        for link in self.graph.links:
+            link.filter.set_quality(min(level.filter_step, link.filter.quality_steps))
+
+    def _tracking_at(self, level: Level) -> TrackerConfig:
+        if level.detect_every == 1:
+            return self.tracker_config
+        return dataclasses.replace(self.tracker_config, detect_every=self.tracker_config.detect_every
+                                   * level.detect_every)
+
+    def spec_of(self, link: Link) -> FilterSpec:
+        """A link's spec at the governor's level: a free-size crop filter's crops may be cut smaller."""
+        spec = link.filter.spec
+        if self.quality.crop_scale == 1 or not spec.free_size or spec.consumes != "crops":
+            return spec
+        return dataclasses.replace(spec, size=max(4 * round(spec.size * self.quality.crop_scale / 4), 4))
 
     # -- track -----------------------------------------------------------------------------------
 
@@ -172,7 +200,7 @@ class FaceStages:
     def _cut(self, work: Work, chain: Chain, jobs: Sequence[FaceJob]) -> None:
         if not chain.crop_links or not jobs:
             return
-        spec = chain.crop_links[0].filter.spec
+        spec = self.spec_of(chain.crop_links[0])
         image = work.pixels(spec.device) if spec.array == "torch" else work.image
         matrices = np.stack([crop_matrix(job.face, spec) for job in jobs])
         crops = crop_from_frame(image, matrices, spec.size, spec.value_range, spec.layout)
@@ -194,12 +222,15 @@ class FaceStages:
             self._edit(work)
         for chain in self.graph.chains:
             jobs = [(work, job) for work in live for job in work.jobs if job.chain is chain and job.crop is not None]
+            jobs = [(work, job) for work, job in jobs if not self._reuse(job)]
             if jobs and chain.crop_links:
                 stack = _stack([job.crop for _, job in jobs])
                 items = [(work, job.face) for work, job in jobs]
                 out, _ = self._run_links(chain.crop_links, stack, items)
                 for (_, job), item in zip(jobs, out, strict=True):
                     job.output = item
+                    if self.quality.hold:
+                        self._held[(id(chain), job.face.track_id)] = (job.face.landmarks, item)
         for frames in _split_at_cuts([w for w in live if w.batch is not None]):
             if frames[0].cut:  # whole-frame filters start a new "track" with the shot
                 self._end_track(FRAME_TRACK)
@@ -215,6 +246,19 @@ class FaceStages:
             for track_id in work.ended:
                 self._end_track(track_id)
         return works
+
+    def _reuse(self, job: FaceJob) -> bool:
+        """At a governed level that holds still faces: give ``job`` its face's last output when it barely moved."""
+        if not self.quality.hold:
+            return False
+        held = self._held.get((id(job.chain), job.face.track_id))
+        if held is None:
+            return False
+        moved = float(np.linalg.norm(job.face.landmarks[:, :2] - held[0][:, :2], axis=1).mean())
+        if moved >= self.quality.hold * face_width(job.face):
+            return False
+        job.output = held[1]
+        return True
 
     def _edit(self, work: Work) -> None:
         """Landmark links edit the frame (each sees the last one's output); then their chains' crops are cut."""
@@ -234,9 +278,9 @@ class FaceStages:
     def _run_links(self, links: Sequence[Link], batch: Any, items: Sequence[tuple[Work, AlignedFace | None]]
                    ) -> tuple[Any, FilterSpec]:
         """A batch through links in order; between links it is moved into the next one's size, range and place."""
-        x, previous = batch, links[0].filter.spec
+        x, previous = batch, self.spec_of(links[0])
         for k, link in enumerate(links):
-            spec = link.filter.spec
+            spec = self.spec_of(link)
             if k:
                 x = to_spec(x, previous, spec)
             contexts = [self._context(link, spec, work, face) for work, face in items]
@@ -297,6 +341,8 @@ class FaceStages:
             link, state = self._states.pop(key)
             link.filter.end_track(track_id, state)
             self._previous.pop(key, None)
+        for key in [k for k in self._held if k[1] == track_id]:
+            del self._held[key]
         self._compositor.forget(track_id)
 
     def _retire(self) -> None:
@@ -330,7 +376,7 @@ class FaceStages:
         params = self.graph.composite
         for job in done:
             link = job.chain.crop_links[-1]
-            spec = link.filter.spec
+            spec = self.spec_of(link)
             output = _place(job.output, canvas)
             self._compositor.paste(canvas, job.face, output, crop_matrix(job.face, spec), spec, params,
                                    link.filter.opacity)

@@ -17,7 +17,8 @@ class RunStats:
     ``stage_s`` holds seconds summed over the run per stage (decode, track,
     align, filter, composite, encode; live adds output). Live: frames captured,
     processed (the rest were dropped before any work), repeated to hold the
-    camera's rate, and the capture→sink latency of every processed frame.
+    camera's rate, and the capture→sink latency of every processed frame;
+    ``levels``: frames processed at each of the latency governor's levels, by name.
     ``cuts``: the indices of the frames that started a new shot; ``warping_error``:
     the temporal stability of output and input, when it was measured.
     """
@@ -36,6 +37,8 @@ class RunStats:
     wall_s: float = 0.0
     end_reason: str = ""
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    levels: dict[str, int] = field(default_factory=dict)
+    latency_budget_ms: float = 0.0
 
     def count(self, faces: int, cut_at: int | None = None) -> None:
         """One frame processed, with ``faces`` faces in it; ``cut_at``: its index when it starts a new shot."""
@@ -73,6 +76,8 @@ class RunStats:
                 "frames_dropped": self.frames_dropped,
                 "frames_repeated": self.frames_repeated,
                 "latency_ms": percentiles(self.latencies_ms),
+                "latency_budget_ms": self.latency_budget_ms,
+                "frames_per_level": dict(self.levels),
                 "fps_processed": doc["fps"],
                 "fps_out": round(self.frames_out / self.wall_s, 3) if self.wall_s > 0 else 0.0,
                 "end_reason": self.end_reason,

@@ -12,7 +12,9 @@ at the start, when a track is lost and on the scheduled frames (live: one tile
 in turn there too, see ``sweep_tiles``), and one tile per frame in turn on the
 other searching frames, so the every-frame search
 stays cheap and a small face is still found within a few frames. Dark frames
-(a fade) are brightened for the detector and the mesh.
+(a fade) are brightened for the detector and the mesh. A face whose landmarks
+jump in size or place between two frames further than a head moves (a zoom cut,
+which leaves the colours as they were) ends its track and is found afresh.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ class TrackerConfig:
     # henshin.engine.torch_tracking, on ``device``).
     kind: str = "mediapipe"
     device: str = "cpu"
+    # A face whose size (the landmarks' 3-D spread, which turning the head leaves alone) changes by
+    # more than this factor from one frame to the next, or whose centre moves by more than
+    # ``max_shift`` of that spread (about two thirds of the face's width; a fast pan moves a face
+    # by a quarter), has jumped further than a head moves in a frame: a zoom cut the colour
+    # histograms do not see. Its track ends and a fresh mesh finds the face again.
+    max_scale_step: float = 1.2
+    max_shift: float = 2.0
 
 
 @dataclass(slots=True)
@@ -97,6 +106,7 @@ class FaceTracker:
         """
         cfg = self.config
         lost = False
+        jumped: list[np.ndarray] = []
         for track in self._tracks:
             if track.missing:  # lost earlier: only a detection can bring it back
                 track.missing += 1
@@ -105,9 +115,16 @@ class FaceTracker:
             if landmarks is None:
                 track.missing = 1
                 lost = True
+            elif _jumped(track.landmarks, landmarks, cfg.max_scale_step, cfg.max_shift):
+                jumped.append(landmarks)
+                track.mesh.close()
+                track.missing = cfg.max_missing + 1  # ends now, and no detection may take its id back
             else:
                 track.landmarks, track.missing = landmarks, 0
                 track.box = _box(landmarks)
+        if jumped:
+            self._tracks = [t for t in self._tracks if t.missing <= cfg.max_missing]
+            lost = lost or not self._refind(image, jumped)
         live = len(self._live())
         due = self._frames % cfg.detect_every == 0 and live < cfg.max_faces
         searching = live == 0 or any(t.missing for t in self._tracks)
@@ -177,6 +194,29 @@ class FaceTracker:
                      key=lambda t: (t.box[0] + t.box[2], t.box[1] + t.box[3]))
         for i, t in enumerate(new):
             t.track_id = first_new + i
+
+    def _refind(self, image: np.ndarray, jumped: list[np.ndarray]) -> bool:
+        """New tracks from fresh meshes around faces that jumped; whether every one was found."""
+        found = True
+        for landmarks in jumped:
+            # Twice: a probe around where the face jumped to, then the track's own mesh on a region
+            # framed by the probe's landmarks. A tracking mesh keeps its last face position in its
+            # input's coordinates, so its first region must be framed as the next ones will be.
+            fresh, mesh = landmarks, None
+            for _ in range(2):
+                if mesh is not None:
+                    mesh.close()
+                mesh = self._new_mesh()
+                fresh = _mesh_in_region(mesh, image, _region_from_landmarks(fresh))
+                if fresh is None:
+                    break
+            if fresh is None:
+                mesh.close()
+                found = False
+                continue
+            self._tracks.append(_Track(self._next_id, fresh, mesh, 0, _box(fresh)))
+            self._next_id += 1
+        return found
 
     def _add_boxes(self, image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> None:
         for box in boxes:
@@ -308,6 +348,22 @@ def _box(landmarks: np.ndarray) -> tuple[float, float, float, float]:
     xy = landmarks[:, :2]
     (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
     return float(x0), float(y0), float(x1), float(y1)
+
+
+def _jumped(before: np.ndarray, after: np.ndarray, max_scale_step: float, max_shift: float) -> bool:
+    """Whether a face's landmarks moved between two frames further than a head can.
+
+    Size is the RMS 3-D distance of the points from their centre: turning or
+    tilting the head leaves it as it is, a zoom scales it.
+    """
+    a, b = np.asarray(before, np.float64), np.asarray(after, np.float64)
+    ca, cb = a.mean(0), b.mean(0)
+    sa = float(np.sqrt(((a - ca) ** 2).sum(1).mean()))
+    sb = float(np.sqrt(((b - cb) ** 2).sum(1).mean()))
+    if sa <= 0 or sb <= 0:
+        return False
+    step = max(sb / sa, sa / sb)
+    return step > max_scale_step or float(np.hypot(*(cb[:2] - ca[:2]))) > max_shift * sa
 
 
 def _near(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

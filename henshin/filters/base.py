@@ -107,8 +107,13 @@ class Filter(ABC):
         """Change parameters by name from strings, validating them as at start (per-face state is kept)."""
         self.params = dataclasses.replace(self.params, **_convert(type(self.params), changes))
 
-    def govern(self, load: float) -> None:  # noqa: B027 - optional hook
-        """Live only: the last frame took ``load`` × the camera's frame period; a filter may trade quality for speed."""
+    @property
+    def quality_steps(self) -> int:
+        """How many steps below full quality this filter offers the live governor (0: none)."""
+        return 0
+
+    def set_quality(self, step: int) -> None:  # noqa: B027 - optional hook
+        """Live only: run at ``step`` of ``quality_steps`` (0: full quality); the engine's governor chooses it."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most filters hold nothing
         """Release sessions and buffers."""

@@ -14,7 +14,9 @@ def feather_mask(polygon: np.ndarray, roi: tuple[int, int, int, int], inner_px: 
 
     The ramp between is a smoothstep of the distance to the polygon's edge, so its
     cost is O(pixels) whatever the width (a distance transform on the CPU, the exact
-    distance to the edges on a GPU). Nothing outside the polygon is ever above 0.
+    distance to the edges on a GPU). Negative distances lie outside the polygon: with
+    ``inner_px`` ≥ 0 nothing outside it is ever above 0, and a negative ``inner_px``
+    puts the ramp's start that far outside (a feather around a shape that must stay covered).
     ``device``: None for a NumPy mask, else a torch device (CPU tensors share the
     OpenCV result's memory; CUDA computes on the device).
     """
@@ -22,15 +24,28 @@ def feather_mask(polygon: np.ndarray, roi: tuple[int, int, int, int], inner_px: 
     if device is not None and str(device) != "cpu":
         return _feather_torch(polygon, roi, inner_px, outer_px, device)
     inside = fill_polygon(polygon, (y1 - y0, x1 - x0), (x0, y0)).astype(np.uint8)
-    # Distance from each inside pixel centre to the nearest outside one, less half a pixel: the edge.
-    dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    dist -= 0.5
+    if inner_px < 0:  # the ramp reaches outside: outside pixels get minus their distance to the shape
+        outside = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        dist = 0.5 - outside
+        if outer_px > 0:
+            dist = np.where(inside > 0, _inside_distance(inside), dist)
+        else:  # the ramp ends outside: every inside pixel is 1, its distance does not matter
+            dist[inside > 0] = outer_px
+    else:
+        dist = _inside_distance(inside)
     mask = _smoothstep(dist, inner_px, outer_px)
     if device is None:
         return mask
     import torch
 
     return torch.from_numpy(mask)
+
+
+def _inside_distance(inside: np.ndarray) -> np.ndarray:
+    """Distance from each inside pixel centre to the nearest outside one, less half a pixel: to the edge."""
+    dist = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    dist -= 0.5
+    return dist
 
 
 def _smoothstep(dist: Any, inner: float, outer: float) -> Any:

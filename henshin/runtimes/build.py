@@ -7,15 +7,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from henshin.errors import OptionError
 from henshin.runtimes.export import onnx_file
 from henshin.runtimes.onnx_runtime import OnnxRuntime
 from henshin.runtimes.options import (
+    INT8_REFUSED,
     NetworkSpec,
     Runtime,
     RuntimeOptions,
     choose_runtime,
 )
 from henshin.runtimes.providers import offer_for, survey
+from henshin.runtimes.quantize import int8_file
 from henshin.runtimes.torch_runtime import TorchRuntime
 
 log = logging.getLogger("henshin")
@@ -23,16 +26,18 @@ log = logging.getLogger("henshin")
 
 def build(options: RuntimeOptions | None, key: str, inputs: Sequence[tuple[str, tuple[int, ...]]], *,
           module: Any = None, onnx: Path | None = None, batched: Sequence[bool] = (),
-          free_size: bool = False) -> Runtime:
+          free_size: bool = False, calibration: Any = None) -> Runtime:
     """Build a runtime for one network from its parts (``options`` None: the defaults, ``auto``)."""
     spec = NetworkSpec(key=key, inputs=tuple((n, tuple(s)) for n, s in inputs), module=module,
-                       onnx=onnx, batched=tuple(batched), free_size=free_size)
+                       onnx=onnx, batched=tuple(batched), free_size=free_size, calibration=calibration)
     return build_runtime(spec, options or RuntimeOptions())
 
 
 def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
     """Build the runtime ``options`` ask for (``auto`` resolved), ready to call."""
     name = choose_runtime(options.runtime, spec.module is not None)
+    if options.precision == "int8" and name != "onnxruntime":
+        raise OptionError(INT8_REFUSED)
     if name == "torch":
         runtime: Runtime = TorchRuntime(spec, options)
     elif name == "openvino":
@@ -41,7 +46,10 @@ def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
         runtime = OpenVinoRuntime(spec, options, onnx_file(spec, options))
     else:  # onnxruntime, or tensorrt: ONNX Runtime with a TensorRT provider
         offer = offer_for(name, options.provider, options.device, survey())
-        runtime = OnnxRuntime(spec, options, onnx_file(spec, options), offer)
+        path = onnx_file(spec, options)
+        int8 = int8_file(spec, options, path) if options.precision == "int8" else None
+        runtime = OnnxRuntime(spec, options, int8 or path, offer)
+        runtime.precision = "int8" if int8 is not None else "fp32"
     _announce(f"runtime for {spec.key}: {describe(runtime)}"
               + (" (chosen by auto)" if options.runtime == "auto" else ""))
     return runtime
@@ -61,7 +69,7 @@ def describe(runtime: Runtime) -> str:
     """One line: the runtime, its device and precision."""
     if isinstance(runtime, OnnxRuntime):
         return (f"onnxruntime ({runtime.provider} provider on {runtime.offer.device}; session providers "
-                f"{', '.join(p.removesuffix('ExecutionProvider') for p in runtime.providers)}, {runtime.threads} threads)")
+                f"{', '.join(p.removesuffix('ExecutionProvider') for p in runtime.providers)}, {runtime.threads} threads{', int8' if runtime.precision == 'int8' else ''})")
     if runtime.name == "openvino":
         return f"openvino ({runtime.device}, {runtime.precision}, {runtime.threads} threads)"
     device = getattr(runtime, "device", "?")

@@ -34,6 +34,7 @@ class OnnxRuntime:
         self.spec, self.path = spec, path
         self.offer = offer or offer_for(options.runtime, options.provider, options.device, survey())
         self.provider = self.offer.provider
+        self.precision = "fp32"  # "int8" when the graph is the quantized one (see ``quantize``)
         so = ort.SessionOptions()
         so.log_severity_level = 3
         self.threads = options.threads or os.cpu_count() or 1

@@ -27,7 +27,9 @@ RuntimeName = Literal["auto", "torch", "onnxruntime", "tensorrt", "openvino"]
 DEVICE = re.compile(r"cpu|cuda(:\d+)?|gpu(\.\d+)?|npu")
 RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")
 ONNX_RUNTIMES = ("onnxruntime", "tensorrt", "openvino")  # the runtimes that run an ONNX export
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+INT8_REFUSED = ("--precision int8 is ONNX Runtime's static quantization on the CPU; use --runtime onnxruntime "
+                "(or auto) with the CPU provider and without --device cuda, or drop --precision int8.")
 
 
 class Runtime(Protocol):
@@ -52,7 +54,8 @@ class NetworkSpec:
     has no batch axis (a style-weight vector); batched: which inputs carry the
     batch axis; key: a short name for logs and cache files; free_size: the
     network takes any height and width (a fully convolutional net), so an export
-    leaves them free and one graph serves every size.
+    leaves them free and one graph serves every size; calibration: a callable
+    giving typical input tuples (face crops), for ``--precision int8``.
     """
 
     key: str
@@ -62,6 +65,7 @@ class NetworkSpec:
     batched: tuple[bool, ...] = ()
     output: str = "output"
     free_size: bool = False
+    calibration: Any = None
 
     def is_batched(self, i: int) -> bool:
         return self.batched[i] if self.batched else True
@@ -79,7 +83,7 @@ class RuntimeOptions:
 
     runtime: RuntimeName = "auto"
     device: str | None = None  # "cpu", "cuda", "cuda:1" (OpenVINO: "gpu", "gpu.1", "npu"); None: the runtime's best
-    precision: Precision | None = None  # None: fp16 on CUDA, fp32 on the CPU
+    precision: Precision | None = None  # None: fp16 on CUDA, fp32 on the CPU; int8: ONNX Runtime on the CPU
     max_batch: int = 8
     compile: bool = False  # torch.compile
     cuda_graphs: bool = False
@@ -98,8 +102,12 @@ class RuntimeOptions:
                 raise OptionError(f"--provider applies to --runtime onnxruntime; drop it or use --runtime onnxruntime "
                                   f"instead of {self.runtime}.")
             self.runtime = "onnxruntime"  # a provider named under auto asks for ONNX Runtime
-        if self.precision not in (None, "fp32", "fp16", "bf16"):
-            raise OptionError(f"--precision expects fp32, fp16 or bf16, got {self.precision!r}.")
+        if self.precision not in (None, "fp32", "fp16", "bf16", "int8"):
+            raise OptionError(f"--precision expects fp32, fp16, bf16 or int8, got {self.precision!r}.")
+        if self.precision == "int8" and (self.runtime in ("torch", "tensorrt", "openvino")
+                                         or self.provider not in ("auto", "cpu")
+                                         or (self.device or "").startswith("cuda")):
+            raise OptionError(INT8_REFUSED)
         if self.max_batch < 1:
             raise OptionError(f"--max-batch expects a whole number of at least 1, got {self.max_batch}.")
         if (self.compile or self.cuda_graphs) and self.runtime in ONNX_RUNTIMES:

@@ -56,8 +56,6 @@ from henshin.types import FaceContext, FilterSpec
 LATENT_FILES = (".pt", ".pth", ".npy", ".safetensors")  # a mix= reference given as a W+ code
 PLAN_KEYS = ("edit", "layers", "condition", "mix", "mix_layers")
 DOMAIN_KEYS = ("domains", "swap", "swap_coarse", "domain_mix")
-GOVERN_HOLD = 15  # frames between two quality steps of the governor
-GOVERN_HIGH, GOVERN_LOW = 1.05, 0.6  # frame time / frame period above which quality drops, below which it rises
 MAX_GOVERNED_EVERY = 8
 
 
@@ -86,7 +84,7 @@ class LatentFilter(Filter):
         self._decoders: dict[str, Decoder] = {}  # per domain name or path: the generator it decodes with
         self.last_latents: dict[int, Tensor] = {}  # per track: the W+ the generator was given last (edited)
         self.last_bases: dict[int, Tensor] = {}  # per track: the smoothed, unedited W+ it came from
-        self.level, self._load_avg, self._since = 0, 0.0, 0
+        self.level = 0  # the step of ``_levels`` the engine's live governor asked for
         self._version = 0
         self._load()
 
@@ -260,18 +258,14 @@ class LatentFilter(Filter):
         if p.local != old.local:
             self._load_local()
 
-    def govern(self, load: float) -> None:
-        """Live: step down (encoder less often, then a smaller output) while frames take longer than the camera's period."""
-        if not self.params.govern:
-            return
-        self._load_avg = load if self._since == 0 and self.level == 0 else 0.8 * self._load_avg + 0.2 * load
-        self._since += 1
-        if self._since < GOVERN_HOLD:
-            return
-        if self._load_avg > GOVERN_HIGH and self.level < len(self._levels) - 1:
-            self.level, self._since = self.level + 1, 0
-        elif self._load_avg < GOVERN_LOW and self.level > 0:
-            self.level, self._since = self.level - 1, 0
+    @property
+    def quality_steps(self) -> int:
+        """Live: the steps below the asked quality (the encoder less often, then a smaller output); 0 unless ``govern``."""
+        return len(self._levels) - 1 if self.params.govern else 0
+
+    def set_quality(self, step: int) -> None:
+        """Live: run at ``step`` of ``quality_levels`` (the engine's latency governor chooses it)."""
+        self.level = min(max(step, 0), self.quality_steps)
 
     # -- the work ---------------------------------------------------------------------------------
 

@@ -155,7 +155,8 @@ class LatentParams:
     frame (the encoder sees it at 256); paste: blend inside the face mask or the whole crop
     (auto: the crop with a domain); weights: e4e checkpoint (registry name or path);
     random_weights: seeded random networks (meaningless output, for tests and timing); govern:
-    live, let the engine lower encode_every and size to hold the frame rate; domain: decode with
+    live, offer the engine's latency governor (``henshin live --latency-budget``) lower
+    encode_every and size steps; domain: decode with
     an adapted generator (registry name, path, or N for the Nth of domains; 0 or empty: FFHQ);
     domains: generators loaded up front so that switching between them never stalls; swap: take
     the layers up to this resolution from one generator and the rest from the other (0: off);

@@ -137,6 +137,32 @@ def bundled_model(name: str) -> Path:
     return path
 
 
+# Face crops for int8 calibration and its check: (dx, dy) shift and scale of the framing, a
+# mirror, and the style, over the astronaut photo that ships with scikit-image.
+CALIBRATION_VIEWS = ((0, 0, 1.0, False, 0), (10, -8, 1.1, True, 5), (-12, 6, 0.9, False, 13),
+                     (5, 12, 1.2, True, 20), (0, -10, 0.95, False, 2), (-6, 0, 1.05, True, 9),
+                     (8, 4, 1.0, False, 17), (-4, -6, 1.15, True, 25))
+
+
+def calibration_crops(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(image (1, 3, h, w) in [0, 1], style weights (26,)) pairs: face crops framed like the engine's, one style each."""
+    import cv2
+    from skimage import data
+
+    photo = data.astronaut()
+    out = []
+    for dx, dy, scale, mirror, style in CALIBRATION_VIEWS:
+        cx, cy, half = 225 + dx, 125 + dy, 100 * scale  # the face's centre and half the FFHQ square's side
+        source = np.float32([[cx - half, cy - half], [cx + half, cy - half], [cx - half, cy + half]])
+        matrix = cv2.getAffineTransform(source, np.float32([[0, 0], [w, 0], [0, h]]))
+        crop = cv2.warpAffine(photo, matrix, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+        crop = crop[:, ::-1] if mirror else crop
+        weights = np.zeros(NUM_STYLES, np.float32)
+        weights[style] = 1.0
+        out.append(((crop.astype(np.float32) / 255).transpose(2, 0, 1)[None].copy(), weights))
+    return out
+
+
 @register
 class StyleFilter(Filter):
     """Fast style transfer (26 built-in styles, blendable) on faces or the whole frame."""
@@ -172,7 +198,8 @@ class StyleFilter(Filter):
             return FilterSpec(consumes=consumes, size=arbitrary.TRANSFORM_SIZE, value_range=(0.0, 1.0),
                               layout="NHWC", mask=mask, temporal_blend=p.temporal)
         return FilterSpec(consumes=consumes, size=p.size, value_range=(0.0, 1.0), mask=mask,
-                          temporal_blend=p.temporal, array=self._array, device=self._device, devices=("cpu", "cuda"))
+                          temporal_blend=p.temporal, array=self._array, device=self._device, devices=("cpu", "cuda"),
+                          free_size=True)
 
     def set_params(self, **changes: str) -> None:
         super().set_params(**changes)
@@ -226,7 +253,8 @@ class StyleFilter(Filter):
             options = self._options()
             source = {"module": self.net} if self.net is not None else {"onnx": self._path}
             return build(options, "multistyle26", [("image", (3, h, w)), ("style_weights", (NUM_STYLES,))],
-                         batched=(True, False), free_size=True, **source)
+                         batched=(True, False), free_size=True, calibration=lambda: calibration_crops(h, w),
+                         **source)
 
         return runtime_for_shape(self._runtimes, (3, h, w), make)
 

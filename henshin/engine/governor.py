@@ -1,0 +1,123 @@
+"""The live latency governor: quality traded for time when frames run over the budget.
+
+A ladder of levels, built for the running filter graph, each one step cheaper
+than the last, in the order a viewer notices least: fully convolutional
+networks get smaller crops (a 256 side → 192 → 160: softer detail, same face),
+the detector looks for new faces four times less often (a newcomer is found a
+little later), a face that barely moved keeps its previous result (a still
+face stays still), then each filter's own steps (the latent filter encodes
+less often, then renders smaller). The governor follows a moving average of
+the capture→result latency: above the budget it steps down, below
+``ROOM`` × the budget it climbs back, at most once per ``HOLD_FRAMES`` frames
+so that each step shows its effect first. At level 0 nothing is changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from henshin.errors import OptionError
+
+HOLD_FRAMES = 15  # frames between two steps: one step's effect is measured before the next
+ROOM = 0.6  # climb back once the average latency is under this share of the budget
+SMOOTHING = 0.2  # weight of the newest frame in the moving average
+CROP_SIDES = (192, 160)  # a 256 crop's governed sides; other sizes scale alike
+DETECT_SLOWER = 4  # the detector's cadence divided by this
+# A face whose landmarks moved on average less than this share of its width keeps its result: about
+# the mesh's own jitter on a still face (measured: 1 % on a 50-px face); the paste follows the face anyway.
+HOLD_MOTION = 0.02
+
+
+@dataclass(frozen=True)
+class Level:
+    """One rung of the ladder: what the engine does differently from full quality.
+
+    crop_scale: free-size crops are cut at this share of their side; detect_every:
+    the tracker's look for new faces runs this many times less often; hold: a
+    face whose landmarks moved on average less than this share of its width since
+    its last result keeps that result (0: never); filter_step: the step asked of each
+    filter's own ladder (``Filter.set_quality``).
+    """
+
+    name: str
+    crop_scale: float = 1.0
+    detect_every: int = 1
+    hold: float = 0.0
+    filter_step: int = 0
+
+
+FULL = Level("full")
+
+
+def ladder(free_size: int | None, faces: bool, filter_steps: int) -> list[Level]:
+    """The levels for a graph: ``free_size``, the crop side of its fully convolutional face links
+    (None: none); ``faces``: whether it tracks faces; ``filter_steps``: its filters' own steps."""
+    levels = [FULL]
+    if free_size:
+        for side in CROP_SIDES:
+            levels.append(
+                replace(
+                    levels[-1], name=f"crop {round(free_size * side / 256)}", crop_scale=side / 256
+                )
+            )
+    if faces:
+        levels.append(replace(levels[-1], name="detector /4", detect_every=DETECT_SLOWER))
+        levels.append(replace(levels[-1], name="hold still faces", hold=HOLD_MOTION))
+    for step in range(1, filter_steps + 1):
+        levels.append(replace(levels[-1], name=f"filter step {step}", filter_step=step))
+    return levels
+
+
+def check_budget(ms: float) -> float:
+    """The ``--latency-budget`` value, refused in one sentence when it is not a positive time (0 turns it off)."""
+    if not ms >= 0:
+        raise OptionError(
+            f"--latency-budget expects milliseconds above 0 (0 turns the governor off), got {ms:g}."
+        )
+    return ms
+
+
+class Governor:
+    """Chooses the level of each frame from the latency of the frames before it."""
+
+    def __init__(
+        self, budget_ms: float, levels: list[Level], hold_frames: int = HOLD_FRAMES
+    ) -> None:
+        self.budget_ms = budget_ms
+        self.levels = levels
+        self.hold_frames = hold_frames
+        self.index = 0
+        self.frames: dict[str, int] = {}  # frames processed at each level, by name
+        self._average: float | None = None
+        self._since = 0
+
+    @property
+    def level(self) -> Level:
+        """The level the next frame runs at."""
+        return self.levels[self.index]
+
+    def relevel(self, levels: list[Level]) -> None:
+        """A new ladder (the graph changed): keep the level's depth where the new ladder has it."""
+        self.levels = levels
+        self.index = min(self.index, len(levels) - 1)
+
+    def observe(self, latency_ms: float) -> bool:
+        """One frame ran at ``level`` and took ``latency_ms``; True when the next frame's level differs."""
+        self.frames[self.level.name] = self.frames.get(self.level.name, 0) + 1
+        if self.budget_ms <= 0:
+            return False
+        a = self._average
+        self._average = latency_ms if a is None else a + SMOOTHING * (latency_ms - a)
+        self._since += 1
+        if self._since < self.hold_frames:
+            return False
+        if self._average > self.budget_ms and self.index < len(self.levels) - 1:
+            return self._step(+1)
+        if self._average < ROOM * self.budget_ms and self.index > 0:
+            return self._step(-1)
+        return False
+
+    def _step(self, direction: int) -> bool:
+        self.index += direction
+        self._since = 0
+        return True

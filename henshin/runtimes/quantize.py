@@ -1,0 +1,158 @@
+"""int8 on the CPU: ONNX Runtime's static quantization, kept only where it wins here.
+
+The fp32 graph is quantized in QDQ form (per-channel int8 weights, uint8
+activations, the convolutions only: normalisation and the rest stay fp32), its
+activation ranges calibrated on the network's own sample inputs (face crops for
+the style networks: ``NetworkSpec.calibration``). The result is kept only when,
+on inputs held out from calibration, its output is within ``MIN_PSNR_DB`` of the
+fp32 graph's and it runs faster on this CPU; otherwise the fp32 graph runs and
+one line says why. Both the graph and the decision are cached under the
+network's key, so the check runs once per network, shape and machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from henshin.errors import RuntimeUnavailableError
+from henshin.outputs import write_atomic
+from henshin.runtimes.cache import cache_dir, cache_key, read_cached, write_cached
+from henshin.runtimes.options import NetworkSpec, RuntimeOptions
+
+log = logging.getLogger("henshin")
+
+# int8 output this close to fp32's (peak: the fp32 output's range), or it is not used
+MIN_PSNR_DB = 35.0
+TIMED_RUNS = 5
+
+
+def int8_file(spec: NetworkSpec, options: RuntimeOptions, fp32: Path) -> Path | None:
+    """The int8 QDQ graph of ``fp32`` when it is kept on this machine, else None (fp32 runs; the log says why)."""
+    samples = list(spec.calibration()) if spec.calibration is not None else []
+    if len(samples) < 2:
+        log.info("int8 for %s: no sample inputs to calibrate on; running fp32", spec.key)
+        return None
+    try:
+        from onnxruntime.quantization import CalibrationDataReader  # noqa: F401 - checked before any work
+    except ImportError:
+        raise RuntimeUnavailableError(
+            "this ONNX Runtime cannot quantize (onnxruntime.quantization is missing); "
+            "drop --precision int8 or reinstall onnxruntime."
+        ) from None
+    key = cache_key(
+        spec, precision="int8", cpu=platform.processor() or platform.machine(), ort=_ort_version()
+    )
+    path = cache_dir(options) / f"{spec.key}-{key}-int8.onnx"
+    meta = {"network": spec.key, "precision": "int8", "inputs": spec.shape_key()}
+    verdict = path.with_name(path.name + ".verdict.json")
+    if verdict.exists() and read_cached(path, meta) is not None:
+        return _decide(spec, json.loads(verdict.read_text()), path)
+    half = len(samples) // 2
+    write_cached(path, _quantize(spec, fp32, samples[:half]), meta)
+    doc = _compare(spec, fp32, path, samples[half:], options)
+    write_atomic(verdict, json.dumps(doc).encode(), f"the cached {verdict.name}")
+    return _decide(spec, doc, path)
+
+
+def _decide(spec: NetworkSpec, doc: dict[str, float], path: Path) -> Path | None:
+    kept = doc["psnr_db"] >= MIN_PSNR_DB and doc["int8_ms"] < doc["fp32_ms"]
+    speed = doc["fp32_ms"] / max(doc["int8_ms"], 1e-9)
+    log.info(
+        "int8 for %s: %.1f dB from fp32 on its sample inputs (needs %.0f), %.2fx its speed on this CPU; %s",
+        spec.key,
+        doc["psnr_db"],
+        MIN_PSNR_DB,
+        speed,
+        "running int8" if kept else "running fp32",
+    )
+    return path if kept else None
+
+
+def _quantize(spec: NetworkSpec, fp32: Path, samples: Sequence[tuple[np.ndarray, ...]]) -> bytes:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    names = [name for name, _ in spec.inputs]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter([dict(zip(names, sample, strict=True)) for sample in samples])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._items, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared, out = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["Conv", "ConvTranspose", "MatMul", "Gemm"],
+        )
+        return out.read_bytes()
+
+
+def _compare(
+    spec: NetworkSpec,
+    fp32: Path,
+    int8: Path,
+    samples: Sequence[tuple[np.ndarray, ...]],
+    options: RuntimeOptions,
+) -> dict[str, float]:
+    """PSNR of int8 against fp32 over held-out samples, and the median time of each on the first one."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if options.threads:
+        so.intra_op_num_threads = options.threads
+    names = [name for name, _ in spec.inputs]
+    sessions = [
+        ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (fp32, int8)
+    ]
+    feeds = [dict(zip(names, sample, strict=True)) for sample in samples]
+    worst = np.inf
+    for feed in feeds:
+        a, b = (s.run(None, feed)[0].astype(np.float64) for s in sessions)
+        peak = max(float(a.max() - a.min()), 1e-6)
+        mse = float(((a - b) ** 2).mean())
+        worst = min(worst, 10 * np.log10(peak**2 / max(mse, 1e-20)))
+    times = []
+    for session in sessions:
+        session.run(None, feeds[0])
+        runs = []
+        for _ in range(TIMED_RUNS):
+            start = time.perf_counter()
+            session.run(None, feeds[0])
+            runs.append(time.perf_counter() - start)
+        times.append(float(np.median(runs)) * 1000)
+    return {
+        "psnr_db": round(float(worst), 2),
+        "fp32_ms": round(times[0], 3),
+        "int8_ms": round(times[1], 3),
+    }
+
+
+def _ort_version() -> Any:
+    import onnxruntime as ort
+
+    return ort.__version__

@@ -1,0 +1,307 @@
+"""The live latency governor: lower quality while frames run over the budget, back when there is room."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from henshin.cli.main import main
+from henshin.engine.chains import ChainRequest, FilterGraph
+from henshin.engine.governor import FULL, Governor, Level, ladder
+from henshin.engine.live import LiveConfig, LiveRunner, ladder_for, process_frame
+from henshin.engine.smoothing import OneEuroSmoother
+from henshin.engine.stages import FaceStages
+from henshin.filters.base import Filter, register
+from henshin.samples import SampleSpec, background, motion, portrait, render, write_sample
+from henshin.types import FaceContext, FilterSpec, Frame
+from tests.conftest import FramesSource, KeepSink
+
+
+@dataclass(frozen=True)
+class _SlowParams:
+    pass
+
+
+@register
+class Slow(Filter):
+    """A fully convolutional test filter whose time grows with the crop's pixels; ``Slow.delay_s`` at 128 px."""
+
+    name = "test-governed-crops"
+    Params = _SlowParams
+    delay_s = 0.0
+    sides: list[int] = []
+
+    @property
+    def spec(self) -> FilterSpec:
+        return FilterSpec(size=128, value_range=(0.0, 1.0), free_size=True)
+
+    def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
+        side = batch.shape[-1]
+        type(self).sides.append(side)
+        time.sleep(type(self).delay_s * (side / 128) ** 2)
+        return 1.0 - batch
+
+
+@register
+class SlowFrames(Filter):
+    """A whole-frame test filter (no tracking in its way) with two steps of its own: ``delay_s`` halved per step."""
+
+    name = "test-governed-frames"
+    Params = _SlowParams
+    delay_s = 0.0
+    steps: list[int] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.step = 0
+
+    @property
+    def spec(self) -> FilterSpec:
+        return FilterSpec(consumes="frame", value_range=(0.0, 1.0))
+
+    @property
+    def quality_steps(self) -> int:
+        return 2
+
+    def set_quality(self, step: int) -> None:
+        self.step = step
+
+    def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
+        type(self).steps.append(self.step)
+        time.sleep(type(self).delay_s * 0.5**self.step)
+        return 1.0 - batch
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    Slow.delay_s, Slow.sides = 0.0, []
+    SlowFrames.delay_s, SlowFrames.steps = 0.0, []
+
+
+def _frames(count: int) -> list[np.ndarray]:
+    spec = SampleSpec(width=320, height=240, frames=count, face_height=1.3)
+    affines, light = motion(spec)
+    photo, bg = portrait(), background(spec.width, spec.height)
+    return [render(spec, affines, light, i, photo, bg) for i in range(count)]
+
+
+class _Lockstep(FramesSource):
+    """A camera the run keeps up with: the next frame is captured once the last one reached the sink."""
+
+    def __init__(self, images: list[np.ndarray], sink: KeepSink) -> None:
+        super().__init__(images)
+        self.sink = sink
+
+    def __iter__(self):
+        for i, frame in enumerate(super().__iter__()):
+            frame.captured_at = time.monotonic_ns()
+            yield frame
+            deadline = time.monotonic() + 30
+            while len(self.sink.images) <= i and time.monotonic() < deadline:
+                time.sleep(0.002)
+
+
+def _live(
+    images: list[np.ndarray], chain: str, budget_ms: float, hold_frames: int = 3
+) -> tuple[LiveRunner, KeepSink]:
+    stages = FaceStages(FilterGraph(ChainRequest(chain)), OneEuroSmoother(enabled=False))
+    sink = KeepSink()
+    sink.repeats = False
+    runner = LiveRunner(
+        _Lockstep(images, sink), stages, [sink], LiveConfig(latency_budget_ms=budget_ms)
+    )
+    runner.governor = Governor(budget_ms, ladder_for(stages.graph), hold_frames=hold_frames)
+    runner.stats.levels = runner.governor.frames
+    return runner, sink
+
+
+def test_the_ladder_goes_from_what_a_viewer_notices_least():
+    names = [level.name for level in ladder(256, faces=True, filter_steps=2)]
+    assert names == [
+        "full",
+        "crop 192",
+        "crop 160",
+        "detector /4",
+        "hold still faces",
+        "filter step 1",
+        "filter step 2",
+    ]
+    deepest = ladder(256, faces=True, filter_steps=2)[-1]  # each step keeps the ones before it
+    assert (deepest.crop_scale, deepest.detect_every, deepest.hold, deepest.filter_step) == (
+        160 / 256,
+        4,
+        0.02,
+        2,
+    )
+    assert [level.name for level in ladder(None, faces=False, filter_steps=0)] == ["full"]
+
+
+def test_the_governor_steps_down_over_budget_and_back_with_room():
+    levels = ladder(256, faces=True, filter_steps=0)
+    governor = Governor(100.0, levels, hold_frames=5)
+    for _ in range(5):
+        governor.observe(250.0)
+    assert governor.index == 1
+    for _ in range(100):
+        governor.observe(250.0)
+    assert governor.index == len(levels) - 1  # no deeper than the ladder
+    for _ in range(200):
+        governor.observe(80.0)  # under budget, but no room: stays
+    assert governor.index == len(levels) - 1
+    for _ in range(200):
+        governor.observe(20.0)
+    assert governor.index == 0
+    assert sum(governor.frames.values()) == 505
+
+
+def test_the_governor_never_moves_while_the_budget_is_met():
+    governor = Governor(100.0, ladder(256, faces=True, filter_steps=3), hold_frames=1)
+    rng = np.random.default_rng(0)
+    for latency in rng.uniform(0, 99, 500):
+        assert not governor.observe(float(latency))
+    assert governor.index == 0 and governor.frames == {"full": 500}
+
+
+def test_a_slow_filter_is_governed_down_and_restored_when_fast_again():
+    images = _frames(36)
+    runner, sink = _live(images, "test-governed-frames", budget_ms=100.0)
+    SlowFrames.delay_s = (
+        0.3  # 300 ms at full quality, 150 at step 1, 75 at step 2: only step 2 fits
+    )
+
+    def speed_up(count: int) -> None:
+        if count == 16:
+            SlowFrames.delay_s = 0.0
+
+    sink.write = _counting(sink, speed_up)
+    stats = runner.run()
+    runner.stages.graph.close()
+    assert stats.frames_processed == len(images)
+    assert [level.name for level in runner.governor.levels] == [
+        "full",
+        "filter step 1",
+        "filter step 2",
+    ]
+    assert stats.levels["filter step 2"] > 0, stats.levels
+    slow = SlowFrames.steps[:16]
+    assert (
+        slow == sorted(slow) and slow[-1] == 2
+    )  # down one step at a time, to where the budget is met
+    assert (
+        SlowFrames.steps[-1] == 0 and runner.governor.index == 0
+    )  # fast again: back to full quality
+    assert stats.to_json()["frames_per_level"] == stats.levels
+
+
+def test_the_crop_levels_cut_fully_convolutional_crops_smaller():
+    image = _frames(1)[0]
+    stages = FaceStages(
+        FilterGraph(ChainRequest("test-governed-crops")), OneEuroSmoother(enabled=False)
+    )
+    try:
+        levels = ladder_for(stages.graph)
+        assert [level.name for level in levels[:3]] == ["full", "crop 96", "crop 80"]
+        outputs = []
+        for level in levels[:3]:
+            stages.set_quality(level)
+            outputs.append(process_frame(stages, Frame(image, len(outputs))).output)
+        assert Slow.sides == [128, 96, 80]
+        change = np.abs(
+            outputs[0].astype(int) - image
+        ).sum()  # a smaller crop still covers the face
+        assert all(
+            abs(np.abs(out.astype(int) - image).sum() - change) < 0.15 * change
+            for out in outputs[1:]
+        )
+    finally:
+        stages.close()
+        stages.graph.close()
+
+
+def _counting(sink: KeepSink, hook):
+    write = sink.write
+
+    def counted(frame, image):
+        write(frame, image)
+        hook(len(sink.images))
+
+    return counted
+
+
+def test_a_met_budget_changes_no_byte():
+    images = _frames(12)
+    governed, governed_sink = _live(
+        images, "test-governed-crops", budget_ms=10_000.0, hold_frames=1
+    )
+    governed.run()
+    governed.stages.graph.close()
+    plain, plain_sink = _live(images, "test-governed-crops", budget_ms=0.0)
+    plain.run()
+    plain.stages.graph.close()
+    assert governed.stats.levels == {"full": len(images)}
+    assert set(Slow.sides) == {128}
+    for a, b in zip(governed_sink.images, plain_sink.images, strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_a_still_face_keeps_its_result_at_the_holding_level():
+    image = _frames(1)[0]
+    stages = FaceStages(
+        FilterGraph(ChainRequest("test-governed-crops")), OneEuroSmoother(enabled=False)
+    )
+    try:
+        first = process_frame(stages, Frame(image, 0)).output
+        stages.set_quality(Level("hold", hold=0.02))
+        calls = len(Slow.sides)
+        held = [
+            process_frame(stages, Frame(image, i)).output for i in (1, 2)
+        ]  # the first one stores it
+        assert len(Slow.sides) == calls + 1
+        change = np.abs(first.astype(int) - image).sum()  # the held result still covers the face
+        assert all(
+            abs(np.abs(out.astype(int) - image).sum() - change) < 0.15 * change for out in held
+        )
+        stages.set_quality(FULL)
+        process_frame(stages, Frame(image, 3))
+        assert len(Slow.sides) == calls + 2
+    finally:
+        stages.close()
+        stages.graph.close()
+
+
+def test_latency_budget_is_checked_and_counted_in_the_stats(tmp_path, capsys):
+    clip = tmp_path / "cam.mp4"
+    write_sample(
+        clip, SampleSpec(width=320, height=240, frames=10, fps=30, face_height=1.3, audio=False)
+    )
+    assert (
+        main(["-q", "live", "--source", str(clip), "--sink", "null", "--latency-budget", "-5"]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--latency-budget expects milliseconds above 0" in err
+    stats_path = tmp_path / "s.json"
+    assert (
+        main(
+            [
+                "-q",
+                "live",
+                "--source",
+                str(clip),
+                "--sink",
+                "null",
+                "--latency-budget",
+                "250",
+                "--stats",
+                str(stats_path),
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(stats_path.read_text())
+    assert doc["latency_budget_ms"] == 250.0
+    assert sum(doc["frames_per_level"].values()) == doc["frames_processed"] > 0

@@ -1,0 +1,125 @@
+"""--precision int8: ONNX Runtime's static quantization on the CPU, kept only within 35 dB of fp32 and faster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from henshin.cli.main import main
+from henshin.errors import OptionError
+from henshin.filters.style.filter import calibration_crops
+from henshin.runtimes import RuntimeOptions, build, quantize
+from henshin.samples import SampleSpec, write_sample
+
+
+class SmallStyleNet(nn.Module):
+    """A small fully convolutional image-to-image network, like the style networks' first and last layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 3, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(x) + 2 * (x - 0.5))
+
+
+def _crops(size: int = 64) -> list[tuple[np.ndarray]]:
+    return [(image,) for image, _ in calibration_crops(size, size)]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10((a.max() - a.min()) ** 2 / max(float(((a - b) ** 2).mean()), 1e-20)))
+
+
+def _build(tmp_path, precision, net):
+    options = RuntimeOptions(
+        runtime="onnxruntime", precision=precision, cache_dir=tmp_path, threads=1
+    )
+    return build(
+        options,
+        "small-style",
+        [("image", (3, 64, 64))],
+        module=net,
+        free_size=True,
+        calibration=_crops,
+    )
+
+
+def test_int8_output_stays_within_its_bound_of_fp32_on_a_face_crop(tmp_path, caplog):
+    net = SmallStyleNet().eval()
+    fp32 = _build(tmp_path, None, net)
+    crop = _crops()[0][0]
+    with caplog.at_level("INFO", logger="henshin"):
+        int8 = _build(tmp_path, "int8", net)
+    verdict = next(
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("int8 for small-style")
+    )
+    assert "dB from fp32" in verdict and ("running int8" in verdict or "running fp32" in verdict)
+    assert _psnr(fp32(crop), int8(crop)) >= quantize.MIN_PSNR_DB  # whichever graph was kept
+    # the quantized graph itself, kept or not, is close on this well-conditioned network
+    (graph,) = tmp_path.glob("small-style-*-int8.onnx")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    assert _psnr(fp32(crop), session.run(None, {"image": crop})[0]) >= quantize.MIN_PSNR_DB
+
+
+def test_int8_is_kept_only_when_close_and_faster(tmp_path):
+    path = tmp_path / "x-int8.onnx"
+    from henshin.runtimes.options import NetworkSpec
+
+    spec = NetworkSpec("x", (("image", (3, 8, 8)),))
+    assert quantize._decide(spec, {"psnr_db": 40.0, "fp32_ms": 10.0, "int8_ms": 6.0}, path) == path
+    assert quantize._decide(spec, {"psnr_db": 30.0, "fp32_ms": 10.0, "int8_ms": 6.0}, path) is None
+    assert quantize._decide(spec, {"psnr_db": 40.0, "fp32_ms": 10.0, "int8_ms": 12.0}, path) is None
+
+
+def test_the_verdict_is_cached_with_the_graph(tmp_path, monkeypatch):
+    net = SmallStyleNet().eval()
+    _build(tmp_path, "int8", net)
+
+    def again(*args, **kwargs):
+        raise AssertionError("quantized a second time")
+
+    monkeypatch.setattr(quantize, "_quantize", again)
+    monkeypatch.setattr(quantize, "_compare", again)
+    _build(tmp_path, "int8", net)
+
+
+def test_int8_is_refused_in_one_sentence_where_not_onnx_runtime(tmp_path, capsys):
+    for runtime, device in (("torch", None), ("tensorrt", None), ("onnxruntime", "cuda")):
+        with pytest.raises(
+            OptionError, match="--precision int8 is ONNX Runtime's static quantization"
+        ):
+            RuntimeOptions(runtime=runtime, device=device, precision="int8")
+    clip = tmp_path / "c.mp4"
+    write_sample(clip, SampleSpec(width=160, height=120, frames=2, audio=False))
+    assert (
+        main(
+            [
+                "convert",
+                str(clip),
+                str(tmp_path / "o.mp4"),
+                "--runtime",
+                "torch",
+                "--precision",
+                "int8",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert (
+        len(err.splitlines()) == 1
+        and "--precision int8 is ONNX Runtime's static quantization" in err
+    )
+    assert not (tmp_path / "o.mp4").exists()
