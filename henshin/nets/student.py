@@ -111,6 +111,9 @@ class Student(nn.Module):
         self.blocks = nn.Sequential(*(ResBlock(c[-1]) for _ in range(config.blocks)))
         self.up = nn.ModuleList(Up(c[i + 1], c[i]) for i in reversed(range(len(c) - 1)))
         self.head = conv(c[0], 12)
+        if config.residual:  # start as the identity: training then learns only the teacher's change
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.stem(F.pixel_unshuffle(x, 2)))
