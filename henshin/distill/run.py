@@ -69,6 +69,8 @@ def distill(
         say(f"pairs: {pairs.train_count} for training, {pairs.held_count} held out")
         train_s = None if budget is None else max(budget - clock.elapsed() - EXPORT_RESERVE_S, 1.0)
         trainer = Trainer(config, pairs, folder, train_s, progress, on_checkpoint=clock.save)
+        if trainer.resumed_from:
+            say(f"training resumes at step {trainer.resumed_from} from {trainer.checkpoint_path}")
         trained = trainer.run()
         clock.save()
         figures = "held-out" if trained.held_out else "training (no frame was held out)"

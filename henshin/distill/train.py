@@ -133,6 +133,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step, self.spent, self.total_s = 0, 0.0, seconds
         self._resume()
+        self.resumed_from = self.step  # 0: a fresh start
 
     # -- checkpoints -----------------------------------------------------------------------------
 
