@@ -94,8 +94,8 @@ def students(quick: bool) -> list[dict[str, Any]]:
 
 def style_image_teacher(quick: bool) -> dict[str, Any]:
     """The arbitrary-style transform network at its fixed 384² (a ``style_image=`` teacher)."""
-    from henshin.filters.arbitrary import TRANSFORM_SIZE, VECTOR_SHAPE
     from henshin.filters.style import bundled_model
+    from henshin.filters.style.arbitrary import TRANSFORM_SIZE, VECTOR_SHAPE
 
     sess = session(str(bundled_model("arbitrary_transform")))
     rng = np.random.default_rng(0)
