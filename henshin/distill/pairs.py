@@ -14,7 +14,9 @@ last shard.
 
 from __future__ import annotations
 
+import bisect
 import io
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,48 +44,83 @@ SHARD = 64  # pairs per shard file
 MIN_FRAMES_FOR_HELD_OUT = 10
 
 
+WARMUP = 8  # frames tracked before a chosen frame: the tracker finds the face, the smoother fills its window
+RADIUS = 4  # the centred smoother's half window (convert's default)
+
+
 @dataclass
-class Planner:
-    """Which training frames get pairs: evenly spread, as many as the pair count and the time allow."""
+class Plan:
+    """The chosen frames of each source: training frames spread evenly, thinned when time runs short, and
+    held-out frames spread over each source's last tenth.
 
-    frames: int  # training frames over all sources
-    wanted: int  # training pairs wanted
-    per_frame: float  # pairs one chosen frame gives (draws × faces, learnt as it goes)
-    seconds: float | None  # time for the whole pairs phase (None: no limit)
+    Only the frames around a chosen one are tracked (``WARMUP`` before, ``RADIUS`` after, as the engine's
+    centred smoother needs); the rest are only decoded, so a long clip costs little more than a short one.
+    """
+
+    train: list[list[int]]
+    held: list[list[int]]
+    seconds: float | None = None
     started: float = field(default_factory=time.monotonic)
-    seen: int = 0
-    made: int = 0
-    picked: int = 0
-    pick_time: float = 0.0
-    next_at: float = 0.0
+    picks: int = 0
 
-    def choose(self) -> bool:
-        """Called once per training frame, in order: whether this one gets pairs."""
-        self.seen += 1
-        if self.made >= self.wanted or self.seen - 1 < self.next_at:
-            return False
-        return not self.out_of_time()
+    @classmethod
+    def make(cls, counts: list[int], wanted: int, held: int, seconds: float | None) -> Plan:
+        """Plan ``wanted`` training frames over the sources (in proportion) and ``held`` held-out ones."""
+        firsts = [_held_from(n) for n in counts]
+        total = max(sum(firsts), 1)
+        train = [_spread(0, first, round(wanted * first / total)) for first in firsts]
+        sources = max(len(counts), 1)
+        held_out = [
+            _spread(first, n, max(1, held // sources)) if n > first else []
+            for first, n in zip(firsts, counts, strict=True)
+        ]
+        return cls(train, held_out, seconds)
 
-    def out_of_time(self) -> bool:
-        """Whether the pairs phase's time is spent."""
-        return self.seconds is not None and time.monotonic() - self.started > self.seconds
+    def kind(self, source: int, index: int) -> str:
+        """``train``, ``held`` or ``""``: what frame ``index`` of ``source`` is chosen for."""
+        if _has(self.train[source], index):
+            return "train"
+        return "held" if _has(self.held[source], index) else ""
 
-    def done(self, pairs: int, seconds: float) -> None:
-        """A chosen frame gave ``pairs`` pairs in ``seconds``: plan the next pick."""
-        self.made += pairs
-        self.picked += 1
-        self.pick_time += seconds
-        self.per_frame = max(1.0, self.made / self.picked)
-        left = max(self.frames - self.seen, 0)
-        stride = max(1.0, left / max(1.0, (self.wanted - self.made) / self.per_frame))
-        if self.seconds is not None:
-            elapsed = time.monotonic() - self.started
-            other = max(elapsed - self.pick_time, 0.0) / max(
-                self.seen, 1
-            )  # tracking cost per frame
-            affordable = (self.seconds - elapsed - left * other) / (self.pick_time / self.picked)
-            stride = max(stride, left / max(affordable, 1e-6))
-        self.next_at = self.seen - 1 + stride
+    def needed(self, source: int, index: int) -> bool:
+        """Whether frame ``index`` must be tracked: a chosen frame is within ``WARMUP`` after or ``RADIUS`` before."""
+        for picks in (self.train[source], self.held[source]):
+            k = bisect.bisect_left(picks, index - RADIUS)
+            if k < len(picks) and picks[k] <= index + WARMUP:
+                return True
+        return False
+
+    def picked(self, source: int, index: int) -> None:
+        """A training frame was done: thin the training frames still ahead when they would overrun the time."""
+        self.picks += 1
+        if self.seconds is None:
+            return
+        spent = time.monotonic() - self.started
+        cost = spent / self.picks  # decoding, tracking, varying and the teacher, per chosen frame
+        ahead = [
+            [i for i in picks if (s, i) > (source, index)] for s, picks in enumerate(self.train)
+        ]
+        held = sum(len(h) for h in self.held)
+        waiting = sum(map(len, ahead))
+        affordable = int((self.seconds - spent) / cost) - held
+        if waiting <= max(affordable, 0):
+            return
+        keep = max(affordable, 0) / waiting
+        for s, picks in enumerate(ahead):
+            kept = picks[:: max(1, round(1 / keep))] if keep > 0 else []
+            self.train[s] = [i for i in self.train[s] if (s, i) <= (source, index)] + kept
+
+
+def _spread(start: int, stop: int, count: int) -> list[int]:
+    """``count`` frame numbers spread evenly over [start, stop)."""
+    if count <= 0 or stop <= start:
+        return []
+    return sorted({int(v) for v in np.linspace(start, stop - 1, min(count, stop - start)).round()})
+
+
+def _has(picks: list[int], index: int) -> bool:
+    k = bisect.bisect_left(picks, index)
+    return k < len(picks) and picks[k] == index
 
 
 @dataclass
@@ -147,12 +184,8 @@ class PairMaker:
             opened = [open_source(path) for path in self.config.sources]
             try:
                 counts = [int(s.frame_count or 0) for s in opened]
-                made = sum(s["count"] for s in self.state["shards"] if s["split"] == "train")
-                train_frames = sum(_held_from(n) for n in counts)
-                planner = Planner(
-                    train_frames, self.config.max_pairs, float(self.config.draws), self.seconds
-                )
-                planner.made = made
+                wanted = math.ceil(self.config.max_pairs / max(self.config.draws, 1))
+                plan = Plan.make(counts, wanted, self.config.held_out_frames, self.seconds)
                 bar = (
                     self.progress(total=sum(counts) or None, desc="pairs", unit="frame")
                     if self.progress
@@ -160,11 +193,10 @@ class PairMaker:
                 )
                 for i, source in enumerate(opened):
                     if self.state["sources"].get(str(i), {}).get("complete"):
-                        planner.seen += _held_from(counts[i])
                         if bar is not None:
                             bar.update(counts[i])
                         continue
-                    self._source(i, source, counts[i], planner, bar, len(opened))
+                    self._source(i, source, counts[i], plan, bar)
                 if bar is not None:
                     bar.close()
             finally:
@@ -176,69 +208,60 @@ class PairMaker:
 
     # -- one source ------------------------------------------------------------------------------
 
-    def _source(
-        self, index: int, source: Any, count: int, planner: Planner, bar: Any, sources: int
-    ) -> None:
+    def _source(self, index: int, source: Any, count: int, plan: Plan, bar: Any) -> None:
         done = self.state["sources"].get(str(index), {}).get("done", -1)
-        held_from = _held_from(count)
-        held_stride = max(1.0, (count - held_from) / max(1, self.config.held_out_frames // sources))
-        stages = FaceStages(
-            self.teacher.graph,
-            CentredSmoother(4),
-            TrackerConfig(),
-            float(source.frame_rate),
-            CutConfig(),
-        )
+        stages: FaceStages | None = None
         try:
             for frame in source:
-                work = Work(frame)
-                stages.track(work)
-                for ready in stages.align(work):
-                    self._frame(stages, ready, index, done, held_from, held_stride, planner)
+                if plan.needed(index, frame.index):
+                    if stages is None:
+                        stages = FaceStages(
+                            self.teacher.graph,
+                            CentredSmoother(RADIUS),
+                            TrackerConfig(),
+                            float(source.frame_rate),
+                            CutConfig(),
+                        )
+                    work = Work(frame)
+                    stages.track(work)
+                    for ready in stages.align(work):
+                        self._frame(stages, ready, index, done, plan)
+                elif stages is not None:  # a stretch no chosen frame needs: only decoded
+                    self._stop(stages, index, done, plan)
+                    stages = None
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(pairs=planner.made, held=self._held_count())
-            for ready in stages.flush():
-                self._frame(stages, ready, index, done, held_from, held_stride, planner)
+                    bar.set_postfix(
+                        pairs=self._count("train"), held=self._count("held"), refresh=False
+                    )
+            if stages is not None:
+                self._stop(stages, index, done, plan)
+                stages = None
         finally:
-            stages.close()
+            if stages is not None:
+                stages.close()
         self._flush(index, count, force=True)
         self.state["sources"][str(index)] = {"done": count, "complete": True}
         self._save_state()
 
-    def _frame(
-        self,
-        stages: FaceStages,
-        ready: Work,
-        source: int,
-        done: int,
-        held_from: int,
-        held_stride: float,
-        planner: Planner,
-    ) -> None:
+    def _stop(self, stages: FaceStages, source: int, done: int, plan: Plan) -> None:
+        for ready in stages.flush():
+            self._frame(stages, ready, source, done, plan)
+        stages.close()
+
+    def _frame(self, stages: FaceStages, ready: Work, source: int, done: int, plan: Plan) -> None:
         i = ready.frame.index
-        held = i >= held_from
-        if held:
-            chosen = i > done and (i - held_from) % held_stride < 1.0
-        else:
-            chosen = planner.choose() and i > done
-        if not chosen or not ready.jobs:
+        kind = plan.kind(source, i) if i > done else ""
+        if not kind or not ready.jobs:
             stages.filter(
                 [Work(ready.frame, ended=ready.ended, passthrough=True)]
             )  # tracks that ended, end
             return
-        start = time.monotonic()
-        pairs = list(
-            self.pairs_of(
-                stages,
-                ready,
-                1 if held else self.config.draws,
-                NONE if held else self.config.augment,
-            )
-        )
-        self.buffers["held" if held else "train"].extend(pairs)
+        held = kind == "held"
+        draws, augment = (1, NONE) if held else (self.config.draws, self.config.augment)
+        self.buffers[kind].extend(self.pairs_of(stages, ready, draws, augment))
         if not held:
-            planner.done(len(pairs), time.monotonic() - start)
+            plan.picked(source, i)
         self._flush(source, i)
 
     def pairs_of(
