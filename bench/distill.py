@@ -10,12 +10,19 @@
   a latent edit's networks (e4e encoder + StyleGAN2-1024 generator), seeded random weights
   in their official configurations (what a network costs does not depend on its values);
 - pairs: the small student against each teacher (ratio = how many times faster).
+
+    python -m bench.distill --stability MODEL SOURCE [--out DIR]
+
+converts the part of SOURCE that ``henshin distill`` held out (its last tenth) with the stored
+student MODEL and with its teacher chain (from the student's metadata), and prints each one's
+fps and warping error (output ÷ input, ``henshin.engine.metrics``) next to the held-out PSNR.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -189,3 +196,91 @@ def run(quick: bool) -> dict[str, Any]:
         "notes": notes,
         "skipped": skipped,
     }
+
+
+# -- a stored student against its teacher on a source's held-out part --------------------------
+
+
+def held_out_clip(source: Path, out: Path) -> int:
+    """Write the part of ``source`` that distill holds out (its last tenth) to ``out``; returns its frames."""
+    from henshin.distill.pairs import held_out_from
+    from henshin.engine.files import VideoFileSink
+    from henshin.engine.sources import open_source
+
+    video = open_source(source)
+    first = held_out_from(int(video.frame_count or 0))
+    sink = VideoFileSink(out, video.frame_rate, video.time_base, None, 12, "veryfast")
+    frames = 0
+    try:
+        for frame in video:
+            if frame.index >= first:
+                sink.write(frame, frame.image)
+                frames += 1
+        sink.close()
+    finally:
+        video.close()
+    return frames
+
+
+def stability(model: str, source: Path, out: Path) -> dict[str, Any]:
+    """``convert`` of the held-out part with the student and with its teacher: fps and warping error of each."""
+    from henshin.engine.convert import ConvertJob, convert
+    from henshin.engine.offline import OfflineConfig
+    from henshin.filters.student.model import read_student
+    from henshin.models.store import model_path
+
+    meta, _ = read_student(model_path(model))
+    clip = out / "held-out.mp4"
+    frames = held_out_clip(source, clip)
+    rows = {}
+    for label, chain, params in (
+        ("teacher", meta.teacher["chain"], dict(meta.teacher["params"])),
+        ("student", "student", {"model": model}),
+    ):
+        job = ConvertJob(
+            clip,
+            out / f"{label}.mp4",
+            filter=chain,
+            params=params,
+            overwrite=True,
+            measure_stability=True,
+            scheduling=OfflineConfig(progress=False),
+        )
+        stats = convert(job).to_json()
+        rows[label] = {"fps": stats["fps"], "warping_error": stats["warping_error"]}
+    ratio = rows["student"]["warping_error"]["ratio"], rows["teacher"]["warping_error"]["ratio"]
+    return {
+        "model": model,
+        "source": str(source),
+        "held_out_frames": frames,
+        **rows,
+        "student_ratio_over_teacher_ratio": round(ratio[0] / ratio[1], 3) if all(ratio) else None,
+        "held_out_psnr": meta.held_out_psnr,
+        "held_out_ssim": meta.held_out_ssim,
+        "steps": meta.steps,
+        "seconds": meta.seconds,
+        "pairs": meta.pairs,
+    }
+
+
+def main() -> None:
+    """``python -m bench.distill --stability MODEL SOURCE [--out DIR]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        description="a stored student against its teacher on SOURCE's held-out "
+        "tenth: convert fps and warping error (output ÷ input) of each"
+    )
+    parser.add_argument("--stability", nargs=2, metavar=("MODEL", "SOURCE"), required=True)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/distill"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = stability(args.stability[0], Path(args.stability[1]), args.out)
+    text = json.dumps(result, indent=2)
+    (args.out / "stability.json").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -132,7 +132,7 @@ def test_the_teacher_sees_the_varied_input_the_student_trains_on(home, clip, tmp
 
 
 def test_held_out_frames_are_never_trained_on(home, clip, tmp_path):
-    from henshin.distill.pairs import PairMaker, _held_from
+    from henshin.distill.pairs import PairMaker, held_out_from
     from henshin.distill.teacher import build_teacher
     from henshin.distill.train import Batches
 
@@ -144,7 +144,7 @@ def test_held_out_frames_are_never_trained_on(home, clip, tmp_path):
         pairs = PairMaker(config, teacher, tmp_path, None).run()
     finally:
         teacher.close()
-    first_held = _held_from(CLIP.frames)
+    first_held = held_out_from(CLIP.frames)
     frames = [index for index, _ in SmoothTeacher.seen]
     assert sum(i >= first_held for i in frames) == pairs.held_count > 0
     assert sum(i < first_held for i in frames) == pairs.train_count > 0

@@ -66,7 +66,7 @@ class Plan:
     @classmethod
     def make(cls, counts: list[int], wanted: int, held: int, seconds: float | None) -> Plan:
         """Plan ``wanted`` training frames over the sources (in proportion) and ``held`` held-out ones."""
-        firsts = [_held_from(n) for n in counts]
+        firsts = [held_out_from(n) for n in counts]
         total = max(sum(firsts), 1)
         train = [_spread(0, first, round(wanted * first / total)) for first in firsts]
         sources = max(len(counts), 1)
@@ -362,6 +362,6 @@ class PairMaker:
         write_json(self.folder / "pairs" / "state.json", self.state)
 
 
-def _held_from(count: int) -> int:
+def held_out_from(count: int) -> int:
     """The first held-out frame of a source of ``count`` frames (``count``: none held out)."""
     return int(count * (1.0 - HELD_OUT)) if count >= MIN_FRAMES_FOR_HELD_OUT else count
