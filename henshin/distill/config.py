@@ -37,7 +37,7 @@ class DistillConfig:
     seed: int = 0
     max_pairs: int = 2000  # training pairs at most (each a crop and its target at ``size``)
     draws: int = 2  # augmented pairs per chosen face
-    held_out_frames: int = 48  # held-out frames at most, over all sources
+    held_out_frames: int = 24  # held-out frames at most, over all sources
     patch: int = 0  # training crop side (0: half of ``size`` from 192 up, else ``size``)
     lr: float = 2e-3
     augment: Augment = field(default_factory=Augment)
