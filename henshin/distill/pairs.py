@@ -46,6 +46,7 @@ MIN_FRAMES_FOR_HELD_OUT = 10
 
 WARMUP = 8  # frames tracked before a chosen frame: the tracker finds the face, the smoother fills its window
 RADIUS = 4  # the centred smoother's half window (convert's default)
+SETTLE, MIN_TRAIN, MIN_HELD = 3, 32, 4  # see Plan.picked
 
 
 @dataclass
@@ -91,24 +92,38 @@ class Plan:
         return False
 
     def picked(self, source: int, index: int) -> None:
-        """A training frame was done: thin the training frames still ahead when they would overrun the time."""
+        """A training frame was done: thin the chosen frames still ahead when they would overrun the time.
+
+        Never below ``MIN_TRAIN`` training frames and ``MIN_HELD`` held-out ones per source (a slow
+        teacher on a slow machine then overruns the pairs' share rather than train on nothing), and
+        not before ``SETTLE`` frames were done (the first ones also pay for starting up).
+        """
         self.picks += 1
-        if self.seconds is None:
+        if self.seconds is None or self.picks < SETTLE:
             return
         spent = time.monotonic() - self.started
         cost = spent / self.picks  # decoding, tracking, varying and the teacher, per chosen frame
         ahead = [
             [i for i in picks if (s, i) > (source, index)] for s, picks in enumerate(self.train)
         ]
-        held = sum(len(h) for h in self.held)
-        waiting = sum(map(len, ahead))
-        affordable = int((self.seconds - spent) / cost) - held
-        if waiting <= max(affordable, 0):
+        waiting, held = sum(map(len, ahead)), sum(map(len, self.held))
+        affordable = max((self.seconds - spent) / cost, 0.0)
+        if waiting + held <= affordable:
             return
-        keep = max(affordable, 0) / waiting
+        held_share = min(held, max(MIN_HELD * len(self.held), 0.2 * affordable))
+        keep = max(affordable - held_share, MIN_TRAIN - self.picks, 0) / max(waiting, 1)
         for s, picks in enumerate(ahead):
-            kept = picks[:: max(1, round(1 / keep))] if keep > 0 else []
+            kept = _thin(picks, keep)
             self.train[s] = [i for i in self.train[s] if (s, i) <= (source, index)] + kept
+        self.held = [_thin(h, held_share / held) for h in self.held]
+
+
+def _thin(picks: list[int], keep: float) -> list[int]:
+    """About ``keep`` (0..1) of ``picks``, spread evenly."""
+    if keep >= 1.0:
+        return picks
+    count = round(len(picks) * keep)
+    return [picks[round(k)] for k in np.linspace(0, len(picks) - 1, count)] if count else []
 
 
 def _spread(start: int, stop: int, count: int) -> list[int]:
