@@ -18,7 +18,17 @@ log = logging.getLogger("henshin")
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: one subcommand per module of ``henshin.cli``."""
-    from henshin.cli import batch, convert, directions, distill, doctor, filters, live, models, sample
+    from henshin.cli import (
+        batch,
+        convert,
+        directions,
+        distill,
+        doctor,
+        filters,
+        live,
+        models,
+        sample,
+    )
 
     parser = argparse.ArgumentParser(prog="henshin", description="Real-time face video filters.")
     parser.add_argument("--version", action="version", version=f"henshin {__version__}")
