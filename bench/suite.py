@@ -21,6 +21,7 @@ def registry() -> dict[str, Entry]:
     """Every scenario, importing the modules that define them first."""
     from bench import (  # noqa: F401 - imported for their registrations
         convert,
+        distill,
         edits,
         gnr,
         latent,

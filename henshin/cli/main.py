@@ -18,13 +18,23 @@ log = logging.getLogger("henshin")
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: one subcommand per module of ``henshin.cli``."""
-    from henshin.cli import batch, convert, directions, doctor, filters, live, models, sample
+    from henshin.cli import (
+        batch,
+        convert,
+        directions,
+        distill,
+        doctor,
+        filters,
+        live,
+        models,
+        sample,
+    )
 
     parser = argparse.ArgumentParser(prog="henshin", description="Real-time face video filters.")
     parser.add_argument("--version", action="version", version=f"henshin {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (convert, batch, live, sample, filters, doctor, models, directions):
+    for module in (convert, batch, live, sample, filters, doctor, models, directions, distill):
         module.add_parser(sub)
     return parser
 

@@ -38,7 +38,7 @@ FILTERS: dict[str, type[Filter]] = {}
 BUILTIN: dict[str, str] = {"style": "henshin.filters.style.filter", "fns": "henshin.filters.style.fns",
                            "warp": "henshin.filters.geometry.warp", "tint": "henshin.filters.geometry.tint",
                            "gnr": "henshin.filters.gnr.filter", "latent": "henshin.filters.latent.filter",
-                           "transfer": "henshin.filters.transfer.filter"}
+                           "transfer": "henshin.filters.transfer.filter", "student": "henshin.filters.student.filter"}
 UNAVAILABLE: dict[str, str] = {}  # built-in filters that could not be imported here, and why
 
 

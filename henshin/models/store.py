@@ -213,6 +213,12 @@ def _check_structure(entry: ModelEntry, mf: ModelFile, path: Path) -> str:
     suffix = Path(mf.name).suffix.lower()
     if suffix == ".onnx":
         return _check_onnx(entry, path)
+    if suffix == ".json":  # a student's metadata
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ModelError(f"{path} of {entry.name} is not readable JSON.") from None
+        return "reads as JSON"
     from henshin.models.checkpoints import load_checkpoint
 
     obj = load_checkpoint(path)
@@ -508,6 +514,62 @@ def import_generator(name: str, path: Path, *, say: Callable[[str], None] = prin
     _write_user_entry(entry)
     say(f"{name}: stored {dest} ({_human(dest.stat().st_size)}); use it with --param domain={name}")
     return dest
+
+
+STUDENT_FAMILY = "student"
+STUDENT_LOADER = "henshin.filters.student.model:load_student_file"
+
+
+def check_student_name(name: str, overwrite: bool) -> None:
+    """Refuse, before any work, a name a new student may not take: malformed, shipped, or taken without --overwrite."""
+    if not valid_name(name):
+        raise OptionError(f"a model name is lower-case letters, digits and dashes, got {name!r}.")
+    if name in packaged_names():
+        raise OptionError(f"{name} is a model shipped with henshin; give the student another name.")
+    existing = default_registry().entries.get(name)
+    if existing is not None and existing.family != STUDENT_FAMILY:
+        raise OptionError(f"model {name} exists already and is not a student ({existing.title}); "
+                          "give the student another name.")
+    if existing is not None and not overwrite:
+        raise OptionError(f"student {name} exists already; give another name, or --overwrite to replace it.")
+
+
+def store_student(name: str, files: dict[str, bytes], title: str, note: str = "", *, overwrite: bool = False,
+                  say: Callable[[str], None] = print) -> Path:
+    """Store a student made by ``henshin distill`` as model ``name`` in the user registry; returns its folder.
+
+    Every file is written under a temporary name first and renamed only when all are
+    written; the manifest records each file's hash, so ``verify`` and every load check it.
+    """
+    check_student_name(name, overwrite)
+    entry = ModelEntry(name=name, title=title, family=STUDENT_FAMILY, filter="student", licence="as its teacher's",
+                       source="henshin distill", files=tuple(ModelFile(n, url=f"henshin-distill:{name}/{n}")
+                                                             for n in files),
+                       loader=STUDENT_LOADER, note=note or "made with henshin distill")
+    folder = _make_entry_dir(entry)
+    parts: dict[str, Path] = {}
+    try:
+        for file_name, data in files.items():
+            part = parts[file_name] = partial_path(folder / file_name)
+            with open(part, "wb") as f:
+                f.write(data)
+        for file_name, part in parts.items():
+            commit(part, folder / file_name, f"the model cache file {folder / file_name}")
+    except OSError as exc:
+        raise write_error(exc, folder, f"the model cache folder of {name}") from None
+    finally:
+        for part in parts.values():
+            discard(part)  # after a commit there is nothing left to remove
+    manifest = {}
+    for file_name in files:
+        dest = folder / file_name
+        manifest[file_name] = {"stored": file_name, "sha256": sha256_file(dest), "size": dest.stat().st_size,
+                               "origin": "henshin distill", "registry_sha256": False, "checked": _stat_record(dest)}
+    _write_manifest(entry, manifest)
+    _write_user_entry(entry)
+    say(f"{name}: stored {folder} ({_human(sum(len(d) for d in files.values()))}); use it with "
+        f"--filter student --param model={name}")
+    return folder
 
 
 def _write_user_entry(entry: ModelEntry) -> None:

