@@ -135,10 +135,12 @@ def test_folder_of_images_becomes_a_folder(face_png, tmp_path):
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
     source = _read_rgb(face_png)
     face = inside(face_box(source), source.shape)
+    # the mask reaches a feather (and a margin around the features) past the landmarks: 10 % of the box
+    near_face = inside(face_box(source, margin=0.1), source.shape)
     for name in ("a.png", "b.png"):
         changed = np.any(_read_rgb(out / name) != source, axis=2)
         assert changed[face].mean() > 0.5, name  # measured 0.71 of the landmarks' box restyled
-        assert not changed[~face].any(), name  # outside the face every byte is the source's
+        assert not changed[~near_face].any(), name  # away from the face every byte is the source's
 
 
 def test_folder_of_images_becomes_a_video(face_png, tmp_path):
