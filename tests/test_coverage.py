@@ -15,7 +15,7 @@ from henshin.engine.composite import CompositeParams, face_mask, face_width
 from henshin.engine.shots import CutDetector
 from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.stages import FaceStages, Work
-from henshin.engine.tracking import FaceTracker
+from henshin.engine.tracking import FaceTracker, TrackerConfig
 from henshin.filters.base import Filter, register
 from henshin.kernels import landmarks as lm
 from henshin.kernels.masks import fill_polygon
@@ -206,10 +206,13 @@ def test_both_halves_of_the_inner_face_change_in_every_frame(mesh, clip):
         assert min(halves) >= 0.8, f"frame {i}: changed fraction of the two halves {halves}"
 
 
-def test_a_zoom_cut_ends_the_track_and_no_frame_has_an_offset_face(mesh):
+@pytest.mark.parametrize("tracker", ["mediapipe", "torch"])
+def test_a_zoom_cut_ends_the_track_and_no_frame_has_an_offset_face(mesh, tracker):
+    if tracker == "torch":
+        pytest.importorskip("torch")
     truth = shots_motion(ZOOM_SHOTS)
     frames = shots_frames(ZOOM_SHOTS, truth)
-    stages = FaceStages(FilterGraph(ChainRequest("tint")), CentredSmoother(4))
+    stages = FaceStages(FilterGraph(ChainRequest("tint")), CentredSmoother(4), TrackerConfig(kind=tracker))
     ids = []
     try:
         for i, image in enumerate(frames):

@@ -25,7 +25,15 @@ from typing import Any
 import numpy as np
 
 from henshin.digest import sha256_file
-from henshin.engine.tracking import TrackerConfig, TrackUpdate, _iou, _near, _tiles, brighten
+from henshin.engine.tracking import (
+    TrackerConfig,
+    TrackUpdate,
+    _iou,
+    _jumped,
+    _near,
+    _tiles,
+    brighten,
+)
 from henshin.errors import ModelError
 from henshin.types import Face
 
@@ -245,12 +253,45 @@ class TorchFaceTracker:
             )
         points, presence = add_irises(points.cpu().numpy()), presence.cpu().numpy()
         lost = False
+        jumped: list[np.ndarray] = []
+        cfg = self.config
         for t, p, ok in zip(followed, points, presence, strict=True):
-            if ok >= PRESENCE:
-                t.landmarks = p
-            else:
+            if ok < PRESENCE:
                 t.missing, lost = 1, True
+            elif _jumped(t.landmarks, p, cfg.max_scale_step, cfg.max_shift):
+                # a zoom cut the colour histograms did not see: the track ends, the face is found afresh
+                t.missing = cfg.max_missing + 1
+                jumped.append(p)
+            else:
+                t.landmarks = p
+        if jumped:
+            self._tracks = [t for t in self._tracks if t.missing <= cfg.max_missing]
+            lost = self._refind(frame, shape, jumped) or lost
         return lost
+
+    def _refind(self, frame: Any, shape: tuple[int, ...], jumped: list[np.ndarray]) -> bool:
+        """New tracks for faces that jumped: the mesh twice from where each went (a probe, then
+        framed as tracking will frame it); True when one was not found again."""
+        import torch
+
+        from henshin.nets.facemesh import roi_from_landmarks
+
+        h, w = shape[:2]
+        points = torch.from_numpy(np.stack([j[:468] for j in jumped])).to(self.device)
+        index = torch.zeros(len(jumped), dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            for _ in range(2):
+                points, presence = self.nets.landmarks(
+                    frame, index, roi_from_landmarks(points[..., :468, :], w, h)
+                )
+        missed = False
+        for p, ok in zip(add_irises(points.cpu().numpy()), presence.cpu().numpy(), strict=True):
+            if ok >= PRESENCE:
+                self._tracks.append(_Track(self._next_id, p))
+                self._next_id += 1
+            else:
+                missed = True
+        return missed
 
     def _add_detected(
         self, frame: Any, shape: tuple[int, ...], tiles: list[tuple[int, int, int, int]]
