@@ -38,6 +38,10 @@ from henshin.samples import SampleSpec, background, motion, portrait, render
 from henshin.types import FaceContext, Frame
 from tests.conftest import face_box, inside, run_offline_frames, stages_for
 
+# Real time on a shared machine: how many frames a live run gets through depends on the load,
+# so a run that fell short is tried again (twice); a broken behaviour fails all three.
+REALTIME = pytest.mark.flaky(reruns=2)
+
 torch = pytest.importorskip("torch")
 
 
@@ -396,6 +400,7 @@ def test_live_warp_follows_set_strength(moving_face):
         graph.close()
 
 
+@REALTIME
 def test_live_command_runs_a_landmark_filter(clip, tmp_path):
     from tests.conftest import decode_video
 

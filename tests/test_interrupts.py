@@ -20,6 +20,10 @@ from henshin.cli.main import main
 from henshin.samples import SampleSpec, write_sample
 from tests.conftest import decode_video
 
+# Real time on a shared machine: how many frames a live run gets through depends on the load,
+# so a run that fell short is tried again (twice); a broken behaviour fails all three.
+REALTIME = pytest.mark.flaky(reruns=2)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -83,6 +87,7 @@ def test_signal_mid_conversion_leaves_the_output_folder_as_it_was(long_clip, tmp
     assert 0 < stats["frames_in"] < 120
 
 
+@REALTIME
 def test_signal_mid_live_run_keeps_the_recording_and_writes_stats(long_clip, tmp_path):
     record, stats = tmp_path / "rec.mp4", tmp_path / "s.json"
     proc = _henshin("live", "--source", str(long_clip), "--sink", "null", "--record", str(record),

@@ -22,6 +22,10 @@ from henshin.samples import SampleSpec, portrait, write_sample
 from henshin.types import Frame
 from tests.xscreen import picture_detail, save_png
 
+# Real time on a shared machine: how many frames a live run gets through depends on the load,
+# so a run that fell short is tried again (twice); a broken behaviour fails all three.
+REALTIME = pytest.mark.flaky(reruns=2)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -60,6 +64,7 @@ def _wait(predicate, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+@REALTIME
 def test_live_preview_shows_frames_takes_keys_and_closes_like_quit(xscreen, cam_clip, tmp_path):
     stats_path = tmp_path / "s.json"
     proc = subprocess.Popen([sys.executable, "-m", "henshin.cli.main", "live", "--source", str(cam_clip), "--loop",
@@ -157,6 +162,7 @@ def test_keys_change_the_style_and_every_output_frame_is_shown(xscreen, monkeypa
     assert still < 0.003 and changed > 0.02, (still, changed)
 
 
+@REALTIME
 def test_b_shows_original_and_filtered_side_by_side_with_figures_on_both(xscreen, monkeypatch, tmp_path):
     from henshin.engine.screens import PreviewSink
 
