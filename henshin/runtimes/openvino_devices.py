@@ -29,14 +29,22 @@ def core() -> Any:
 
 
 def openvino_devices() -> list[str]:
-    """OpenVINO's devices on this machine with their names ("CPU (Intel Core ...)"); empty without OpenVINO."""
+    """OpenVINO's devices on this machine with their names and the precisions henshin runs on them
+    ("CPU (AMD EPYC; fp32, int8)"); empty without OpenVINO."""
     try:
         ov_core = core()
     except RuntimeUnavailableError:
         return []
     return [
-        f"{d} ({ov_core.get_property(d, 'FULL_DEVICE_NAME')})" for d in ov_core.available_devices
+        f"{d} ({ov_core.get_property(d, 'FULL_DEVICE_NAME')}; {', '.join(precisions(ov_core, d))})"
+        for d in ov_core.available_devices
     ]
+
+
+def precisions(ov_core: Any, device: str) -> list[str]:
+    """The ``--precision`` values OpenVINO's ``device`` lists among its optimisation capabilities."""
+    caps = [str(c) for c in ov_core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
+    return [p for p in ("fp32", "bf16", "fp16", "int8") if p == "fp32" or p.upper() in caps]
 
 
 def openvino_device(device: str | None, precision: str | None) -> tuple[str, str]:
