@@ -219,8 +219,15 @@ def _stored_student(folder: Path) -> Path:
 
 @needs_openvino
 def test_student_filter_runs_on_openvino_like_onnxruntime(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """fp32 on both runtimes, and int8 on OpenVINO (its check's timing faked to keep it: a 64 px student
+    on this machine is no faster in int8, and the int8 path through the filter is what is under test)."""
+    real = quantize._compare
+    monkeypatch.setattr(
+        quantize, "_compare", lambda *a: {**real(*a), "fp32_ms": 10.0, "int8_ms": 5.0}
+    )
+    monkeypatch.setenv("HENSHIN_HOME", str(tmp_path / "home"))  # compiled models and verdicts
     model = _stored_student(tmp_path / "seeded")
     src = tmp_path / "in.mp4"
     assert (
@@ -236,11 +243,14 @@ def test_student_filter_runs_on_openvino_like_onnxruntime(
         m.startswith("runtime for student-") and ": openvino (CPU, fp32" in m
         for m in caplog.messages
     )
-    assert any(m.startswith("int8 for student-") and " on openvino: " in m for m in caplog.messages)
+    assert any(
+        m.startswith("runtime for student-") and ": openvino (CPU, int8" in m
+        for m in caplog.messages
+    )
     frames = {name: decode_video(tmp_path / f"{name}.mp4")[0] for name in runs}
     original = decode_video(src)[0]
     assert all(len(f) == len(original) == 8 for f in frames.values())
     ov, ort_, int8 = (frames[n][4].astype(int) for n in runs)
     assert np.abs(ov - ort_).mean() < 0.5  # the same picture, to H.264's rounding
-    assert np.abs(int8 - ort_).mean() < 1.0  # int8 (or fp32 where not kept) within a level
+    assert 0 < np.abs(int8 - ov).mean() < 1.0  # int8: another picture, within a level
     assert np.abs(ov - original[4]).mean() > 1  # and a filtered one
