@@ -121,6 +121,27 @@ def test_int8_runs_only_when_its_verdict_keeps_it(
 
 
 @needs_openvino
+def test_the_int8_graph_is_shared_and_each_runtime_keeps_its_own_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = _spec("small")
+    rt.build_runtime(spec, _options("openvino", tmp_path, precision="int8"))
+    calls: list[str] = []
+    real_quantize, real_compare = quantize._quantize, quantize._compare
+    monkeypatch.setattr(
+        quantize, "_quantize", lambda *a: calls.append("quantize") or real_quantize(*a)
+    )
+    monkeypatch.setattr(
+        quantize, "_compare", lambda *a: calls.append("compare") or real_compare(*a)
+    )
+    rt.build_runtime(spec, _options("openvino", tmp_path, precision="int8"))
+    assert calls == []  # OpenVINO's verdict and the graph were cached
+    rt.build_runtime(spec, _options("onnxruntime", tmp_path, precision="int8"))
+    assert calls == ["compare"]  # the same graph, judged again as ONNX Runtime runs it
+    assert len(list(tmp_path.glob("student-small-*-int8.onnx"))) == 1
+
+
+@needs_openvino
 def test_openvino_and_onnxruntime_run_the_same_int8_graph_alike(tmp_path: Path) -> None:
     """One quantized graph serves both; each runtime rounds int8 its own way, within the int8 bound."""
     spec = _spec("medium")

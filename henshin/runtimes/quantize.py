@@ -60,7 +60,12 @@ def int8_file(
     )
     path = cache_dir(options) / f"{spec.key}-{key}-int8.onnx"
     meta = {"network": spec.key, "precision": "int8", "inputs": spec.shape_key()}
-    suffix = ".verdict.json" if runtime == "onnxruntime" else f".{runtime}-verdict.json"
+    # ONNX Runtime's CPU provider keeps the name it always had; OpenVINO's names its device too
+    suffix = (
+        ".verdict.json"
+        if runtime == "onnxruntime"
+        else f".{runtime}-{options.device or 'auto'}-verdict.json"
+    )
     verdict = path.with_name(path.name + suffix)
     graph = read_cached(path, meta)
     if verdict.exists() and graph is not None:
