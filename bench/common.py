@@ -104,3 +104,21 @@ def timed_ms(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] = lam
         sync()
         times.append((time.perf_counter() - start) * 1000)
     return times
+
+
+def timed_ms_interleaved(fns: list[Callable[[], Any]], repeats: int, sync: Callable[[], None] = lambda: None,
+                         warmup: int = 2) -> list[list[float]]:
+    """Like ``timed_ms`` for several candidates, one call of each in turn per repeat: on a shared machine
+    a burst of someone else's load falls on all of them, not on whichever ran at the time."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    sync()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, runs in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            sync()
+            runs.append((time.perf_counter() - start) * 1000)
+    return times

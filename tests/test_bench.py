@@ -94,3 +94,25 @@ def test_contenders_are_warmed_up_then_run_round_robin():
     runs = repeat_each([lambda: calls.append("a") or "a", lambda: calls.append("b") or "b"], quick=False)
     assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then three alternating repeats
     assert runs == [["a"] * 3, ["b"] * 3]
+
+
+def test_bench_runtimes_has_a_student_row_per_runtime_and_precision(tmp_path):
+    """A student size through every CPU runtime and precision here: a row each, with the precision that ran."""
+    from bench.runtimes import NETWORKS, measure
+    from henshin.runtimes import has_module
+
+    assert {"student-small", "student-medium", "student-large"} <= {n.key for n in NETWORKS}
+    result = measure(quick=True, size=32, batches=(1,), only=("student-small",))
+    rows = {r["runtime"]: r for r in result["rows"]}
+    want = {"torch cpu fp32", "onnxruntime cpu fp32", "onnxruntime cpu int8"}
+    if has_module("openvino"):
+        want |= {"openvino cpu fp32", "openvino cpu int8", "openvino cpu bf16"}
+    assert want <= set(rows)
+    for label in want - {"openvino cpu bf16"}:
+        row = rows[label]
+        assert row["network"] == "student-small" and row["ms_per_face"] > 0
+        assert row["precision"] in (("int8", "fp32") if "int8" in label else ("fp32",))
+        assert row["psnr_db"] >= 35.0  # eager fp32 is the reference; int8 only where it holds
+    bf16 = rows.get("openvino cpu bf16")
+    if bf16 is not None and "error" in bf16:  # a CPU without AVX-512 BF16 or AMX
+        assert "needs a CPU with AVX-512 BF16 or AMX" in bf16["error"]

@@ -297,5 +297,5 @@ def test_doctor_lists_providers_and_their_devices(capsys: pytest.CaptureFixture[
     openvino = lines["OpenVINO"]
     assert openvino.startswith("ok" if rt.has_module("openvino") else "--")
     if rt.has_module("openvino"):
-        assert "CPU (" in openvino
+        assert "CPU (" in openvino and "fp32" in openvino  # with the precisions it runs
     assert f"--provider auto: {choose_provider('auto', found).provider}" in lines["--runtime"]

@@ -36,14 +36,19 @@ def build(options: RuntimeOptions | None, key: str, inputs: Sequence[tuple[str, 
 def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
     """Build the runtime ``options`` ask for (``auto`` resolved), ready to call."""
     name = choose_runtime(options.runtime, spec.module is not None)
-    if options.precision == "int8" and name != "onnxruntime":
+    if options.precision == "int8" and name not in ("onnxruntime", "openvino"):
         raise OptionError(INT8_REFUSED)
     if name == "torch":
         runtime: Runtime = TorchRuntime(spec, options)
     elif name == "openvino":
         from henshin.runtimes.openvino_runtime import OpenVinoRuntime
 
-        runtime = OpenVinoRuntime(spec, options, onnx_file(spec, options))
+        path = onnx_file(spec, options)
+        if options.precision == "int8":
+            int8 = int8_file(spec, options, path, "openvino")
+            runtime = OpenVinoRuntime(spec, options, int8 or path, "int8" if int8 else "fp32")
+        else:
+            runtime = OpenVinoRuntime(spec, options, path)
     else:  # onnxruntime, or tensorrt: ONNX Runtime with a TensorRT provider
         offer = offer_for(name, options.provider, options.device, survey())
         path = onnx_file(spec, options)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from henshin.errors import ModelError
+from henshin.runtimes.batching import run_graph
 from henshin.runtimes.cache import provider_cache
 from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 from henshin.runtimes.providers import PROVIDERS, Offer, offer_for, plugin_module, survey
@@ -64,30 +65,10 @@ class OnnxRuntime:
             not isinstance(d, int) or d == n for d, n in zip(self._sample_dims, sample, strict=True))
 
     def __call__(self, *inputs: Any) -> Any:
-        torch_in = not isinstance(inputs[0], np.ndarray)
-        arrays = [_to_numpy(x) for x in inputs]
-        if self.fixed_batch == 1 and arrays[0].shape[0] != 1:
-            # A graph exported with a fixed batch of 1: run the samples one by one.
-            outs = [self._run([a[i:i + 1] if self.spec.is_batched(j) else a for j, a in enumerate(arrays)])
-                    for i in range(arrays[0].shape[0])]
-            out = np.concatenate(outs)
-        else:
-            out = self._run(arrays)
-        if torch_in:
-            import torch
-
-            return torch.from_numpy(out).to(inputs[0].device)
-        return out
+        return run_graph(self._run, self.spec, self.fixed_batch, inputs)
 
     def _run(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         return self.session.run(None, dict(zip(self._names, arrays, strict=True)))[0]
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, np.ndarray):
-        return np.ascontiguousarray(x, dtype=np.float32)
-    return x.detach().float().cpu().numpy()
-
 
 
 def provider_options(spec: NetworkSpec, options: RuntimeOptions, offer: Offer) -> dict[str, str]:

@@ -29,14 +29,22 @@ def core() -> Any:
 
 
 def openvino_devices() -> list[str]:
-    """OpenVINO's devices on this machine with their names ("CPU (Intel Core ...)"); empty without OpenVINO."""
+    """OpenVINO's devices on this machine with their names and the precisions henshin runs on them
+    ("CPU (AMD EPYC; fp32, int8)"); empty without OpenVINO."""
     try:
         ov_core = core()
     except RuntimeUnavailableError:
         return []
     return [
-        f"{d} ({ov_core.get_property(d, 'FULL_DEVICE_NAME')})" for d in ov_core.available_devices
+        f"{d} ({ov_core.get_property(d, 'FULL_DEVICE_NAME')}; {', '.join(precisions(ov_core, d))})"
+        for d in ov_core.available_devices
     ]
+
+
+def precisions(ov_core: Any, device: str) -> list[str]:
+    """The ``--precision`` values OpenVINO's ``device`` lists among its optimisation capabilities."""
+    caps = [str(c) for c in ov_core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
+    return [p for p in ("fp32", "bf16", "fp16", "int8") if p == "fp32" or p.upper() in caps]
 
 
 def openvino_device(device: str | None, precision: str | None) -> tuple[str, str]:
@@ -55,10 +63,27 @@ def openvino_device(device: str | None, precision: str | None) -> tuple[str, str
     precision = precision or "fp32"
     if precision == "fp32":
         return name, precision
-    caps = ov_core.get_property(name, "OPTIMIZATION_CAPABILITIES")
+    caps = [str(c) for c in ov_core.get_property(name, "OPTIMIZATION_CAPABILITIES")]
     if precision.upper() not in caps:
-        raise OptionError(
-            f"--precision {precision}: OpenVINO's {name} here runs {', '.join(c for c in caps if c.startswith(('FP', 'BF')))} "
-            f"only; use --precision fp32."
-        )
+        raise OptionError(precision_refusal(name, precision, caps))
     return name, precision
+
+
+# What an OpenVINO CPU needs before it lists a precision among its capabilities.
+CPU_NEEDS = {"bf16": "AVX-512 BF16 or AMX", "fp16": "AVX-512 FP16 or AMX-FP16", "int8": "AVX2 or newer"}
+
+
+def precision_refusal(device: str, precision: str, caps: list[str]) -> str:
+    """One sentence: ``precision`` is not offered by OpenVINO's ``device`` here, why, and what to use.
+
+    Asked for anyway, OpenVINO does not refuse: it compiles and runs fp32 (checked with
+    bf16 on an AVX2 AMD EPYC), so henshin refuses before any work instead.
+    """
+    offered = ", ".join(c.lower() for c in caps if c in ("FP32", "FP16", "BF16", "INT8"))
+    fallback = "fp32 or int8" if "INT8" in caps else "fp32"
+    if device == "CPU":
+        return (
+            f"--precision {precision} on OpenVINO needs a CPU with {CPU_NEEDS[precision]} (this one runs "
+            f"{offered}; asked for {precision}, OpenVINO would run fp32); use --precision {fallback}."
+        )
+    return f"--precision {precision}: OpenVINO's {device} here runs {offered}; use --precision {fallback}."

@@ -18,18 +18,23 @@ import numpy as np
 
 from henshin.errors import ModelError
 from henshin.runtimes import openvino_devices as devices
+from henshin.runtimes.batching import run_graph
 from henshin.runtimes.cache import cache_dir, cache_key, read_cached, write_cached
 from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 
 log = logging.getLogger("henshin")
 
 # --precision -> OpenVINO's inference precision hint. fp32 is asked for explicitly: on CPUs with
-# AMX or AVX-512 BF16 OpenVINO otherwise runs bf16 by default.
-HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+# AMX or AVX-512 BF16 OpenVINO otherwise runs bf16 by default. int8 is the quantized (QDQ) graph,
+# which OpenVINO runs in int8 where its Q/DQ pairs say so; the rest of it stays fp32.
+HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
 
 
-def blob_key(spec: NetworkSpec, device: str, precision: str, version: str, full_name: str) -> str:
-    """What a compiled OpenVINO model depends on, as a short hash."""
+def blob_key(
+    spec: NetworkSpec, device: str, precision: str, version: str, full_name: str, graph: str = ""
+) -> str:
+    """What a compiled OpenVINO model depends on, as a short hash (``graph``: the int8 graph's file name,
+    which carries its own key)."""
     return cache_key(
         spec,
         runtime="openvino",
@@ -37,7 +42,16 @@ def blob_key(spec: NetworkSpec, device: str, precision: str, version: str, full_
         device_name=full_name,
         precision=precision,
         openvino=version,
+        graph=graph,
     )
+
+
+def compile_config(device: str, precision: str, threads: int) -> dict[str, Any]:
+    """OpenVINO's compile settings: the precision hint, latency over throughput, the CPU's threads."""
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+    if device == "CPU":
+        config["INFERENCE_NUM_THREADS"] = threads
+    return config
 
 
 class OpenVinoRuntime:
@@ -45,16 +59,20 @@ class OpenVinoRuntime:
 
     name = "openvino"
 
-    def __init__(self, spec: NetworkSpec, options: RuntimeOptions, path: Path) -> None:
+    def __init__(
+        self, spec: NetworkSpec, options: RuntimeOptions, path: Path, precision: str | None = None
+    ) -> None:
+        """``precision``: what ``path`` holds when it is not what was asked for (``fp32`` when the int8
+        graph was not kept)."""
         self.spec = spec
         self.device, self.precision = devices.openvino_device(options.device, options.precision)
+        self.precision = precision or self.precision
         core = devices.core()
         self.threads = options.threads or os.cpu_count() or 1
-        config = {"INFERENCE_PRECISION_HINT": HINTS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
-        if self.device == "CPU":
-            config["INFERENCE_NUM_THREADS"] = self.threads
+        config = compile_config(self.device, self.precision, self.threads)
         full_name = str(core.get_property(self.device, "FULL_DEVICE_NAME"))
-        key = blob_key(spec, self.device, self.precision, devices.version(), full_name)
+        graph = Path(path).name if self.precision == "int8" else ""
+        key = blob_key(spec, self.device, self.precision, devices.version(), full_name, graph)
         self.blob_path = cache_dir(options) / f"{spec.key}-{key}.openvino"
         meta = {
             "network": spec.key,
@@ -106,30 +124,8 @@ class OpenVinoRuntime:
         )
 
     def __call__(self, *inputs: Any) -> Any:
-        torch_in = not isinstance(inputs[0], np.ndarray)
-        arrays = [_to_numpy(x) for x in inputs]
-        if self.fixed_batch == 1 and arrays[0].shape[0] != 1:
-            outs = [
-                self._run(
-                    [a[i : i + 1] if self.spec.is_batched(j) else a for j, a in enumerate(arrays)]
-                )
-                for i in range(arrays[0].shape[0])
-            ]
-            out = np.concatenate(outs)
-        else:
-            out = self._run(arrays)
-        if torch_in:
-            import torch
-
-            return torch.from_numpy(out).to(inputs[0].device)
-        return out
+        return run_graph(self._run, self.spec, self.fixed_batch, inputs)
 
     def _run(self, arrays: list[np.ndarray]) -> np.ndarray:
         # A copy: the request's output buffer is reused by the next call.
         return np.array(self.request.infer(arrays)[0], dtype=np.float32, copy=True)
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, np.ndarray):
-        return np.ascontiguousarray(x, dtype=np.float32)
-    return x.detach().float().cpu().numpy()

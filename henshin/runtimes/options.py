@@ -28,8 +28,9 @@ DEVICE = re.compile(r"cpu|cuda(:\d+)?|gpu(\.\d+)?|npu")
 RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")
 ONNX_RUNTIMES = ("onnxruntime", "tensorrt", "openvino")  # the runtimes that run an ONNX export
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-INT8_REFUSED = ("--precision int8 is ONNX Runtime's static quantization on the CPU; use --runtime onnxruntime "
-                "(or auto) with the CPU provider and without --device cuda, or drop --precision int8.")
+INT8_REFUSED = ("--precision int8 is ONNX Runtime's static quantization, run on the CPU by ONNX Runtime's CPU "
+                "provider or by OpenVINO; use --runtime onnxruntime (or auto) with the CPU provider, or --runtime "
+                "openvino, without --device cuda, or drop --precision int8.")
 
 
 class Runtime(Protocol):
@@ -83,7 +84,7 @@ class RuntimeOptions:
 
     runtime: RuntimeName = "auto"
     device: str | None = None  # "cpu", "cuda", "cuda:1" (OpenVINO: "gpu", "gpu.1", "npu"); None: the runtime's best
-    precision: Precision | None = None  # None: fp16 on CUDA, fp32 on the CPU; int8: ONNX Runtime on the CPU
+    precision: Precision | None = None  # None: fp16 on CUDA, fp32 on the CPU; int8: ONNX Runtime or OpenVINO, CPU
     max_batch: int = 8
     compile: bool = False  # torch.compile
     cuda_graphs: bool = False
@@ -104,7 +105,7 @@ class RuntimeOptions:
             self.runtime = "onnxruntime"  # a provider named under auto asks for ONNX Runtime
         if self.precision not in (None, "fp32", "fp16", "bf16", "int8"):
             raise OptionError(f"--precision expects fp32, fp16, bf16 or int8, got {self.precision!r}.")
-        if self.precision == "int8" and (self.runtime in ("torch", "tensorrt", "openvino")
+        if self.precision == "int8" and (self.runtime in ("torch", "tensorrt")
                                          or self.provider not in ("auto", "cpu")
                                          or (self.device or "").startswith("cuda")):
             raise OptionError(INT8_REFUSED)

@@ -1,23 +1,27 @@
-"""int8 on the CPU: ONNX Runtime's static quantization, kept only where it wins here.
+"""int8 on the CPU: ONNX Runtime's static quantization, run by ONNX Runtime or OpenVINO, kept only where it wins here.
 
 The fp32 graph is quantized in QDQ form (per-channel int8 weights, uint8
 activations, the convolutions only: normalisation and the rest stay fp32), its
 activation ranges calibrated on the network's own sample inputs (face crops for
 the style networks: ``NetworkSpec.calibration``). The result is kept only when,
 on inputs held out from calibration, its output is within ``MIN_PSNR_DB`` of the
-fp32 graph's and it runs faster on this CPU; otherwise the fp32 graph runs and
-one line says why. Both the graph and the decision are cached under the
-network's key, so the check runs once per network, shape and machine.
+fp32 graph's and it runs faster on this CPU, both run by the runtime that will
+run it (ONNX Runtime's CPU provider, or OpenVINO, which executes the Q/DQ pairs
+as int8); otherwise the fp32 graph runs and one line says why. The graph is
+cached under the network's key and shared by both runtimes; the decision is
+cached beside it per runtime, so the check runs once per network, shape,
+runtime and machine.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +39,11 @@ MIN_PSNR_DB = 35.0
 TIMED_RUNS = 5
 
 
-def int8_file(spec: NetworkSpec, options: RuntimeOptions, fp32: Path) -> Path | None:
-    """The int8 QDQ graph of ``fp32`` when it is kept on this machine, else None (fp32 runs; the log says why)."""
+def int8_file(
+    spec: NetworkSpec, options: RuntimeOptions, fp32: Path, runtime: str = "onnxruntime"
+) -> Path | None:
+    """The int8 QDQ graph of ``fp32`` when ``runtime`` keeps it on this machine, else None (fp32 runs; the log
+    says why)."""
     samples = list(spec.calibration()) if spec.calibration is not None else []
     if len(samples) < 2:
         log.info("int8 for %s: no sample inputs to calibrate on; running fp32", spec.key)
@@ -53,22 +60,34 @@ def int8_file(spec: NetworkSpec, options: RuntimeOptions, fp32: Path) -> Path | 
     )
     path = cache_dir(options) / f"{spec.key}-{key}-int8.onnx"
     meta = {"network": spec.key, "precision": "int8", "inputs": spec.shape_key()}
-    verdict = path.with_name(path.name + ".verdict.json")
-    if verdict.exists() and read_cached(path, meta) is not None:
-        return _decide(spec, json.loads(verdict.read_text()), path)
+    # ONNX Runtime's CPU provider keeps the name it always had; OpenVINO's names its device too
+    suffix = (
+        ".verdict.json"
+        if runtime == "onnxruntime"
+        else f".{runtime}-{options.device or 'auto'}-verdict.json"
+    )
+    verdict = path.with_name(path.name + suffix)
+    graph = read_cached(path, meta)
+    if verdict.exists() and graph is not None:
+        return _decide(spec, json.loads(verdict.read_text()), path, runtime)
     half = len(samples) // 2
-    write_cached(path, _quantize(spec, fp32, samples[:half]), meta)
-    doc = _compare(spec, fp32, path, samples[half:], options)
+    if graph is None:
+        write_cached(path, _quantize(spec, fp32, samples[:half]), meta)
+    runners = [_runner(runtime, p, options) for p in (fp32, path)]
+    doc = _compare(spec, runners, samples[half:])
     write_atomic(verdict, json.dumps(doc).encode(), f"the cached {verdict.name}")
-    return _decide(spec, doc, path)
+    return _decide(spec, doc, path, runtime)
 
 
-def _decide(spec: NetworkSpec, doc: dict[str, float], path: Path) -> Path | None:
+def _decide(
+    spec: NetworkSpec, doc: dict[str, float], path: Path, runtime: str = "onnxruntime"
+) -> Path | None:
     kept = doc["psnr_db"] >= MIN_PSNR_DB and doc["int8_ms"] < doc["fp32_ms"]
     speed = doc["fp32_ms"] / max(doc["int8_ms"], 1e-9)
     log.info(
-        "int8 for %s: %.1f dB from fp32 on its sample inputs (needs %.0f), %.2fx its speed on this CPU; %s",
+        "int8 for %s on %s: %.1f dB from fp32 on its sample inputs (needs %.0f), %.2fx its speed on this CPU; %s",
         spec.key,
+        runtime,
         doc["psnr_db"],
         MIN_PSNR_DB,
         speed,
@@ -111,44 +130,56 @@ def _quantize(spec: NetworkSpec, fp32: Path, samples: Sequence[tuple[np.ndarray,
         return out.read_bytes()
 
 
-def _compare(
-    spec: NetworkSpec,
-    fp32: Path,
-    int8: Path,
-    samples: Sequence[tuple[np.ndarray, ...]],
-    options: RuntimeOptions,
-) -> dict[str, float]:
-    """PSNR of int8 against fp32 over held-out samples, and the median time of each on the first one."""
+Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def _runner(runtime: str, graph: Path, options: RuntimeOptions) -> Runner:
+    """One graph, run as ``runtime`` will run it: ONNX Runtime's CPU provider, or OpenVINO on its device."""
+    if runtime == "openvino":
+        from henshin.runtimes import openvino_devices as devices
+        from henshin.runtimes.openvino_runtime import compile_config
+
+        core = devices.core()
+        device, _ = devices.openvino_device(options.device, "int8")
+        config = compile_config(device, "int8", options.threads or os.cpu_count() or 1)
+        request = core.compile_model(
+            core.read_model(str(graph)), device, config
+        ).create_infer_request()
+        return lambda feed: np.array(request.infer(list(feed.values()))[0], copy=True)
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if options.threads:
         so.intra_op_num_threads = options.threads
+    session = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+    return lambda feed: session.run(None, feed)[0]
+
+
+def _compare(
+    spec: NetworkSpec, runners: Sequence[Runner], samples: Sequence[tuple[np.ndarray, ...]]
+) -> dict[str, float]:
+    """PSNR of int8 (the second runner) against fp32 (the first) over held-out samples, and the median
+    time of each on the first one, their runs interleaved (a shared machine's load falls on both)."""
     names = [name for name, _ in spec.inputs]
-    sessions = [
-        ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (fp32, int8)
-    ]
     feeds = [dict(zip(names, sample, strict=True)) for sample in samples]
     worst = np.inf
     for feed in feeds:
-        a, b = (s.run(None, feed)[0].astype(np.float64) for s in sessions)
+        a, b = (run(feed).astype(np.float64) for run in runners)
         peak = max(float(a.max() - a.min()), 1e-6)
         mse = float(((a - b) ** 2).mean())
         worst = min(worst, 10 * np.log10(peak**2 / max(mse, 1e-20)))
-    times = []
-    for session in sessions:
-        session.run(None, feeds[0])
-        runs = []
-        for _ in range(TIMED_RUNS):
+    times: list[list[float]] = [[] for _ in runners]
+    for _ in range(TIMED_RUNS):
+        for run, runs in zip(runners, times, strict=True):
             start = time.perf_counter()
-            session.run(None, feeds[0])
+            run(feeds[0])
             runs.append(time.perf_counter() - start)
-        times.append(float(np.median(runs)) * 1000)
+    fp32_ms, int8_ms = (float(np.median(runs)) * 1000 for runs in times)
     return {
         "psnr_db": round(float(worst), 2),
-        "fp32_ms": round(times[0], 3),
-        "int8_ms": round(times[1], 3),
+        "fp32_ms": round(fp32_ms, 3),
+        "int8_ms": round(int8_ms, 3),
     }
 
 

@@ -1,7 +1,8 @@
 """``--filter student --param model=NAME``: a student made by ``henshin distill``, live on the CPU.
 
-It runs through the runtimes (ONNX Runtime on the CPU; torch, or TensorRT, on a GPU)
-with its teacher's crop framing and mask mode, read from the student's metadata.
+It runs through the runtimes (ONNX Runtime or OpenVINO on the CPU, fp32 or ``--precision
+int8``; torch, or TensorRT, on a GPU) with its teacher's crop framing and mask mode, read
+from the student's metadata.
 ``strength`` mixes it with the original face in the frame, ``temporal`` blends each
 output with the previous one along the input's optical flow, as for ``style``.
 """
@@ -92,7 +93,16 @@ class StudentFilter(Filter):
             module=module,
             onnx=self._onnx,
             batched=(True,),
+            calibration=self._calibration,
         )
+
+    def _calibration(self) -> list[tuple[np.ndarray]]:
+        """Face crops in the student's size and value range, for ``--precision int8``."""
+        from henshin.filters.style.filter import calibration_crops
+
+        low, high = self.meta.value_range
+        size = self.meta.size
+        return [(crop * (high - low) + low,) for crop, _ in calibration_crops(size, size)]
 
     def _torch_module(self) -> Any:
         """The torch student on a GPU (torch or TensorRT take it there); None on the CPU: the stored graph runs."""
