@@ -211,8 +211,11 @@ def test_openvino_options_are_checked_before_work() -> None:
 # -- a conversion end to end --------------------------------------------------------------------------
 
 
-def test_convert_with_the_default_filter_runs_on_openvino(tmp_path: Path) -> None:
+def test_convert_with_the_default_filter_runs_on_openvino(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A `henshin sample` clip through the default filter: OpenVINO gives ONNX Runtime's picture."""
+    monkeypatch.setenv("HENSHIN_HOME", str(tmp_path / "home"))  # its compiled models stay here
     src = tmp_path / "sample.mp4"
     assert (
         main(["-q", "sample", str(src), "--width", "320", "--height", "240", "--frames", "12"]) == 0
