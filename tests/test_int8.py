@@ -81,6 +81,8 @@ def test_int8_is_kept_only_when_close_and_faster(tmp_path):
     assert quantize._decide(spec, {"psnr_db": 40.0, "fp32_ms": 10.0, "int8_ms": 6.0}, path) == path
     assert quantize._decide(spec, {"psnr_db": 30.0, "fp32_ms": 10.0, "int8_ms": 6.0}, path) is None
     assert quantize._decide(spec, {"psnr_db": 40.0, "fp32_ms": 10.0, "int8_ms": 12.0}, path) is None
+    # a tie within the timing noise is not worth the rounding
+    assert quantize._decide(spec, {"psnr_db": 40.0, "fp32_ms": 10.0, "int8_ms": 9.8}, path) is None
 
 
 def test_the_verdict_is_cached_with_the_graph(tmp_path, monkeypatch):
