@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import report
+from bench.common import FramesSource, report
 from henshin.engine import stages as stages_module
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.offline import run_sequential
@@ -32,7 +31,7 @@ from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.tracking import TrackUpdate
 from henshin.runtimes import RuntimeOptions, cuda_available
 from henshin.samples import SampleSpec, background, motion, portrait, render
-from henshin.types import Face, Frame
+from henshin.types import Face
 
 LANDMARKS = Path(__file__).parent / "data" / "astronaut_landmarks.npy"
 
@@ -55,22 +54,6 @@ class KnownFaces:
 
     def end_all(self) -> list[int]:
         return []
-
-    def close(self) -> None:
-        pass
-
-
-class Frames:
-    """Rendered frames as a source."""
-
-    def __init__(self, images: list[np.ndarray], fps: int = 30) -> None:
-        self.images, self.frame_rate, self.time_base = images, Fraction(fps), Fraction(1, fps)
-        self.height, self.width = images[0].shape[:2]
-        self.frame_count, self.path = len(images), None
-
-    def __iter__(self):
-        for i, image in enumerate(self.images):
-            yield Frame(image, i, i, self.time_base)
 
     def close(self) -> None:
         pass
@@ -105,7 +88,7 @@ def run_case(label: str, options: RuntimeOptions, faces: int, scope: str, frames
             stages_module.FaceTracker = lambda config, affines=affines: KnownFaces(affines)  # noqa: ARG005
             stages = stages_module.FaceStages(graph, CentredSmoother(4), frame_rate=30.0)
             _synchronised(stages, sync)
-            stats = run_sequential(Frames(images), stages, NullSink())
+            stats = run_sequential(FramesSource(images, fps=30), stages, NullSink())
             stages.close()
             busy = sum(stats.stage_s[k] for k in ("track", "align", "filter", "composite"))
             runs.append({"fps": stats.frames_out / busy,

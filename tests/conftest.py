@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.common import FramesSource
 from henshin.samples import SampleSpec, background, portrait, write_sample
 
 # Small enough to be quick on two cores, face large enough to be found reliably.
@@ -74,25 +75,6 @@ def audio_seconds(path: Path) -> float:
         stream = container.streams.audio[0]
         samples = sum(frame.samples for frame in container.decode(stream))
         return samples / stream.codec_context.sample_rate
-
-
-class FramesSource:
-    """A list of images as a source at 24 fps (what the schedulers read)."""
-
-    def __init__(self, images: list[np.ndarray], fps: int = 24) -> None:
-        self.images = images
-        self.height, self.width = images[0].shape[:2]
-        self.frame_rate, self.time_base = Fraction(fps), Fraction(1, fps)
-        self.frame_count, self.path = len(images), None
-
-    def __iter__(self):
-        from henshin.types import Frame
-
-        for i, image in enumerate(self.images):
-            yield Frame(image, i, i, self.time_base)
-
-    def close(self) -> None:
-        pass
 
 
 class KeepSink:
