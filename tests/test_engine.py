@@ -102,28 +102,31 @@ class DimThenFlip(_TestFilter):
         return (batch * self.params.gain)[..., ::-1].copy()
 
 
+class _Paint(_TestFilter):
+    """Paints crops one colour: channel ``channel`` full, the others zero."""
+
+    channel = 0
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(batch)
+        out[:, self.channel] = 1.0
+        return out
+
+
 @register
-class Red(_TestFilter):
+class Red(_Paint):
     """Paints crops red."""
 
     name = "test-red"
-
-    def apply(self, batch: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(batch)
-        out[:, 0] = 1.0
-        return out
+    channel = 0
 
 
 @register
-class Blue(_TestFilter):
+class Blue(_Paint):
     """Paints crops blue."""
 
     name = "test-blue"
-
-    def apply(self, batch: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(batch)
-        out[:, 2] = 1.0
-        return out
+    channel = 2
 
 
 @register
