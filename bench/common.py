@@ -125,6 +125,17 @@ def timed_ms_interleaved(fns: list[Callable[[], Any]], repeats: int, sync: Calla
     return times
 
 
+def result_rows(results: list[dict[str, Any]], label: Callable[[dict[str, Any]], str],
+                figures: Callable[[dict[str, Any]], str]) -> list[tuple[str, str]]:
+    """One table row per result: its label and its figures, or why it was unavailable."""
+    return [(label(r), f"unavailable: {r['error']}" if "error" in r else figures(r)) for r in results]
+
+
+def network_label(r: dict[str, Any]) -> str:
+    """A (network, runtime, batch) result's row label."""
+    return f"{r['network']:<15} {r['runtime']:<22} b{r.get('batch', '-')}"
+
+
 class FramesSource:
     """A list of images as a source (what the schedulers read), at ``fps`` frames a second."""
 

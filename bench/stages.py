@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import FramesSource, report
+from bench.common import FramesSource, report, result_rows
 from henshin.engine import stages as stages_module
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.offline import run_sequential
@@ -154,13 +154,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/stages.json"))
     args = parser.parse_args()
     result = measure(args.quick, args.gpu_only, not args.no_compile)
-    rows = []
-    for c in result["cases"]:
-        if "error" in c:
-            rows.append((c["name"], f"unavailable: {c['error']}"))
-        else:
-            rows.append((c["name"], f"{c['fps']:7.1f} fps ({c['fps_min']}–{c['fps_max']})  align {c['align_ms']:6.2f} ms  "
-                                    f"filter {c['filter_ms']:7.2f} ms  composite {c['composite_ms']:6.2f} ms"))
+    rows = result_rows(result["cases"], lambda c: c["name"],
+                       lambda c: f"{c['fps']:7.1f} fps ({c['fps_min']}–{c['fps_max']})  align {c['align_ms']:6.2f} ms  "
+                                 f"filter {c['filter_ms']:7.2f} ms  composite {c['composite_ms']:6.2f} ms")
     report("stages per 1280×720 frame (tracking from the known motion)", result, rows, args.out)
 
 
