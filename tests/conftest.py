@@ -98,6 +98,24 @@ class KeepSink:
         self.aborted = True
 
 
+class LockstepSource(FramesSource):
+    """A camera the run keeps up with: the next frame is captured once the last one reached the sink."""
+
+    def __init__(self, images: list[np.ndarray], sink: KeepSink) -> None:
+        super().__init__(images)
+        self.sink = sink
+
+    def __iter__(self):
+        import time
+
+        for i, frame in enumerate(super().__iter__()):
+            frame.captured_at = time.monotonic_ns()
+            yield frame
+            deadline = time.monotonic() + 30
+            while len(self.sink.images) <= i and time.monotonic() < deadline:
+                time.sleep(0.002)
+
+
 def stages_for(chain: str, smooth: int | None = 4, faces: dict[int, str] | None = None, tracker=None, **params: str):
     """FaceStages over a chain: a centred window of ``smooth`` frames, or One Euro live (``smooth=None``)."""
     from henshin.engine.chains import ChainRequest, FilterGraph

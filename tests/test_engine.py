@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from henshin.filters.base import Filter, register
 from henshin.kernels.warp import crop_from_frame
 from henshin.samples import SampleSpec, background, motion, portrait, render
 from henshin.types import AlignedFace, FaceContext, FilterSpec, Frame
-from tests.conftest import FramesSource, KeepSink, decode_video, stages_for
+from tests.conftest import FramesSource, KeepSink, LockstepSource, decode_video, stages_for
 
 # Real time on a shared machine: how many frames a live run gets through depends on the load,
 # so a run that fell short is tried again (twice); a broken behaviour fails all three.
@@ -206,22 +205,6 @@ def two_faces() -> list[np.ndarray]:
 # -- one set of stages, several schedulers -------------------------------------------------------
 
 
-class _LockstepSource(FramesSource):
-    """A camera the filter always keeps up with: the next frame comes once the last one reached the sink."""
-
-    def __init__(self, images: list[np.ndarray], sink: KeepSink) -> None:
-        super().__init__(images)
-        self.sink = sink
-
-    def __iter__(self):
-        for i, frame in enumerate(super().__iter__()):
-            frame.captured_at = time.monotonic_ns()
-            yield frame
-            deadline = time.monotonic() + 30
-            while len(self.sink.images) <= i and time.monotonic() < deadline:
-                time.sleep(0.005)
-
-
 def test_offline_and_live_schedulers_give_identical_bytes(face_frames):
     """With smoothing off, the threaded offline run and the live run of the same frames agree exactly."""
     offline_stages = FaceStages(FilterGraph(ChainRequest("style")), CentredSmoother(0))
@@ -232,7 +215,7 @@ def test_offline_and_live_schedulers_give_identical_bytes(face_frames):
     live_stages = FaceStages(FilterGraph(ChainRequest("style")), OneEuroSmoother(enabled=False))
     live = KeepSink()
     live.repeats = False  # each processed frame once, as a recording gets them
-    stats = LiveRunner(_LockstepSource(face_frames, live), live_stages, [live]).run()
+    stats = LiveRunner(LockstepSource(face_frames, live), live_stages, [live]).run()
     live_stages.graph.close()
 
     assert stats.frames_dropped == 0 and stats.frames_processed == len(face_frames)

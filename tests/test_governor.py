@@ -19,7 +19,7 @@ from henshin.engine.stages import FaceStages
 from henshin.filters.base import Filter, register
 from henshin.samples import SampleSpec, background, motion, portrait, render, write_sample
 from henshin.types import FaceContext, FilterSpec, Frame
-from tests.conftest import FramesSource, KeepSink
+from tests.conftest import KeepSink, LockstepSource
 
 
 @dataclass(frozen=True)
@@ -90,22 +90,6 @@ def _frames(count: int) -> list[np.ndarray]:
     return [render(spec, affines, light, i, photo, bg) for i in range(count)]
 
 
-class _Lockstep(FramesSource):
-    """A camera the run keeps up with: the next frame is captured once the last one reached the sink."""
-
-    def __init__(self, images: list[np.ndarray], sink: KeepSink) -> None:
-        super().__init__(images)
-        self.sink = sink
-
-    def __iter__(self):
-        for i, frame in enumerate(super().__iter__()):
-            frame.captured_at = time.monotonic_ns()
-            yield frame
-            deadline = time.monotonic() + 30
-            while len(self.sink.images) <= i and time.monotonic() < deadline:
-                time.sleep(0.002)
-
-
 def _live(
     images: list[np.ndarray], chain: str, budget_ms: float, hold_frames: int = 3
 ) -> tuple[LiveRunner, KeepSink]:
@@ -113,7 +97,7 @@ def _live(
     sink = KeepSink()
     sink.repeats = False
     runner = LiveRunner(
-        _Lockstep(images, sink), stages, [sink], LiveConfig(latency_budget_ms=budget_ms)
+        LockstepSource(images, sink), stages, [sink], LiveConfig(latency_budget_ms=budget_ms)
     )
     runner.governor = Governor(budget_ms, ladder_for(stages.graph), hold_frames=hold_frames)
     runner.stats.levels = runner.governor.frames
