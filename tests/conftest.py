@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,6 +115,16 @@ class LockstepSource(FramesSource):
             deadline = time.monotonic() + 30
             while len(self.sink.images) <= i and time.monotonic() < deadline:
                 time.sleep(0.002)
+
+
+def forbid(monkeypatch: pytest.MonkeyPatch, why: str, *targets: tuple[Any, str]) -> None:
+    """Replace each (module, name) with a call that fails the test with ``why``: work that must not start."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(why)
+
+    for module, name in targets:
+        monkeypatch.setattr(module, name, refuse)
 
 
 def stages_for(chain: str, smooth: int | None = 4, faces: dict[int, str] | None = None, tracker=None, **params: str):
