@@ -303,13 +303,7 @@ def test_landmark_links_edit_the_frame_before_crops_are_cut(face_frames):
     frame = Frame(image, 0, 0, Fraction(1, 24))
     chained = process_frame(stages_for("warp+test-dim", smooth=None), frame).output
     warped = process_frame(stages_for("warp", smooth=None), frame).output
-    tracker = FaceTracker()
-    (face,) = tracker(image)
-    tracker.close()
-    aligned = AlignedFace(face.track_id, face.landmarks, ffhq_quad(face.landmarks))
-    spec = FilterSpec(size=128, value_range=(0.0, 1.0))
-    crops = crop_from_frame(warped, quad_matrix(aligned.quad, 128)[None], 128, (0.0, 1.0))
-    expected = composite(warped, [aligned], crops * 0.5, spec, CompositeParams())
+    expected = _by_hand(image, lambda crops: crops * 0.5, onto=warped)
     assert np.any(warped != image)
     assert np.abs(chained.astype(int) - expected).max() <= 1
 
@@ -410,13 +404,20 @@ def test_tensors_stay_on_the_gpu_from_crop_to_paste_back(face_frames, monkeypatc
 
 
 def _numpy_invert(image: np.ndarray) -> np.ndarray:
+    return _by_hand(image, lambda crops: 1.0 - crops).astype(int)
+
+
+def _by_hand(image: np.ndarray, filt, onto: np.ndarray | None = None) -> np.ndarray:
+    """``filt`` on 128-px [0, 1] crops, composited by hand: the face found in ``image``, cut from and pasted
+    onto ``onto`` (the image itself by default)."""
+    onto = image if onto is None else onto
     tracker = FaceTracker()
     (face,) = tracker(image)
     tracker.close()
     aligned = AlignedFace(face.track_id, face.landmarks, ffhq_quad(face.landmarks))
     spec = FilterSpec(size=128, value_range=(0.0, 1.0))
-    crops = crop_from_frame(image, quad_matrix(aligned.quad, 128)[None], 128, (0.0, 1.0))
-    return composite(image, [aligned], 1.0 - crops, spec, CompositeParams()).astype(int)
+    crops = crop_from_frame(onto, quad_matrix(aligned.quad, 128)[None], 128, (0.0, 1.0))
+    return composite(onto, [aligned], filt(crops), spec, CompositeParams())
 
 
 # -- sinks -------------------------------------------------------------------------------------------
