@@ -30,7 +30,7 @@ from henshin.engine.sinks import NullSink
 from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.tracking import TrackUpdate
 from henshin.runtimes import RuntimeOptions, cuda_available
-from henshin.samples import SampleSpec, background, motion, portrait, render
+from henshin.samples import SampleSpec, motion, render_frames
 from henshin.types import Face
 
 LANDMARKS = Path(__file__).parent / "data" / "astronaut_landmarks.npy"
@@ -77,9 +77,8 @@ def run_case(label: str, options: RuntimeOptions, faces: int, scope: str, frames
              repeats: int) -> dict[str, Any]:
     """Frames through the stages (a warm-up pass, then ``repeats`` timed passes)."""
     spec = SampleSpec(width=1280, height=720, frames=frames, faces=faces, face_height=0.8 if faces == 1 else 0.9)
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    images = [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)]
+    affines, _ = motion(spec)
+    images = render_frames(spec)
     graph = FilterGraph(ChainRequest("style", params={"scope": scope}), options)
     sync = _sync(options)
     runs = []

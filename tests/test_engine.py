@@ -27,7 +27,7 @@ from henshin.engine.tracking import FaceTracker, TrackerConfig
 from henshin.errors import OptionError
 from henshin.filters.base import Filter, register
 from henshin.kernels.warp import crop_from_frame
-from henshin.samples import SampleSpec, background, motion, portrait, render
+from henshin.samples import SampleSpec, background, render_frames
 from henshin.types import AlignedFace, FaceContext, FilterSpec, Frame
 from tests.conftest import FramesSource, KeepSink, LockstepSource, decode_video, stages_for
 
@@ -177,29 +177,23 @@ def _fresh_records():
 # -- clips -------------------------------------------------------------------------------------
 
 
-def _rendered(spec: SampleSpec) -> list[np.ndarray]:
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    return [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)]
-
-
 @pytest.fixture(scope="module")
 def face_frames() -> list[np.ndarray]:
-    return _rendered(SampleSpec(width=320, height=240, frames=10, face_height=1.3))
+    return render_frames(SampleSpec(width=320, height=240, frames=10, face_height=1.3))
 
 
 @pytest.fixture(scope="module")
 def leaving_face() -> list[np.ndarray]:
     """8 frames with a face, 8 without, 8 with the face again."""
     spec = SampleSpec(width=320, height=240, frames=8, face_height=1.3)
-    faces = _rendered(spec)
+    faces = render_frames(spec)
     empty = [background(spec.width, spec.height)] * 8
     return faces + empty + faces
 
 
 @pytest.fixture(scope="module")
 def two_faces() -> list[np.ndarray]:
-    return _rendered(SampleSpec(width=640, height=240, frames=4, faces=2, face_height=1.1))
+    return render_frames(SampleSpec(width=640, height=240, frames=4, faces=2, face_height=1.1))
 
 
 # -- one set of stages, several schedulers -------------------------------------------------------

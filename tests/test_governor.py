@@ -17,7 +17,7 @@ from henshin.engine.live import LiveConfig, LiveRunner, ladder_for, process_fram
 from henshin.engine.smoothing import OneEuroSmoother
 from henshin.engine.stages import FaceStages
 from henshin.filters.base import Filter, register
-from henshin.samples import SampleSpec, background, motion, portrait, render, write_sample
+from henshin.samples import SampleSpec, render_frames, write_sample
 from henshin.types import FaceContext, FilterSpec, Frame
 from tests.conftest import KeepSink, LockstepSource
 
@@ -84,10 +84,7 @@ def _fresh():
 
 
 def _frames(count: int) -> list[np.ndarray]:
-    spec = SampleSpec(width=320, height=240, frames=count, face_height=1.3)
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    return [render(spec, affines, light, i, photo, bg) for i in range(count)]
+    return render_frames(SampleSpec(width=320, height=240, frames=count, face_height=1.3))
 
 
 def _live(
