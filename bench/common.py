@@ -8,6 +8,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,33 @@ def timed_ms_interleaved(fns: list[Callable[[], Any]], repeats: int, sync: Calla
             sync()
             runs.append((time.perf_counter() - start) * 1000)
     return times
+
+
+def result_rows(results: list[dict[str, Any]], label: Callable[[dict[str, Any]], str],
+                figures: Callable[[dict[str, Any]], str]) -> list[tuple[str, str]]:
+    """One table row per result: its label and its figures, or why it was unavailable."""
+    return [(label(r), f"unavailable: {r['error']}" if "error" in r else figures(r)) for r in results]
+
+
+def network_label(r: dict[str, Any]) -> str:
+    """A (network, runtime, batch) result's row label."""
+    return f"{r['network']:<15} {r['runtime']:<22} b{r.get('batch', '-')}"
+
+
+class FramesSource:
+    """A list of images as a source (what the schedulers read), at ``fps`` frames a second."""
+
+    def __init__(self, images: list[Any], fps: int = 24) -> None:
+        self.images = images
+        self.height, self.width = images[0].shape[:2]
+        self.frame_rate, self.time_base = Fraction(fps), Fraction(1, fps)
+        self.frame_count, self.path = len(images), None
+
+    def __iter__(self):
+        from henshin.types import Frame
+
+        for i, image in enumerate(self.images):
+            yield Frame(image, i, i, self.time_base)
+
+    def close(self) -> None:
+        pass

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.clips import Clip, make_clip, warping_of
+from bench.common import timed_ms
 from bench.harness import pair, peaks, repeat_each, scenario, spread
 from henshin.engine.stats import STAGES
 
@@ -42,15 +43,7 @@ EDIT = {"random_weights": "1", "edit": "smile:2"}
 
 
 def _ms(fn: Callable[[], Any], quick: bool, sync: Callable[[], None]) -> dict[str, Any]:
-    fn()  # warm-up: lazy init, autotuning, graph capture
-    sync()
-    runs = []
-    for _ in range(REPEATS[quick]):
-        start = time.perf_counter()
-        fn()
-        sync()
-        runs.append((time.perf_counter() - start) * 1000)
-    return spread(runs, 2)
+    return spread(timed_ms(fn, REPEATS[quick], sync, warmup=1), 2)
 
 
 def _sync() -> Callable[[], None]:

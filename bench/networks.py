@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import report, timed_ms
+from bench.common import network_label, report, result_rows, timed_ms
 from bench.runtimes import configurations
 from henshin import runtimes as rt
 from henshin.runtimes import NetworkSpec, RuntimeOptions
@@ -226,13 +226,9 @@ def main() -> None:
     split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
     result = measure(args.quick, split(args.only), split(args.runtimes))
     rows = [(f"{key} FLOPs per face", f"{value / 1e9:.1f} GFLOP") for key, value in result["flops_per_face"].items()]
-    for r in result["rows"]:
-        label = f"{r['network']:<15} {r['runtime']:<22} b{r.get('batch', '-')}"
-        if "error" in r:
-            rows.append((label, f"unavailable: {r['error']}"))
-        else:
-            rows.append((label, f"{r['ms_per_face']:9.1f} ms/face ({r['ms_per_face_min']:.1f}–{r['ms_per_face_max']:.1f})"
-                                f"  max err {r['max_abs_err']:.3g}"))
+    rows += result_rows(result["rows"], network_label,
+                        lambda r: f"{r['ms_per_face']:9.1f} ms/face ({r['ms_per_face_min']:.1f}–{r['ms_per_face_max']:.1f})"
+                                  f"  max err {r['max_abs_err']:.3g}")
     report("face networks, ms per face", result, rows, args.out)
 
 

@@ -136,10 +136,16 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _titled(ax: Any, title: str, items: list[Any], empty: str) -> bool:
+    """Title a panel; with nothing to draw, say so in it and return False."""
+    ax.set_title(title, fontsize=9, loc="left")
+    if not items:
+        ax.text(0.5, 0.5, empty, ha="center", transform=ax.transAxes)
+    return bool(items)
+
+
 def _fps_panel(ax: Any, runs: list[tuple[str, dict[str, Any]]]) -> None:
-    ax.set_title("end-to-end fps (median, bar: min–max)", fontsize=9, loc="left")
-    if not runs:
-        ax.text(0.5, 0.5, "no video runs", ha="center", transform=ax.transAxes)
+    if not _titled(ax, "end-to-end fps (median, bar: min–max)", runs, "no video runs"):
         return
     med = [c["fps"]["median"] for _, c in runs]
     err = [[m - c["fps"]["min"] for m, (_, c) in zip(med, runs, strict=True)],
@@ -152,9 +158,8 @@ def _fps_panel(ax: Any, runs: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 def _stage_panel(ax: Any, staged: list[tuple[str, dict[str, Any]]]) -> None:
-    ax.set_title("ms per frame in each stage (stacked; pipelined stages overlap in time)", fontsize=9, loc="left")
-    if not staged:
-        ax.text(0.5, 0.5, "no stage timings", ha="center", transform=ax.transAxes)
+    if not _titled(ax, "ms per frame in each stage (stacked; pipelined stages overlap in time)", staged,
+                   "no stage timings"):
         return
     y = list(range(len(staged)))
     left = [0.0] * len(staged)
@@ -171,9 +176,7 @@ def _stage_panel(ax: Any, staged: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 def _pair_panel(ax: Any, pairs: list[tuple[str, dict[str, Any]]]) -> None:
-    ax.set_title("side by side: how many times faster the candidate is (1 = same)", fontsize=9, loc="left")
-    if not pairs:
-        ax.text(0.5, 0.5, "no pairs", ha="center", transform=ax.transAxes)
+    if not _titled(ax, "side by side: how many times faster the candidate is (1 = same)", pairs, "no pairs"):
         return
     y = list(range(len(pairs)))
     ratios = [p["ratio"] for _, p in pairs]

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import report, timed_ms_interleaved
+from bench.common import network_label, report, result_rows, timed_ms_interleaved
 from henshin import runtimes as rt
 from henshin.runtimes import NetworkSpec, RuntimeOptions
 
@@ -258,15 +258,10 @@ def main() -> None:
     logging.getLogger("henshin").setLevel(logging.INFO)
     only = tuple(n for n in args.only.split(",") if n)
     result = measure(args.quick, args.size, compile=not args.no_compile, gpu_only=args.gpu_only, only=only)
-    rows = []
-    for r in result["rows"]:
-        label = f"{r['network']:<15} {r['runtime']:<22} b{r.get('batch', '-')}"
-        if "error" in r:
-            rows.append((label, f"unavailable: {r['error']}"))
-        else:
-            rows.append((label, f"{r['latency_ms']:8.2f} ms  {r['ms_per_face']:8.2f} ms/face  "
-                                f"{r['throughput_ips']:8.1f} img/s  ran {r['precision']:<4}  "
-                                f"max err {r['max_abs_err']:.4f}  {r['psnr_db']} dB"))
+    rows = result_rows(result["rows"], network_label,
+                       lambda r: f"{r['latency_ms']:8.2f} ms  {r['ms_per_face']:8.2f} ms/face  "
+                                 f"{r['throughput_ips']:8.1f} img/s  ran {r['precision']:<4}  "
+                                 f"max err {r['max_abs_err']:.4f}  {r['psnr_db']} dB")
     rows += [(f"{p['network']} {p['candidate']} vs {p['baseline']} (b{p['batch']})", f"×{p['ratio']}")
              for p in result["pairs"]]
     report(f"runtimes, {result['size']}×{result['size']} crops", result, rows, args.out)

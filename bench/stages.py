@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import report
+from bench.common import FramesSource, report, result_rows
 from henshin.engine import stages as stages_module
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.offline import run_sequential
@@ -31,8 +30,8 @@ from henshin.engine.sinks import NullSink
 from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.tracking import TrackUpdate
 from henshin.runtimes import RuntimeOptions, cuda_available
-from henshin.samples import SampleSpec, background, motion, portrait, render
-from henshin.types import Face, Frame
+from henshin.samples import SampleSpec, motion, render_frames
+from henshin.types import Face
 
 LANDMARKS = Path(__file__).parent / "data" / "astronaut_landmarks.npy"
 
@@ -60,22 +59,6 @@ class KnownFaces:
         pass
 
 
-class Frames:
-    """Rendered frames as a source."""
-
-    def __init__(self, images: list[np.ndarray], fps: int = 30) -> None:
-        self.images, self.frame_rate, self.time_base = images, Fraction(fps), Fraction(1, fps)
-        self.height, self.width = images[0].shape[:2]
-        self.frame_count, self.path = len(images), None
-
-    def __iter__(self):
-        for i, image in enumerate(self.images):
-            yield Frame(image, i, i, self.time_base)
-
-    def close(self) -> None:
-        pass
-
-
 def configurations(gpu_only: bool = False, compile: bool = True) -> list[tuple[str, RuntimeOptions | None]]:
     """(label, runtime options) for each device path this machine has."""
     out: list[tuple[str, RuntimeOptions | None]] = []
@@ -94,9 +77,8 @@ def run_case(label: str, options: RuntimeOptions, faces: int, scope: str, frames
              repeats: int) -> dict[str, Any]:
     """Frames through the stages (a warm-up pass, then ``repeats`` timed passes)."""
     spec = SampleSpec(width=1280, height=720, frames=frames, faces=faces, face_height=0.8 if faces == 1 else 0.9)
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    images = [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)]
+    affines, _ = motion(spec)
+    images = render_frames(spec)
     graph = FilterGraph(ChainRequest("style", params={"scope": scope}), options)
     sync = _sync(options)
     runs = []
@@ -105,7 +87,7 @@ def run_case(label: str, options: RuntimeOptions, faces: int, scope: str, frames
             stages_module.FaceTracker = lambda config, affines=affines: KnownFaces(affines)  # noqa: ARG005
             stages = stages_module.FaceStages(graph, CentredSmoother(4), frame_rate=30.0)
             _synchronised(stages, sync)
-            stats = run_sequential(Frames(images), stages, NullSink())
+            stats = run_sequential(FramesSource(images, fps=30), stages, NullSink())
             stages.close()
             busy = sum(stats.stage_s[k] for k in ("track", "align", "filter", "composite"))
             runs.append({"fps": stats.frames_out / busy,
@@ -171,13 +153,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/stages.json"))
     args = parser.parse_args()
     result = measure(args.quick, args.gpu_only, not args.no_compile)
-    rows = []
-    for c in result["cases"]:
-        if "error" in c:
-            rows.append((c["name"], f"unavailable: {c['error']}"))
-        else:
-            rows.append((c["name"], f"{c['fps']:7.1f} fps ({c['fps_min']}–{c['fps_max']})  align {c['align_ms']:6.2f} ms  "
-                                    f"filter {c['filter_ms']:7.2f} ms  composite {c['composite_ms']:6.2f} ms"))
+    rows = result_rows(result["cases"], lambda c: c["name"],
+                       lambda c: f"{c['fps']:7.1f} fps ({c['fps_min']}–{c['fps_max']})  align {c['align_ms']:6.2f} ms  "
+                                 f"filter {c['filter_ms']:7.2f} ms  composite {c['composite_ms']:6.2f} ms")
     report("stages per 1280×720 frame (tracking from the known motion)", result, rows, args.out)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench.clips import Clip, make_clip, video_frames, warping_of
+from bench.common import timed_ms
 from bench.harness import pair, peaks, repeat_each, scenario, spread
 from henshin.engine.stats import STAGES
 
@@ -96,17 +96,7 @@ def _stability(work: Path, quick: bool) -> tuple[list[dict[str, Any]], list[dict
 
 def _ms(fn: Callable[[], Any], quick: bool) -> dict[str, Any]:
     """Median ms of ``fn`` after a warm-up, with its spread (CUDA synchronised when torch runs on it)."""
-    sync = _cuda_sync()
-    for _ in range(3):
-        fn()
-    runs = []
-    for _ in range(TIMING_REPEATS[quick]):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        runs.append((time.perf_counter() - start) * 1000)
-    return spread(runs, 3)
+    return spread(timed_ms(fn, TIMING_REPEATS[quick], _cuda_sync(), warmup=3), 3)
 
 
 def _cuda_sync() -> Callable[[], None]:

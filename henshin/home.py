@@ -10,25 +10,22 @@ from henshin.errors import OutputError
 
 def cache_root() -> Path:
     """henshin's cache: ``$HENSHIN_HOME`` when set, else the platform's user cache dir."""
-    if os.environ.get("HENSHIN_HOME"):
-        root = Path(os.environ["HENSHIN_HOME"]).expanduser()
-        if root.exists() and not root.is_dir():
-            raise OutputError(f"HENSHIN_HOME={root} is a file; point HENSHIN_HOME at a folder (it is created "
-                              "when missing) or unset it.")
-        return root
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("henshin"))
+    return _root("HENSHIN_HOME", "cache")
 
 
 def config_root() -> Path:
     """henshin's settings (the panel's presets): ``$HENSHIN_CONFIG`` when set, else the platform's user config dir."""
-    if os.environ.get("HENSHIN_CONFIG"):
-        root = Path(os.environ["HENSHIN_CONFIG"]).expanduser()
+    return _root("HENSHIN_CONFIG", "config")
+
+
+def _root(variable: str, kind: str) -> Path:
+    """``$variable`` when set (refused when it names a file), else platformdirs' user ``kind`` dir for henshin."""
+    if os.environ.get(variable):
+        root = Path(os.environ[variable]).expanduser()
         if root.exists() and not root.is_dir():
-            raise OutputError(f"HENSHIN_CONFIG={root} is a file; point HENSHIN_CONFIG at a folder (it is created "
+            raise OutputError(f"{variable}={root} is a file; point {variable} at a folder (it is created "
                               "when missing) or unset it.")
         return root
-    from platformdirs import user_config_dir
+    from platformdirs import user_cache_dir, user_config_dir
 
-    return Path(user_config_dir("henshin"))
+    return Path({"cache": user_cache_dir, "config": user_config_dir}[kind]("henshin"))

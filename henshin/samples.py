@@ -95,6 +95,13 @@ def render(spec: SampleSpec, affines: np.ndarray, light: np.ndarray, index: int,
     return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
 
+def render_frames(spec: SampleSpec, count: int | None = None) -> list[np.ndarray]:
+    """The clip's first ``count`` frames (all of them by default) in memory, each (H, W, 3) uint8 RGB."""
+    affines, light = motion(spec)
+    photo, bg = portrait(), background(spec.width, spec.height)
+    return [render(spec, affines, light, i, photo, bg) for i in range(spec.frames if count is None else count)]
+
+
 def write_sample(path: str | Path, spec: SampleSpec = SampleSpec()) -> np.ndarray:
     """Write the clip (H.264, plus an AAC tone when ``spec.audio``); return the affines (T, F, 2, 3)."""
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from bench.common import FramesSource
 from henshin.samples import SampleSpec, background, portrait, write_sample
 
 # Small enough to be quick on two cores, face large enough to be found reliably.
@@ -76,25 +78,6 @@ def audio_seconds(path: Path) -> float:
         return samples / stream.codec_context.sample_rate
 
 
-class FramesSource:
-    """A list of images as a source at 24 fps (what the schedulers read)."""
-
-    def __init__(self, images: list[np.ndarray], fps: int = 24) -> None:
-        self.images = images
-        self.height, self.width = images[0].shape[:2]
-        self.frame_rate, self.time_base = Fraction(fps), Fraction(1, fps)
-        self.frame_count, self.path = len(images), None
-
-    def __iter__(self):
-        from henshin.types import Frame
-
-        for i, image in enumerate(self.images):
-            yield Frame(image, i, i, self.time_base)
-
-    def close(self) -> None:
-        pass
-
-
 class KeepSink:
     """A sink that keeps what it gets (and takes live repeats)."""
 
@@ -114,6 +97,34 @@ class KeepSink:
 
     def abort(self) -> None:
         self.aborted = True
+
+
+class LockstepSource(FramesSource):
+    """A camera the run keeps up with: the next frame is captured once the last one reached the sink."""
+
+    def __init__(self, images: list[np.ndarray], sink: KeepSink) -> None:
+        super().__init__(images)
+        self.sink = sink
+
+    def __iter__(self):
+        import time
+
+        for i, frame in enumerate(super().__iter__()):
+            frame.captured_at = time.monotonic_ns()
+            yield frame
+            deadline = time.monotonic() + 30
+            while len(self.sink.images) <= i and time.monotonic() < deadline:
+                time.sleep(0.002)
+
+
+def forbid(monkeypatch: pytest.MonkeyPatch, why: str, *targets: tuple[Any, str]) -> None:
+    """Replace each (module, name) with a call that fails the test with ``why``: work that must not start."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(why)
+
+    for module, name in targets:
+        monkeypatch.setattr(module, name, refuse)
 
 
 def stages_for(chain: str, smooth: int | None = 4, faces: dict[int, str] | None = None, tracker=None, **params: str):

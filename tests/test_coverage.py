@@ -23,10 +23,9 @@ from henshin.kernels.outline import yaw
 from henshin.samples import (
     SampleSpec,
     ShotsSpec,
-    background,
     motion,
     portrait,
-    render,
+    render_frames,
     shots_frames,
     shots_motion,
 )
@@ -187,9 +186,8 @@ ZOOM_SHOTS = ShotsSpec(width=480, height=360, shots=(16, 10, 10, 14), fade=4)
 
 def _clips() -> dict[str, tuple[list[np.ndarray], np.ndarray]]:
     spec = SampleSpec(width=480, height=360, frames=24, fps=24, face_height=1.3)
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    sample = [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)]
+    affines, _ = motion(spec)
+    sample = render_frames(spec)
     truth = shots_motion(ZOOM_SHOTS)
     lit = truth.gains > 0  # the black first frame has no face to see
     shots = [f for f, keep in zip(shots_frames(ZOOM_SHOTS, truth), lit, strict=True) if keep]

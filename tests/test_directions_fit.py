@@ -56,6 +56,21 @@ def test_the_mean_of_chosen_rows_is_the_code_the_svm_sees() -> None:
     np.testing.assert_allclose(mean_codes(w_plus), w_plus.mean(1))
 
 
+def _fit_latents(tmp_path: Path, negative: str, *extra: str) -> int:
+    """``henshin directions fit my-attr --latents pos.npy NEGATIVE ...`` on the codes saved in tmp_path."""
+    return main(
+        [
+            "directions",
+            "fit",
+            "my-attr",
+            "--latents",
+            str(tmp_path / "pos.npy"),
+            str(tmp_path / negative),
+            *extra,
+        ]
+    )
+
+
 def test_fit_from_codes_writes_interfacegan_layout_and_edit_uses_it(
     tmp_path: Path, home: Path, e4e_tiny: Path, face_crop: np.ndarray, capsys
 ) -> None:
@@ -65,36 +80,10 @@ def test_fit_from_codes_writes_interfacegan_layout_and_edit_uses_it(
     )  # W+ with the code on every row
     np.save(tmp_path / "pos.npy", w_pos)
     torch.save(torch.from_numpy(negative).float(), tmp_path / "neg.pt")  # plain W codes in a .pt
-    assert (
-        main(
-            [
-                "directions",
-                "fit",
-                "my-attr",
-                "--latents",
-                str(tmp_path / "pos.npy"),
-                str(tmp_path / "neg.pt"),
-            ]
-        )
-        == 2
-    )
+    assert _fit_latents(tmp_path, "neg.pt") == 2
     assert "per face" in capsys.readouterr().err  # W+ against W: one sentence
     np.save(tmp_path / "neg.npy", np.repeat(negative[:, None], TINY_ROWS, 1).astype(np.float32))
-    assert (
-        main(
-            [
-                "directions",
-                "fit",
-                "my-attr",
-                "--latents",
-                str(tmp_path / "pos.npy"),
-                str(tmp_path / "neg.npy"),
-                "--layers",
-                "middle",
-            ]
-        )
-        == 0
-    )
+    assert _fit_latents(tmp_path, "neg.npy", "--layers", "middle") == 0
     normal = np.load(home / "directions" / "my-attr.npy")
     assert (
         normal.shape == (1, TINY_DIM) and normal.dtype == np.float32 and float(normal[0] @ d) > 0.9
@@ -103,19 +92,7 @@ def test_fit_from_codes_writes_interfacegan_layout_and_edit_uses_it(
     assert (info["positive"], info["negative"], info["layers"]) == (40, 40, "middle") and info[
         "cv_accuracy"
     ] > 0.9
-    assert (
-        main(
-            [
-                "directions",
-                "fit",
-                "my-attr",
-                "--latents",
-                str(tmp_path / "pos.npy"),
-                str(tmp_path / "neg.npy"),
-            ]
-        )
-        == 2
-    )  # exists: --overwrite needed
+    assert _fit_latents(tmp_path, "neg.npy") == 2  # exists: --overwrite needed
 
     filt = latent(e4e_tiny, edit="my-attr:2", mode="delta")
     run(filt, face_crop)

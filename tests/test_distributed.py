@@ -21,7 +21,7 @@ from henshin.engine.offline import OfflineConfig, run_offline
 from henshin.engine.smoothing import CentredSmoother
 from henshin.engine.sources import VideoSource
 from henshin.engine.stages import FaceStages
-from tests.conftest import CLIP, KeepSink, audio_seconds, decode_video
+from tests.conftest import CLIP, KeepSink, audio_seconds, decode_video, forbid
 from tests.segments import clip_of_kind, jittered_clip, packed_avi, reencode, video_packets
 
 HENSHIN = Path(__file__).resolve().parent.parent / "henshin"
@@ -304,11 +304,7 @@ def no_conversion(monkeypatch):
     import henshin.engine.convert as convert_module
     import henshin.engine.distributed.run as run_module
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("a conversion started")
-
-    monkeypatch.setattr(convert_module, "convert", refuse)
-    monkeypatch.setattr(run_module, "_prepare", refuse)
+    forbid(monkeypatch, "a conversion started", (convert_module, "convert"), (run_module, "_prepare"))
 
 
 @pytest.mark.parametrize("line, expected", [

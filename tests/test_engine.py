@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ from henshin.engine.tracking import FaceTracker, TrackerConfig
 from henshin.errors import OptionError
 from henshin.filters.base import Filter, register
 from henshin.kernels.warp import crop_from_frame
-from henshin.samples import SampleSpec, background, motion, portrait, render
+from henshin.samples import SampleSpec, background, render_frames
 from henshin.types import AlignedFace, FaceContext, FilterSpec, Frame
-from tests.conftest import FramesSource, KeepSink, decode_video, stages_for
+from tests.conftest import FramesSource, KeepSink, LockstepSource, decode_video, stages_for
 
 # Real time on a shared machine: how many frames a live run gets through depends on the load,
 # so a run that fell short is tried again (twice); a broken behaviour fails all three.
@@ -102,28 +101,31 @@ class DimThenFlip(_TestFilter):
         return (batch * self.params.gain)[..., ::-1].copy()
 
 
+class _Paint(_TestFilter):
+    """Paints crops one colour: channel ``channel`` full, the others zero."""
+
+    channel = 0
+
+    def apply(self, batch: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(batch)
+        out[:, self.channel] = 1.0
+        return out
+
+
 @register
-class Red(_TestFilter):
+class Red(_Paint):
     """Paints crops red."""
 
     name = "test-red"
-
-    def apply(self, batch: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(batch)
-        out[:, 0] = 1.0
-        return out
+    channel = 0
 
 
 @register
-class Blue(_TestFilter):
+class Blue(_Paint):
     """Paints crops blue."""
 
     name = "test-blue"
-
-    def apply(self, batch: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(batch)
-        out[:, 2] = 1.0
-        return out
+    channel = 2
 
 
 @register
@@ -175,48 +177,26 @@ def _fresh_records():
 # -- clips -------------------------------------------------------------------------------------
 
 
-def _rendered(spec: SampleSpec) -> list[np.ndarray]:
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    return [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)]
-
-
 @pytest.fixture(scope="module")
 def face_frames() -> list[np.ndarray]:
-    return _rendered(SampleSpec(width=320, height=240, frames=10, face_height=1.3))
+    return render_frames(SampleSpec(width=320, height=240, frames=10, face_height=1.3))
 
 
 @pytest.fixture(scope="module")
 def leaving_face() -> list[np.ndarray]:
     """8 frames with a face, 8 without, 8 with the face again."""
     spec = SampleSpec(width=320, height=240, frames=8, face_height=1.3)
-    faces = _rendered(spec)
+    faces = render_frames(spec)
     empty = [background(spec.width, spec.height)] * 8
     return faces + empty + faces
 
 
 @pytest.fixture(scope="module")
 def two_faces() -> list[np.ndarray]:
-    return _rendered(SampleSpec(width=640, height=240, frames=4, faces=2, face_height=1.1))
+    return render_frames(SampleSpec(width=640, height=240, frames=4, faces=2, face_height=1.1))
 
 
 # -- one set of stages, several schedulers -------------------------------------------------------
-
-
-class _LockstepSource(FramesSource):
-    """A camera the filter always keeps up with: the next frame comes once the last one reached the sink."""
-
-    def __init__(self, images: list[np.ndarray], sink: KeepSink) -> None:
-        super().__init__(images)
-        self.sink = sink
-
-    def __iter__(self):
-        for i, frame in enumerate(super().__iter__()):
-            frame.captured_at = time.monotonic_ns()
-            yield frame
-            deadline = time.monotonic() + 30
-            while len(self.sink.images) <= i and time.monotonic() < deadline:
-                time.sleep(0.005)
 
 
 def test_offline_and_live_schedulers_give_identical_bytes(face_frames):
@@ -229,7 +209,7 @@ def test_offline_and_live_schedulers_give_identical_bytes(face_frames):
     live_stages = FaceStages(FilterGraph(ChainRequest("style")), OneEuroSmoother(enabled=False))
     live = KeepSink()
     live.repeats = False  # each processed frame once, as a recording gets them
-    stats = LiveRunner(_LockstepSource(face_frames, live), live_stages, [live]).run()
+    stats = LiveRunner(LockstepSource(face_frames, live), live_stages, [live]).run()
     live_stages.graph.close()
 
     assert stats.frames_dropped == 0 and stats.frames_processed == len(face_frames)
@@ -317,13 +297,7 @@ def test_landmark_links_edit_the_frame_before_crops_are_cut(face_frames):
     frame = Frame(image, 0, 0, Fraction(1, 24))
     chained = process_frame(stages_for("warp+test-dim", smooth=None), frame).output
     warped = process_frame(stages_for("warp", smooth=None), frame).output
-    tracker = FaceTracker()
-    (face,) = tracker(image)
-    tracker.close()
-    aligned = AlignedFace(face.track_id, face.landmarks, ffhq_quad(face.landmarks))
-    spec = FilterSpec(size=128, value_range=(0.0, 1.0))
-    crops = crop_from_frame(warped, quad_matrix(aligned.quad, 128)[None], 128, (0.0, 1.0))
-    expected = composite(warped, [aligned], crops * 0.5, spec, CompositeParams())
+    expected = _by_hand(image, lambda crops: crops * 0.5, onto=warped)
     assert np.any(warped != image)
     assert np.abs(chained.astype(int) - expected).max() <= 1
 
@@ -424,13 +398,20 @@ def test_tensors_stay_on_the_gpu_from_crop_to_paste_back(face_frames, monkeypatc
 
 
 def _numpy_invert(image: np.ndarray) -> np.ndarray:
+    return _by_hand(image, lambda crops: 1.0 - crops).astype(int)
+
+
+def _by_hand(image: np.ndarray, filt, onto: np.ndarray | None = None) -> np.ndarray:
+    """``filt`` on 128-px [0, 1] crops, composited by hand: the face found in ``image``, cut from and pasted
+    onto ``onto`` (the image itself by default)."""
+    onto = image if onto is None else onto
     tracker = FaceTracker()
     (face,) = tracker(image)
     tracker.close()
     aligned = AlignedFace(face.track_id, face.landmarks, ffhq_quad(face.landmarks))
     spec = FilterSpec(size=128, value_range=(0.0, 1.0))
-    crops = crop_from_frame(image, quad_matrix(aligned.quad, 128)[None], 128, (0.0, 1.0))
-    return composite(image, [aligned], 1.0 - crops, spec, CompositeParams()).astype(int)
+    crops = crop_from_frame(onto, quad_matrix(aligned.quad, 128)[None], 128, (0.0, 1.0))
+    return composite(onto, [aligned], filt(crops), spec, CompositeParams())
 
 
 # -- sinks -------------------------------------------------------------------------------------------

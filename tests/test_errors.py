@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from henshin.cli.main import main
+from tests.conftest import forbid
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:
@@ -146,11 +147,8 @@ def nothing_loaded(monkeypatch):
     """Fail the test if the source is opened or a filter built: options must be refused before that."""
     import henshin.engine.convert as convert_module
 
-    def forbidden(*args, **kwargs):
-        raise AssertionError("work started although an option was bad")
-
-    monkeypatch.setattr(convert_module, "open_source", forbidden)
-    monkeypatch.setattr(convert_module, "FilterGraph", forbidden)
+    forbid(monkeypatch, "work started although an option was bad", (convert_module, "open_source"),
+           (convert_module, "FilterGraph"))
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from henshin.filters.gnr.filter import GNRFilter, GNRParams, read_reference
 from henshin.models.checkpoints import load_checkpoint
 from henshin.nets.gnr import FaceToAnime, load_gnr, style_from_seed
 from henshin.runtimes import NetworkSpec, RuntimeOptions
-from henshin.samples import SampleSpec, background, motion, portrait, render, write_sample
+from henshin.samples import SampleSpec, render_frames, write_sample
 from henshin.types import FaceContext
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -40,12 +40,6 @@ def crops() -> np.ndarray:
 def contexts(gnr: GNRFilter, tracks: list[int], times: list[float] | None = None) -> list[FaceContext]:
     looks = {t: gnr.start_track(t) for t in dict.fromkeys(tracks)}
     return [FaceContext(t, looks[t], i, (times or [0.0] * len(tracks))[i]) for i, t in enumerate(tracks)]
-
-
-def _rendered(spec: SampleSpec) -> list[np.ndarray]:
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    return [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)]
 
 
 # -- the official layout as a filter --------------------------------------------------------------
@@ -90,7 +84,7 @@ def test_face_k_gets_seed_plus_k_in_order_of_appearance_not_by_track_id(gnr_trai
 def test_codes_differ_between_faces_and_stay_constant_over_a_clip(gnr_training_file: Path) -> None:
     from henshin.engine.offline import OfflineConfig, run_offline
 
-    frames = _rendered(SampleSpec(width=640, height=240, frames=6, faces=2, face_height=1.1))
+    frames = render_frames(SampleSpec(width=640, height=240, frames=6, faces=2, face_height=1.1))
     stages = stages_for("gnr", weights=str(gnr_training_file))
     gnr = stages.graph.default.links[0].filter
     seen: dict[int, list[tuple[int, np.ndarray]]] = {}

@@ -17,9 +17,9 @@ from henshin.engine.live import LiveConfig, LiveRunner, ladder_for, process_fram
 from henshin.engine.smoothing import OneEuroSmoother
 from henshin.engine.stages import FaceStages
 from henshin.filters.base import Filter, register
-from henshin.samples import SampleSpec, background, motion, portrait, render, write_sample
+from henshin.samples import SampleSpec, render_frames, write_sample
 from henshin.types import FaceContext, FilterSpec, Frame
-from tests.conftest import FramesSource, KeepSink
+from tests.conftest import KeepSink, LockstepSource
 
 
 @dataclass(frozen=True)
@@ -84,26 +84,7 @@ def _fresh():
 
 
 def _frames(count: int) -> list[np.ndarray]:
-    spec = SampleSpec(width=320, height=240, frames=count, face_height=1.3)
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    return [render(spec, affines, light, i, photo, bg) for i in range(count)]
-
-
-class _Lockstep(FramesSource):
-    """A camera the run keeps up with: the next frame is captured once the last one reached the sink."""
-
-    def __init__(self, images: list[np.ndarray], sink: KeepSink) -> None:
-        super().__init__(images)
-        self.sink = sink
-
-    def __iter__(self):
-        for i, frame in enumerate(super().__iter__()):
-            frame.captured_at = time.monotonic_ns()
-            yield frame
-            deadline = time.monotonic() + 30
-            while len(self.sink.images) <= i and time.monotonic() < deadline:
-                time.sleep(0.002)
+    return render_frames(SampleSpec(width=320, height=240, frames=count, face_height=1.3))
 
 
 def _live(
@@ -113,7 +94,7 @@ def _live(
     sink = KeepSink()
     sink.repeats = False
     runner = LiveRunner(
-        _Lockstep(images, sink), stages, [sink], LiveConfig(latency_budget_ms=budget_ms)
+        LockstepSource(images, sink), stages, [sink], LiveConfig(latency_budget_ms=budget_ms)
     )
     runner.governor = Governor(budget_ms, ladder_for(stages.graph), hold_frames=hold_frames)
     runner.stats.levels = runner.governor.frames

@@ -15,6 +15,7 @@ import pytest
 from henshin import outputs
 from henshin.cli.main import main
 from henshin.errors import OutputError
+from tests.conftest import forbid
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:
@@ -140,10 +141,7 @@ def test_folder_named_like_an_image_is_refused(capsys, face_png, tmp_path):
 def test_stats_path_is_checked_before_work(capsys, clip, tmp_path, monkeypatch, where):
     import henshin.engine.convert as convert_module
 
-    def no_work(*args, **kwargs):
-        raise AssertionError("the source was opened although --stats was refused")
-
-    monkeypatch.setattr(convert_module, "open_source", no_work)
+    forbid(monkeypatch, "the source was opened although --stats was refused", (convert_module, "open_source"))
     copy = tmp_path / "in.mp4"
     shutil.copy(clip[0], copy)
     existing = tmp_path / "notes.json"

@@ -23,10 +23,9 @@ from henshin.kernels.masks import fill_polygon
 from henshin.samples import (
     SampleSpec,
     ShotsSpec,
-    background,
     motion,
     portrait,
-    render,
+    render_frames,
     shots_frames,
     shots_motion,
     write_shots_sample,
@@ -273,9 +272,8 @@ def test_a_cut_threshold_out_of_range_is_one_sentence(tmp_path, capsys, face_png
 def still_background():
     """16 frames of the astronaut moving over a still background, and where her face goes."""
     spec = SampleSpec(width=480, height=360, frames=160, fps=24, face_height=1.0, light=0.0)
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    frames = [render(spec, affines, light, i, photo, bg) for i in range(16)]
+    affines, _ = motion(spec)
+    frames = render_frames(spec, 16)
     area = np.zeros(frames[0].shape[:2], np.float32)
     for i in range(16):
         box = np.array([[150, 50], [300, 50], [300, 220], [150, 220]], np.float64)
@@ -393,9 +391,8 @@ def test_bad_style_images_are_one_sentence(tmp_path, style_pictures):
 
 def test_background_scope_leaves_the_people_untouched():
     spec = SampleSpec(width=480, height=360, frames=24, fps=24, face_height=0.9, light=0.0)
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    frames = [render(spec, affines, light, i, photo, bg) for i in range(4)]
+    affines, _ = motion(spec)
+    frames = render_frames(spec, 4)
     out, _ = run(frames, "style", scope="background", temporal="0.5")
     inner = np.array([[185, 90], [265, 90], [265, 200], [185, 200]], np.float64)  # eyes to chin
     for i, (o, f) in enumerate(zip(out, frames, strict=True)):

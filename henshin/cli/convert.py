@@ -12,11 +12,7 @@ from henshin.cli.options import (
     add_filter_options,
     check_count,
     check_stats,
-    cut_config,
-    parse_face_routes,
-    parse_param_pairs,
-    runtime_options,
-    tracker_config,
+    filter_choice,
     write_stats,
 )
 
@@ -65,13 +61,12 @@ def job_from_args(args: argparse.Namespace, input: Path, output: Path) -> Any:
     check_count("--batch", args.batch, 1)
     check_encoder(args.crf, args.preset)
     check_stats(args.stats, [input], [("the output", output)], args.overwrite)
+    choice = filter_choice(args, args.max_faces, max(8, args.batch * args.max_faces))
     return ConvertJob(
-        input=input, output=output, filter=args.filter, params=parse_param_pairs(args.param),
-        faces=parse_face_routes(args.face), tracker=tracker_config(args, max_faces=args.max_faces),
-        smooth_radius=args.smooth, cuts=cut_config(args), measure_stability=args.warping_error,
+        input=input, output=output, filter=choice.filter, params=choice.params, faces=choice.faces,
+        tracker=choice.tracker, smooth_radius=args.smooth, cuts=choice.cuts, measure_stability=args.warping_error,
         scheduling=OfflineConfig(batch_frames=args.batch, progress=not args.quiet and sys.stderr.isatty()),
-        overwrite=args.overwrite, crf=args.crf, preset=args.preset,
-        runtime=runtime_options(args, max_batch=max(8, args.batch * args.max_faces)),
+        overwrite=args.overwrite, crf=args.crf, preset=args.preset, runtime=choice.runtime,
         taken=[("--stats", args.stats)] if args.stats else [],
     )
 

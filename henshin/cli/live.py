@@ -12,11 +12,7 @@ from henshin.cli.options import (
     add_filter_options,
     check_count,
     check_stats,
-    cut_config,
-    parse_face_routes,
-    parse_param_pairs,
-    runtime_options,
-    tracker_config,
+    filter_choice,
     write_stats,
 )
 from henshin.errors import OptionError
@@ -69,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if args.record is not None:
         _check_record(args, inputs)
     check_stats(args.stats, inputs, [("--record", args.record)] if args.record else [], args.overwrite)
-    tracker = tracker_config(args, max_faces=args.max_faces, sweep_tiles=False)
-    request = ChainRequest(args.filter, parse_face_routes(args.face), parse_param_pairs(args.param))
-    runtime = runtime_options(args, max_batch=max(1, args.max_faces))
+    choice = filter_choice(args, args.max_faces, max(1, args.max_faces), sweep_tiles=False)
+    request = ChainRequest(choice.filter, choice.faces, choice.params)
     panel = _open_panel(args.panel) if args.panel is not None else None  # a port in use: before the camera opens
     try:
         source = open_live_source(args.source, args.width, args.height, args.fps, args.loop)
@@ -87,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             sinks.append(VideoFileSink(args.record, source.frame_rate, source.time_base))
         for kind in dict.fromkeys(args.sink or ["vcam"]):
             sinks.append(_sink(kind, args, source, _Later(runner_box)))
-        graph = FilterGraph(request, runtime)
+        graph = FilterGraph(request, choice.runtime)
     except BaseException:
         for sink in sinks:
             sink.abort()
@@ -96,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
             panel.close()
         raise
     log.info("%s", source.describe())
-    stages = FaceStages(graph, OneEuroSmoother(), tracker, float(source.frame_rate),
-                        cut_config(args))
+    stages = FaceStages(graph, OneEuroSmoother(), choice.tracker, float(source.frame_rate), choice.cuts)
     runner = LiveRunner(source, stages, sinks, LiveConfig(args.max_frames, args.overlay, args.latency_budget))
     runner_box.append(runner)
     if sys.stdin is not None and not sys.stdin.closed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,25 @@ def runtime_options(args: argparse.Namespace, max_batch: int = 8) -> Any:
                              compile=args.compile, cuda_graphs=args.cuda_graphs, provider=args.provider)
     check_available(options)
     return options
+
+
+@dataclass(frozen=True)
+class FilterChoice:
+    """What the filter options shared by convert and live ask for, each checked."""
+
+    filter: str
+    params: dict[str, str]
+    faces: dict[int, str]
+    tracker: Any
+    cuts: Any
+    runtime: Any
+
+
+def filter_choice(args: argparse.Namespace, max_faces: int, max_batch: int, **tracker_settings: Any) -> FilterChoice:
+    """--filter, --param, --face, the tracker, cut and runtime options, checked before any work starts."""
+    return FilterChoice(filter=args.filter, params=parse_param_pairs(args.param), faces=parse_face_routes(args.face),
+                        tracker=tracker_config(args, max_faces=max_faces, **tracker_settings),
+                        cuts=cut_config(args), runtime=runtime_options(args, max_batch=max_batch))
 
 
 def parse_param_pairs(pairs: list[str]) -> dict[str, str]:
