@@ -427,6 +427,34 @@ def test_fns_filter_reuses_eager_torch_but_not_a_fixed_size_onnx_graph(fns_file:
     assert np.abs(exported.process(x, faces) - eager.process(x, faces)).max() < 1e-2
 
 
+@pytest.mark.parametrize(("k", "cin", "cout"), [(9, 4, 3), (3, 8, 5), (5, 2, 7)])
+def test_folded_convolution_is_the_convolution(k: int, cin: int, cout: int) -> None:
+    """The space-to-depth twin of a k×k convolution gives the same picture on padded even-sided inputs."""
+    import torch
+    import torch.nn.functional as F
+
+    from henshin.nets.multistyle import folded_weight
+
+    g = torch.Generator().manual_seed(k)
+    w, x = torch.randn(cout, cin, k, k, generator=g), torch.randn(2, cin, 20 + k - 1, 34 + k - 1, generator=g)
+    want = F.conv2d(x, w)
+    got = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), folded_weight(w)), 2)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4)
+
+
+def test_an_export_revision_makes_a_new_export(tmp_path: Path) -> None:
+    """A module that computes its function with other operations (``export_revision``) is exported afresh."""
+    import torch
+
+    net = torch.nn.Conv2d(3, 3, 1)
+    spec = NetworkSpec("revision-test", (("image", (3, 8, 8)),), module=net)
+    options = RuntimeOptions(runtime="onnxruntime", cache_dir=tmp_path)
+    first = rt.onnx_file(spec, options)
+    net.export_revision = 1
+    second = rt.onnx_file(spec, options)
+    assert first != second and first.exists() and second.exists()
+
+
 def test_multistyle26_in_torch_matches_the_bundled_graph(tmp_path: Path) -> None:
     import onnx
     import onnxruntime as ort

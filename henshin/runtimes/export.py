@@ -26,7 +26,10 @@ def onnx_file(spec: NetworkSpec, options: RuntimeOptions) -> Path:
         return Path(spec.onnx)
     if spec.module is None:
         raise ModelError(f"network {spec.key} has neither a torch module nor an ONNX file.")
-    path = cache_dir(options) / f"{spec.key}-{cache_key(spec, opset=ONNX_OPSET)}.onnx"
+    # A module that computes the same function with other operations says so with ``export_revision``.
+    revision = getattr(spec.module, "export_revision", 0)
+    parts = {"opset": ONNX_OPSET, **({"revision": revision} if revision else {})}
+    path = cache_dir(options) / f"{spec.key}-{cache_key(spec, **parts)}.onnx"
     meta = {"network": spec.key, "opset": ONNX_OPSET, "inputs": spec.shape_key()}
     if read_cached(path, meta) is not None and _onnx_loads(path):
         return path
