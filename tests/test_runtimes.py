@@ -225,6 +225,26 @@ def test_cached_artefact_with_other_settings_is_not_used(tmp_path: Path) -> None
     assert not path.exists()  # a stale artefact is removed, never used
 
 
+
+def test_cached_export_that_does_not_open_is_exported_again(fns_file: Path, home: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A cached graph whose bytes match its record but that ONNX Runtime cannot open is made afresh when built."""
+    import hashlib
+    import json
+
+    spec = NetworkSpec("fns-test", (("image", (3, 32, 32)),), module=load_transformer(fns_file))
+    options = RuntimeOptions(runtime="onnxruntime")
+    path = rt.onnx_file(spec, options)
+    good = path.read_bytes()
+    record = path.with_name(path.name + ".json")
+    doc = json.loads(record.read_text())
+    path.write_bytes(b"not a graph")
+    record.write_text(json.dumps({**doc, "sha256": hashlib.sha256(b"not a graph").hexdigest()}))
+    with caplog.at_level(logging.WARNING, logger="henshin"):
+        runtime = rt.build_runtime(spec, options)
+    assert "does not open; exporting it again" in caplog.text
+    assert path.read_bytes() == good and rt.parity(spec, runtime) < 1e-2
+
 # -- the command line ----------------------------------------------------------------------
 
 
