@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.record is not None:
         _check_record(args, inputs)
     check_stats(args.stats, inputs, [("--record", args.record)] if args.record else [], args.overwrite)
-    tracker = tracker_config(args, max_faces=args.max_faces, sweep_tiles=False)
+    tracker = tracker_config(args, max_faces=args.max_faces, sweep_tiles=False, search_behind=True)
     request = ChainRequest(args.filter, parse_face_routes(args.face), parse_param_pairs(args.param))
     runtime = runtime_options(args, max_batch=max(1, args.max_faces))
     panel = _open_panel(args.panel) if args.panel is not None else None  # a port in use: before the camera opens
