@@ -36,7 +36,7 @@ def live_case(clip_path: Path, name: str, frames: int, quick: bool,
 
     def once() -> dict[str, Any]:
         graph = FilterGraph(ChainRequest(name, params=raw))
-        stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(sweep_tiles=False), frame_rate=30.0)
+        stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(sweep_tiles=False, search_behind=True), frame_rate=30.0)
         try:
             stats = LiveRunner(RealtimeFileSource(clip_path, loop=True), stages, [NullSink()],
                                LiveConfig(max_frames=frames)).run()

@@ -47,7 +47,7 @@ LINE_S = 0.2  # a control line every 200 ms (a slider being dragged)
 def live_run(clip: Path, frames: int, client: str, config: Path) -> dict[str, Any]:
     """One live run; ``client``: none, api (an aiohttp client asking what the page asks) or page (Chromium)."""
     graph = FilterGraph(ChainRequest("style"))
-    stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(sweep_tiles=False), frame_rate=30.0)
+    stages = FaceStages(graph, OneEuroSmoother(), TrackerConfig(sweep_tiles=False, search_behind=True), frame_rate=30.0)
     runner = LiveRunner(
         RealtimeFileSource(clip, loop=True), stages, [NullSink()], LiveConfig(max_frames=frames)
     )

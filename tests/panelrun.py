@@ -74,7 +74,7 @@ class PanelRun:
 
     def __init__(self, clip: Path, config: Path, chain: str = "style", params: dict[str, str] | None = None) -> None:
         self.graph = FilterGraph(ChainRequest(chain, params=dict(SMALL if params is None else params)))
-        stages = FaceStages(self.graph, OneEuroSmoother(), TrackerConfig(max_faces=2, sweep_tiles=False), 15.0)
+        stages = FaceStages(self.graph, OneEuroSmoother(), TrackerConfig(max_faces=2, sweep_tiles=False, search_behind=True), 15.0)
         self.recorder = Recorder()
         self.runner = LiveRunner(RealtimeFileSource(clip, loop=True), stages, [NullSink(), self.recorder])
         self.panel = Panel(PanelAddress("127.0.0.1", 0), TOKEN, config)

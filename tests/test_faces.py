@@ -229,3 +229,38 @@ def test_live_tracking_spreads_the_tile_sweep_over_frames():
     assert runs[True][4] == runs[True][0] and runs[True][8] == runs[True][0]
     assert runs[False][4] == 2 and runs[False][8] == 2
     assert max(runs[False][1:]) <= 2
+
+
+def test_live_tracking_searches_behind_and_a_new_face_joins():
+    # Live, the scheduled look for new faces runs in a helper thread: the frame that schedules it
+    # calls no detector itself, and a face that appears meanwhile is still found and tracked.
+    import threading
+
+    frames, affines = _frames(SampleSpec(width=960, height=540, frames=24, faces=2, face_height=0.6))
+    hidden = frames[:3]
+    for image in hidden:  # the second face covered in the first frames
+        x = int(affines[0, 1, 0, 2])
+        image[:, max(x, image.shape[1] // 2):] = 40
+    tracker = FaceTracker(TrackerConfig(max_faces=2, detect_every=4, sweep_tiles=False, search_behind=True))
+    calls: list[tuple[int, str]] = []
+    real = tracker._detect_scaled
+
+    def counted(*args, _real=real):
+        calls.append((len(counts), threading.current_thread().name))
+        return _real(*args)
+
+    tracker._detect_scaled = counted
+    counts: list[int] = []
+    try:
+        for image in frames:
+            counts.append(len(tracker(image)))
+            if tracker._behind is not None:
+                tracker._behind.result()  # the helper's search is done before the next frame comes
+    finally:
+        tracker.close()
+    assert counts[0] == 1 and counts[-1] == 2  # the second face, uncovered at frame 3, joined
+    here = threading.current_thread().name
+    due = [i for i in range(1, len(frames)) if i % 4 == 0]
+    assert not [c for c in calls if c[0] in due and c[1] == here]  # due frames ran no detector here
+    assert any(c[1].startswith("henshin-search") for c in calls)
+    assert counts.index(2) <= 9  # found by the search scheduled at frame 4 or 8

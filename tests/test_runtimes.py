@@ -225,6 +225,26 @@ def test_cached_artefact_with_other_settings_is_not_used(tmp_path: Path) -> None
     assert not path.exists()  # a stale artefact is removed, never used
 
 
+
+def test_cached_export_that_does_not_open_is_exported_again(fns_file: Path, home: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A cached graph whose bytes match its record but that ONNX Runtime cannot open is made afresh when built."""
+    import hashlib
+    import json
+
+    spec = NetworkSpec("fns-test", (("image", (3, 32, 32)),), module=load_transformer(fns_file))
+    options = RuntimeOptions(runtime="onnxruntime")
+    path = rt.onnx_file(spec, options)
+    good = path.read_bytes()
+    record = path.with_name(path.name + ".json")
+    doc = json.loads(record.read_text())
+    path.write_bytes(b"not a graph")
+    record.write_text(json.dumps({**doc, "sha256": hashlib.sha256(b"not a graph").hexdigest()}))
+    with caplog.at_level(logging.WARNING, logger="henshin"):
+        runtime = rt.build_runtime(spec, options)
+    assert "does not open; exporting it again" in caplog.text
+    assert path.read_bytes() == good and rt.parity(spec, runtime) < 1e-2
+
 # -- the command line ----------------------------------------------------------------------
 
 
@@ -425,6 +445,34 @@ def test_fns_filter_reuses_eager_torch_but_not_a_fixed_size_onnx_graph(fns_file:
     x = np.random.default_rng(1).random((2, 3, 64, 48), dtype=np.float32) * 255
     faces = [FaceContext(0), FaceContext(1)]
     assert np.abs(exported.process(x, faces) - eager.process(x, faces)).max() < 1e-2
+
+
+@pytest.mark.parametrize(("k", "cin", "cout"), [(9, 4, 3), (3, 8, 5), (5, 2, 7)])
+def test_folded_convolution_is_the_convolution(k: int, cin: int, cout: int) -> None:
+    """The space-to-depth twin of a k×k convolution gives the same picture on padded even-sided inputs."""
+    import torch
+    import torch.nn.functional as F
+
+    from henshin.nets.multistyle import folded_weight
+
+    g = torch.Generator().manual_seed(k)
+    w, x = torch.randn(cout, cin, k, k, generator=g), torch.randn(2, cin, 20 + k - 1, 34 + k - 1, generator=g)
+    want = F.conv2d(x, w)
+    got = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(x, 2), folded_weight(w)), 2)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-4)
+
+
+def test_an_export_revision_makes_a_new_export(tmp_path: Path) -> None:
+    """A module that computes its function with other operations (``export_revision``) is exported afresh."""
+    import torch
+
+    net = torch.nn.Conv2d(3, 3, 1)
+    spec = NetworkSpec("revision-test", (("image", (3, 8, 8)),), module=net)
+    options = RuntimeOptions(runtime="onnxruntime", cache_dir=tmp_path)
+    first = rt.onnx_file(spec, options)
+    net.export_revision = 1
+    second = rt.onnx_file(spec, options)
+    assert first != second and first.exists() and second.exists()
 
 
 def test_multistyle26_in_torch_matches_the_bundled_graph(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.record is not None:
         _check_record(args, inputs)
     check_stats(args.stats, inputs, [("--record", args.record)] if args.record else [], args.overwrite)
-    choice = filter_choice(args, args.max_faces, max(1, args.max_faces), sweep_tiles=False)
+    choice = filter_choice(args, args.max_faces, max(1, args.max_faces), sweep_tiles=False, search_behind=True)
     request = ChainRequest(choice.filter, choice.faces, choice.params)
     panel = _open_panel(args.panel) if args.panel is not None else None  # a port in use: before the camera opens
     try:

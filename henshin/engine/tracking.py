@@ -11,7 +11,10 @@ track has not yet ended. The full-frame pass always runs; the tiles all run
 at the start, when a track is lost and on the scheduled frames (live: one tile
 in turn there too, see ``sweep_tiles``), and one tile per frame in turn on the
 other searching frames, so the every-frame search
-stays cheap and a small face is still found within a few frames. Dark frames
+stays cheap and a small face is still found within a few frames. Live
+(``search_behind``), the scheduled look while every face is held runs in a helper
+thread on a detector of its own, and a face it finds joins at the next frame:
+the frame that scheduled it waits for no detector. Dark frames
 (a fade) are brightened for the detector and the mesh. A face whose landmarks
 jump in size or place between two frames further than a head moves (a zoom cut,
 which leaves the colours as they were) ends its track and is found afresh.
@@ -19,6 +22,7 @@ which leaves the colours as they were) ends its track and is found afresh.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -45,6 +49,11 @@ class TrackerConfig:
     # small-face tile at once (offline), or the whole frame and one tile in turn (live: nine detector
     # runs in one frame would be a latency spike every half second).
     sweep_tiles: bool = True
+    # Live: the scheduled look for new faces, while every tracked face is held, runs in a helper thread
+    # (its own detector) and what it finds joins at the next frame, so that frame does not wait for
+    # the detector (two runs, whole frame and a tile: 2 x 17 ms on 2 cores). The first frame, a lost
+    # face and a frame with no face search at once, as before.
+    search_behind: bool = False
     # Which tracker: ``mediapipe`` (its Python graphs, CPU) or ``torch`` (its networks in torch,
     # henshin.engine.torch_tracking, on ``device``).
     kind: str = "mediapipe"
@@ -80,18 +89,18 @@ class FaceTracker:
     """Finds faces in frames and keeps a stable id for each across frames."""
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
-        import mediapipe as mp  # imported with the first tracker: its graphs are heavy, and a run of
-        # whole-frame filters never needs them
-
+        # mediapipe is imported with the first tracker (``_new_detector``): its graphs are heavy, and
+        # a run of whole-frame filters never needs them.
         self.config = config or TrackerConfig()
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=self.config.min_confidence
-        )
+        self._detector = self._new_detector()
         self._tracks: list[_Track] = []
         self._started: set[int] = set()  # tracks whose start was reported and whose end was not yet
         self._next_id = 0
         self._frames = 0
         self._tile_turn = -1
+        self._helper: ThreadPoolExecutor | None = None  # search_behind: the helper thread, its detector
+        self._helper_detector: object | None = None
+        self._behind: Future | None = None  # the search running behind, if any
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Landmarks for every face in an (H, W, 3) uint8 RGB frame, with track ids."""
@@ -125,11 +134,14 @@ class FaceTracker:
         if jumped:
             self._tracks = [t for t in self._tracks if t.missing <= cfg.max_missing]
             lost = lost or not self._refind(image, jumped)
+        self._take_found(image)
         live = len(self._live())
         due = self._frames % cfg.detect_every == 0 and live < cfg.max_faces
         searching = live == 0 or any(t.missing for t in self._tracks)
         if self._frames == 0 or lost or (due and cfg.sweep_tiles):
             self._add_detected(image, self._tiles(image))
+        elif due and cfg.search_behind and not searching:
+            self._search_behind(image, self._next_tile(image))
         elif due or searching:
             self._add_detected(image, self._next_tile(image))
         self._drop_duplicates()
@@ -150,6 +162,7 @@ class FaceTracker:
     def end_all(self) -> list[int]:
         """End every track (a shot change, or the end of the stream); returns their ids."""
         ended = sorted(self._started)
+        self._behind = None  # what a search behind finds belongs to the frames before
         for t in self._tracks:
             t.mesh.close()
         self._tracks, self._started = [], set()
@@ -160,6 +173,12 @@ class FaceTracker:
         """Release mediapipe's graphs."""
         self.end_all()
         self._detector.close()
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
+            self._helper = None
+        if self._helper_detector is not None:
+            self._helper_detector.close()
+            self._helper_detector = None
 
     def _drop_duplicates(self) -> None:
         """Two tracks that converged on one face: the older id wins."""
@@ -186,8 +205,33 @@ class FaceTracker:
         return [tiles[self._tile_turn]]
 
     def _add_detected(self, image: np.ndarray, tiles: list[tuple[int, int, int, int]]) -> None:
+        self._add_found(image, self._detect(image, tiles))
+
+    def _search_behind(self, image: np.ndarray, tiles: list[tuple[int, int, int, int]]) -> None:
+        """Start the scheduled search in the helper thread (unless one still runs); ``_take_found`` collects it."""
+        if self._behind is not None:
+            return
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="henshin-search")
+        self._behind = self._helper.submit(self._detect_behind, image, tiles)
+
+    def _detect_behind(self, image: np.ndarray, tiles: list[tuple[int, int, int, int]]
+                       ) -> list[tuple[float, float, float, float]]:
+        if self._helper_detector is None:  # mediapipe graphs are not shared between threads
+            self._helper_detector = self._new_detector()
+        return self._detect(image, tiles, self._helper_detector)
+
+    def _take_found(self, image: np.ndarray) -> None:
+        """Add the faces a finished search behind found (their mesh runs on this frame)."""
+        if self._behind is None or not self._behind.done():
+            return
+        boxes, self._behind = self._behind.result(), None
+        if boxes:
+            self._add_found(image, boxes)
+
+    def _add_found(self, image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> None:
         first_new = self._next_id
-        self._add_boxes(image, self._detect(image, tiles))
+        self._add_boxes(image, boxes)
         # Faces that appear in the same frame are numbered left to right (then top to bottom),
         # so ``--face 0`` is predictable for people who enter together.
         new = sorted((t for t in self._tracks if t.track_id >= first_new),
@@ -241,14 +285,14 @@ class FaceTracker:
                 self._tracks.append(_Track(self._next_id, landmarks, mesh, 0, lm_box))
                 self._next_id += 1
 
-    def _detect(self, image: np.ndarray, tiles: list[tuple[int, int, int, int]]
+    def _detect(self, image: np.ndarray, tiles: list[tuple[int, int, int, int]], detector: object = None
                 ) -> list[tuple[float, float, float, float]]:
         """Face boxes (x0, y0, x1, y1) in frame pixels, largest first: the whole frame, then ``tiles``."""
         cfg = self.config
         h, w = image.shape[:2]
-        boxes = self._detect_scaled(image, (0, 0, w, h), cfg.detect_size)
+        boxes = self._detect_scaled(image, (0, 0, w, h), cfg.detect_size, detector)
         for rect in tiles:
-            boxes += self._detect_scaled(image, rect, cfg.detect_size)
+            boxes += self._detect_scaled(image, rect, cfg.detect_size, detector)
         boxes.sort(key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
         kept: list[tuple[float, float, float, float]] = []
         for b in boxes:
@@ -256,12 +300,13 @@ class FaceTracker:
                 kept.append(b)
         return kept
 
-    def _detect_scaled(self, image: np.ndarray, rect: tuple[int, int, int, int], size: int) -> list:
+    def _detect_scaled(self, image: np.ndarray, rect: tuple[int, int, int, int], size: int,
+                       detector: object = None) -> list:
         x0, y0, x1, y1 = rect
         part = image[y0:y1, x0:x1]
         scale = min(1.0, size / max(part.shape[:2]))
         small = cv2.resize(part, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else part
-        result = self._detector.process(np.ascontiguousarray(brighten(small)))
+        result = (detector or self._detector).process(np.ascontiguousarray(brighten(small)))
         out = []
         ph, pw = part.shape[:2]
         for det in result.detections or []:
@@ -269,6 +314,13 @@ class FaceTracker:
             out.append((x0 + bb.xmin * pw, y0 + bb.ymin * ph,
                         x0 + (bb.xmin + bb.width) * pw, y0 + (bb.ymin + bb.height) * ph))
         return out
+
+    def _new_detector(self) -> object:
+        import mediapipe as mp
+
+        return mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=self.config.min_confidence
+        )
 
     def _new_mesh(self) -> object:
         # Tracking mode: the mesh follows the face inside our moving region and

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from henshin.errors import OptionError
+from henshin.errors import ModelError, OptionError
 from henshin.runtimes.export import onnx_file
 from henshin.runtimes.onnx_runtime import OnnxRuntime
 from henshin.runtimes.options import (
@@ -51,12 +51,29 @@ def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
             runtime = OpenVinoRuntime(spec, options, path)
     else:  # onnxruntime, or tensorrt: ONNX Runtime with a TensorRT provider
         offer = offer_for(name, options.provider, options.device, survey())
-        path = onnx_file(spec, options)
-        int8 = int8_file(spec, options, path) if options.precision == "int8" else None
-        runtime = OnnxRuntime(spec, options, int8 or path, offer)
-        runtime.precision = "int8" if int8 is not None else "fp32"
+        runtime = _onnx_runtime(spec, options, offer)
     _announce(f"runtime for {spec.key}: {describe(runtime)}"
               + (" (chosen by auto)" if options.runtime == "auto" else ""))
+    return runtime
+
+
+def _onnx_runtime(spec: NetworkSpec, options: RuntimeOptions, offer: Any) -> OnnxRuntime:
+    """ONNX Runtime on the network's graph; a cached export that will not open is exported afresh, once.
+
+    The session opened here is the cached export's load check (a second session only to check
+    it cost 80 ms of every conversion's start).
+    """
+    path = onnx_file(spec, options, verify=False)
+    int8 = int8_file(spec, options, path) if options.precision == "int8" else None
+    try:
+        runtime = OnnxRuntime(spec, options, int8 or path, offer)
+    except ModelError:
+        if spec.onnx is not None or int8 is not None:
+            raise
+        log.warning("cached ONNX graph %s does not open; exporting it again.", path)
+        path = onnx_file(spec, options, fresh=True)
+        runtime = OnnxRuntime(spec, options, path, offer)
+    runtime.precision = "int8" if int8 is not None else "fp32"
     return runtime
 
 

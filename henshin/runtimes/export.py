@@ -20,15 +20,23 @@ log = logging.getLogger("henshin")
 ONNX_OPSET = 17
 
 
-def onnx_file(spec: NetworkSpec, options: RuntimeOptions) -> Path:
-    """The network as an ONNX file: the given one, or an export cached by weights and shapes."""
+def onnx_file(spec: NetworkSpec, options: RuntimeOptions, verify: bool = True, fresh: bool = False) -> Path:
+    """The network as an ONNX file: the given one, or an export cached by weights and shapes.
+
+    A cached export whose bytes match its record is also opened once by ONNX Runtime
+    (``verify``) to be sure it loads; a caller that opens it anyway passes False and,
+    if that fails, asks again with ``fresh`` for a new export.
+    """
     if spec.onnx is not None:
         return Path(spec.onnx)
     if spec.module is None:
         raise ModelError(f"network {spec.key} has neither a torch module nor an ONNX file.")
-    path = cache_dir(options) / f"{spec.key}-{cache_key(spec, opset=ONNX_OPSET)}.onnx"
+    # A module that computes the same function with other operations says so with ``export_revision``.
+    revision = getattr(spec.module, "export_revision", 0)
+    parts = {"opset": ONNX_OPSET, **({"revision": revision} if revision else {})}
+    path = cache_dir(options) / f"{spec.key}-{cache_key(spec, **parts)}.onnx"
     meta = {"network": spec.key, "opset": ONNX_OPSET, "inputs": spec.shape_key()}
-    if read_cached(path, meta) is not None and _onnx_loads(path):
+    if not fresh and read_cached(path, meta) is not None and (not verify or _onnx_loads(path)):
         return path
     if path.exists():
         log.warning("cached ONNX graph %s is damaged or stale; exporting it again.", path)
