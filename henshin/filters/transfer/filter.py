@@ -27,7 +27,7 @@ from henshin.filters.geometry.warp import face_axes
 from henshin.filters.reference import face_landmarks, read_picture
 from henshin.kernels import landmarks as lm
 from henshin.kernels.color import apply_lab_table, lab_stats, lab_transfer_table
-from henshin.kernels.mesh import triangulate, warp_through_mesh
+from henshin.kernels.mesh import border_triangles, triangulate, warp_through_mesh
 from henshin.kernels.regions import region_box, region_mask, shape_polygon
 from henshin.types import FaceContext, FacePatch
 
@@ -75,11 +75,13 @@ class TransferParams:
 @dataclass(frozen=True)
 class ReferenceFace:
     """The reference, meshed once: its picture (H, W, 3) uint8 RGB, landmarks (478, 3) in its pixels,
-    the mesh triangles (T, 3), the skin vertices colour is sampled at, and their Lab statistics."""
+    the mesh triangles (T, 3) and which of them lie on the mesh's border (T,), the skin vertices
+    colour is sampled at, and their Lab statistics."""
 
     image: np.ndarray
     points: np.ndarray
     triangles: np.ndarray
+    border: np.ndarray
     skin: np.ndarray
     skin_stats: np.ndarray
 
@@ -89,7 +91,15 @@ class ReferenceFace:
         image = read_picture(path, "reference picture", "check the path given in reference=")
         points = face_landmarks(image, f"the reference picture {path}")
         skin = skin_vertices(points)
-        return cls(image, points, triangulate(points), skin, lab_stats(sample(image, points, skin)))
+        triangles = triangulate(points)
+        return cls(
+            image,
+            points,
+            triangles,
+            border_triangles(triangles),
+            skin,
+            lab_stats(sample(image, points, skin)),
+        )
 
 
 def skin_vertices(points: np.ndarray) -> np.ndarray:
@@ -128,7 +138,7 @@ def transfer_face(
     mask = region_mask(points, p.region, roi, feather_px)
     if not mask.any():
         return None
-    pixels = warp_through_mesh(ref.image, points, ref.points, ref.triangles, roi)
+    pixels = warp_through_mesh(ref.image, points, ref.points, ref.triangles, roi, ref.border)
     if p.harmonize > 0:
         table = lab_transfer_table(
             ref.skin_stats, lab_stats(sample(image, points, ref.skin)), p.harmonize
