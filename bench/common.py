@@ -97,11 +97,9 @@ def sample_face(width: int = 1280, height: int = 720) -> tuple[Any, Any]:
     """The sample clip's first frame at ``width``×``height`` (the astronaut at the clip's default
     size) and its one face as the tracker finds it: ``(image, face)``, ``face.landmarks`` (478, 3)."""
     from henshin.engine.tracking import FaceTracker
-    from henshin.samples import SampleSpec, background, motion, portrait, render
+    from henshin.samples import SampleSpec, render_frames
 
-    spec = SampleSpec(width=width, height=height, frames=1)
-    affines, light = motion(spec)
-    image = render(spec, affines, light, 0, portrait(), background(width, height))
+    (image,) = render_frames(SampleSpec(width=width, height=height, frames=1))
     tracker = FaceTracker()
     try:
         (face,) = tracker(image)

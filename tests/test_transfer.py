@@ -16,7 +16,7 @@ from henshin.filters.reference import face_landmarks
 from henshin.filters.transfer.filter import TransferFilter, TransferParams
 from henshin.kernels.mesh import border_triangles, grid_step, mesh_map, triangulate
 from henshin.kernels.regions import REGIONS, region_box, region_mask, shape_polygon
-from henshin.samples import SampleSpec, background, motion, portrait, render
+from henshin.samples import SampleSpec, portrait, render_frames
 from henshin.types import FaceContext
 
 BLUE = (40, 60, 230)
@@ -87,9 +87,7 @@ def test_the_mesh_map_stays_on_the_reference_beside_the_mesh_border() -> None:
     of the 720p sample face picked up stray pixels at the jaw)."""
     from henshin.engine.tracking import FaceTracker
 
-    spec = SampleSpec(width=1280, height=720, frames=1)
-    affines, light = motion(spec)
-    image = render(spec, affines, light, 0, portrait(), background(1280, 720))
+    (image,) = render_frames(SampleSpec(width=1280, height=720, frames=1))
     tracker = FaceTracker()
     try:
         (found,) = tracker(image)
