@@ -93,6 +93,21 @@ def report(name: str, result: dict[str, Any], rows: list[tuple[str, str]], out: 
     sys.stdout.flush()
 
 
+def sample_face(width: int = 1280, height: int = 720) -> tuple[Any, Any]:
+    """The sample clip's first frame at ``width``×``height`` (the astronaut at the clip's default
+    size) and its one face as the tracker finds it: ``(image, face)``, ``face.landmarks`` (478, 3)."""
+    from henshin.engine.tracking import FaceTracker
+    from henshin.samples import SampleSpec, render_frames
+
+    (image,) = render_frames(SampleSpec(width=width, height=height, frames=1))
+    tracker = FaceTracker()
+    try:
+        (face,) = tracker(image)
+    finally:
+        tracker.close()
+    return image, face
+
+
 def timed_ms(fn: Callable[[], Any], repeats: int, sync: Callable[[], None] = lambda: None, warmup: int = 2) -> list[float]:
     """Milliseconds of ``repeats`` calls after ``warmup`` untimed ones; ``sync`` waits for a device's queue."""
     for _ in range(warmup):  # lazy init, autotuning, graph capture

@@ -1,6 +1,7 @@
 """Edits from your own examples (issue 26): transfer ms per face at 720p, fit time per 100 faces.
 
     python -m bench edits [--quick]
+    python -m bench transfer [--quick]      # the transfer figures alone, with their parts
 
 - Transfer: ``--filter transfer`` on one face of a 1280×720 frame (the sample clip's astronaut at
   the clip's default size, landmarks from the tracker once), per region: the filter's own work
@@ -25,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bench.common import sample_face, timed_ms
 from bench.harness import scenario, spread
 
 REGIONS = ("lips", "eyes", "brows", "beard", "skin", "oval")
@@ -32,41 +34,17 @@ REPEATS = {True: 5, False: 30}
 
 
 def _ms(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:
-    for _ in range(3):
-        fn()
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - start) * 1000)
-    return spread(runs, 2)
-
-
-def _frame() -> tuple[np.ndarray, np.ndarray]:
-    from henshin.engine.tracking import FaceTracker
-    from henshin.samples import SampleSpec, background, motion, portrait, render
-
-    spec = SampleSpec(width=1280, height=720, frames=1)
-    affines, light = motion(spec)
-    image = render(spec, affines, light, 0, portrait(), background(1280, 720))
-    tracker = FaceTracker()
-    try:
-        (face,) = tracker(image)
-    finally:
-        tracker.close()
-    return image, face.landmarks
+    return spread(timed_ms(fn, repeats, warmup=3), 2)
 
 
 def transfer_cases(quick: bool) -> list[dict[str, Any]]:
-    """ms per face for each region, one 1280×720 frame."""
-    from henshin.engine.composite import paste_patches
+    """ms per face for each region, one 1280×720 frame; each case also times the filter's parts."""
     from henshin.filters.reference import face_landmarks
     from henshin.filters.transfer.filter import TransferFilter, TransferParams
     from henshin.kernels.regions import shape_polygon
     from henshin.samples import portrait
-    from henshin.types import FaceContext
 
-    image, points = _frame()
+    image, face = sample_face(1280, 720)
     reference = portrait()
     lips = shape_polygon(face_landmarks(reference), "lips_outer")
     cv2.fillPoly(reference, [np.rint(lips).astype(np.int32)], (40, 60, 230))
@@ -76,17 +54,49 @@ def transfer_cases(quick: bool) -> list[dict[str, Any]]:
         cv2.imwrite(str(path), cv2.cvtColor(reference, cv2.COLOR_RGB2BGR))
         for region in REGIONS:
             filt = TransferFilter(TransferParams(reference=str(path), region=region))
-            faces = [FaceContext(0, landmarks=points)]
-
-            def once(filt: TransferFilter = filt, faces: list = faces) -> None:
-                paste_patches(
-                    image, filt.edit(image, faces)
-                )  # into the frame itself, as bench.geometry does
-
+            whole, parts = _transfer_parts(filt, image, face.landmarks)
             cases.append(
-                {"name": f"transfer {region} 1280x720 per face", "ms": _ms(once, REPEATS[quick])}
+                {
+                    "name": f"transfer {region} 1280x720 per face",
+                    "ms": _ms(whole, REPEATS[quick]),
+                    "parts_ms": {k: _ms(fn, REPEATS[quick])["median"] for k, fn in parts.items()},
+                }
             )
     return cases
+
+
+def _transfer_parts(
+    filt: Any, image: np.ndarray, points: np.ndarray
+) -> tuple[Callable[[], Any], dict[str, Callable[[], Any]]]:
+    """The filter's whole work on one face plus pasting its patch (as ``convert`` spends it in its
+    filter and composite stages), and each of its parts alone: the region's box and feathered
+    mask, the reference carried through the mesh, the colour harmonisation, the paste."""
+    from henshin.engine.composite import paste_patches
+    from henshin.filters.transfer.filter import carry, face_region, harmonise
+    from henshin.types import FaceContext
+
+    p, ref = filt.params, filt.reference
+    faces = [FaceContext(0, landmarks=points)]
+    roi, _ = face_region(points, p, image.shape[:2])
+    pixels = carry(points, ref, roi)
+    patches = filt.edit(image, faces)
+    parts = {
+        "mask": lambda: face_region(points, p, image.shape[:2]),
+        "flow": lambda: carry(points, ref, roi),
+        "colour": lambda: harmonise(pixels, image, points, ref, p.harmonize),
+        "paste": lambda: paste_patches(image, patches),
+    }
+    return lambda: paste_patches(image, filt.edit(image, faces)), parts
+
+
+def transfer_notes(cases: list[dict[str, Any]]) -> list[str]:
+    """One line per region: its parts' medians."""
+    return [
+        f"{case['name']}: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in case["parts_ms"].items())
+        + " ms (medians of each part alone)"
+        for case in cases
+    ]
 
 
 def fit_cases(quick: bool) -> list[dict[str, Any]]:
@@ -172,6 +182,29 @@ def local_cases(quick: bool) -> list[dict[str, Any]]:
         ]
 
 
+TRANSFER_NOTE = (
+    "transfer: one face, the filter's own work plus pasting its patch into the frame (a copy of "
+    "the frame, as the compositor makes), median over repeats after 3 warm-up calls; tracking "
+    "not included; parts: mask = region box and feathered mask, flow = the reference carried "
+    "through the mesh, colour = Lab harmonisation, paste = the patch blended into a frame copy"
+)
+
+
+@scenario(
+    "transfer",
+    "issue 26: --filter transfer ms per face at 720p for every region, and its parts",
+    default=False,
+)
+def transfer(quick: bool) -> dict[str, Any]:
+    """The transfer filter's per-face time per region (the first part of ``edits``)."""
+    cases = transfer_cases(quick)
+    return {
+        "title": "transfer per face at 720p, every region",
+        "cases": cases,
+        "notes": [TRANSFER_NOTE, *transfer_notes(cases)],
+    }
+
+
 @scenario(
     "edits",
     "issue 26: transfer ms per face at 720p per region; directions fit: encode and SVM per 100 faces",
@@ -180,14 +213,15 @@ def local_cases(quick: bool) -> list[dict[str, Any]]:
 def edits(quick: bool) -> dict[str, Any]:
     """The transfer filter's per-face time and the fit's costs."""
     cases = transfer_cases(quick)
+    notes = transfer_notes(cases)
     cases += local_cases(quick)
     cases += fit_cases(quick)
     return {
         "title": "edits from your own examples: transfer per face, fitting directions",
         "cases": cases,
         "notes": [
-            "transfer: one face, the filter's own work plus pasting its patch into the frame, "
-            "median over repeats after 3 warm-up calls; tracking not included",
+            TRANSFER_NOTE,
+            *notes,
             "fit: random e4e weights in the released configuration (the cost does not depend on "
             "their values); the SVM on synthetic codes",
         ],

@@ -20,28 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import report
+from bench.common import report, sample_face
 from henshin.engine.composite import paste_patches
-from henshin.engine.tracking import FaceTracker
 from henshin.filters.base import LandmarkFilter
 from henshin.filters.geometry.tint import TintFilter, TintParams
 from henshin.filters.geometry.warp import BUILTIN_PRESETS, WarpFilter, WarpParams
-from henshin.samples import SampleSpec, background, motion, portrait, render
 from henshin.types import FaceContext
 
 TINTS = (("lips", "#b03050"), ("irises", "#3070d0"), ("skin", "auto"))
-
-
-def _frame(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    spec = SampleSpec(width=width, height=height, frames=1)
-    affines, light = motion(spec)
-    image = render(spec, affines, light, 0, portrait(), background(width, height))
-    tracker = FaceTracker()
-    try:
-        (face,) = tracker(image)
-    finally:
-        tracker.close()
-    return image, face.landmarks
 
 
 def _time(filt: LandmarkFilter, image: np.ndarray, points: np.ndarray, repeats: int) -> dict[str, float]:
@@ -58,7 +44,8 @@ def _time(filt: LandmarkFilter, image: np.ndarray, points: np.ndarray, repeats: 
 
 def measure(width: int = 1280, height: int = 720, repeats: int = 30) -> dict[str, Any]:
     """Milliseconds per frame for each warp preset and tint region, as a JSON-ready dict."""
-    image, points = _frame(width, height)
+    image, face = sample_face(width, height)
+    points = face.landmarks
     eye_dist = float(np.linalg.norm(points[468, :2] - points[473, :2]))
     figures: dict[str, Any] = {"frame": {"width": width, "height": height, "faces": 1,
                                          "eye_distance_px": round(eye_dist, 1)},

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.clips import Clip, make_clip, warping_of
-from bench.common import timed_ms
+from bench.common import sample_face, timed_ms
 from bench.harness import pair, peaks, repeat_each, scenario, spread
 from henshin.engine.stats import STAGES
 
@@ -109,19 +109,10 @@ def _paste_back(quick: bool, sync: Callable[[], None]) -> list[dict[str, Any]]:
 
     from henshin.engine.align import crop_matrix
     from henshin.engine.composite import CompositeParams, Compositor
-    from henshin.engine.tracking import FaceTracker
     from henshin.kernels.ffhq import ffhq_quad
-    from henshin.samples import SampleSpec, background, motion, portrait, render
     from henshin.types import AlignedFace, FilterSpec
 
-    spec = SampleSpec(width=1280, height=720, frames=1)
-    affines, light = motion(spec)
-    frame = render(spec, affines, light, 0, portrait(), background(spec.width, spec.height))
-    tracker = FaceTracker()
-    try:
-        face = tracker(frame)[0]
-    finally:
-        tracker.close()
+    frame, face = sample_face(1280, 720)
     aligned = AlignedFace(face.track_id, face.landmarks, ffhq_quad(face.landmarks))
     cases = []
     devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]

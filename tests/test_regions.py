@@ -15,7 +15,8 @@ from henshin.filters.base import parse_params
 from henshin.filters.geometry.tint import TintFilter, TintParams
 from henshin.kernels import landmarks as lm
 from henshin.kernels.color import chroma_gate, recolor
-from henshin.kernels.regions import REGIONS, region_box, region_mask
+from henshin.kernels.masks import blur, fill_polygon
+from henshin.kernels.regions import REGIONS, region_box, region_mask, shape_polygon
 from henshin.kernels.warp import crop_from_frame, quad_roi
 from henshin.samples import portrait
 from henshin.types import AlignedFace, FaceContext, FilterSpec
@@ -100,6 +101,35 @@ def test_each_region_mask_covers_its_landmarks_and_not_the_others(face):
             if other == region or "oval" in (region, other) or frozenset((region, other)) in _NESTED:
                 continue
             assert _at(mask, xy).max() < 0.1, (region, other)
+
+
+def _mask_by_definition(points: np.ndarray, region: str, roi: tuple[int, int, int, int], feather: float) -> np.ndarray:
+    """A region's mask shape by shape in float masks: include ∩ clip − exclude, then the blur."""
+    spec = REGIONS[region]
+    x0, y0, x1, y1 = roi
+
+    def union(names: tuple[str, ...], grow: float = 0.0) -> np.ndarray:
+        fills = [fill_polygon(shape_polygon(points, n, grow), (y1 - y0, x1 - x0), (x0, y0)) for n in names]
+        return np.maximum.reduce(fills)
+
+    mask = union(spec.include)
+    if spec.clip:
+        mask = mask * union(spec.clip)
+    if spec.exclude:
+        mask = mask * (1.0 - union(spec.exclude, feather if spec.exclude_grow else 0.0))
+    return blur(mask, feather / 3.0)
+
+
+def test_a_numpy_mask_is_its_shapes_filled_one_by_one_combined_then_blurred(face):
+    """The fast path paints the shapes into byte masks together and must give the definition's bytes."""
+    image, points = face
+    jittered = points + np.random.default_rng(0).normal(0, 1.5, points.shape)
+    for pts in (points, jittered):
+        for region in REGIONS:
+            for feather in (0.5, FEATHER, 6.0):
+                roi = region_box(pts, region, feather, image.shape[:2])
+                expected = _mask_by_definition(pts, region, roi, feather)
+                assert np.array_equal(region_mask(pts, region, roi, feather), expected), (region, feather)
 
 
 def test_region_edges_lie_on_the_landmark_outlines(face):

@@ -14,9 +14,9 @@ from henshin.errors import BadInputError, InputNotFoundError, OptionError
 from henshin.filters.base import parse_params
 from henshin.filters.reference import face_landmarks
 from henshin.filters.transfer.filter import TransferFilter, TransferParams
-from henshin.kernels.mesh import mesh_map, triangulate
+from henshin.kernels.mesh import border_triangles, grid_step, mesh_map, triangulate
 from henshin.kernels.regions import REGIONS, region_box, region_mask, shape_polygon
-from henshin.samples import portrait
+from henshin.samples import SampleSpec, portrait, render_frames
 from henshin.types import FaceContext
 
 BLUE = (40, 60, 230)
@@ -53,6 +53,55 @@ def test_the_mesh_map_of_an_affine_pair_is_that_affine_everywhere(face) -> None:
         gx, gy = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
         expected = np.stack([gx, gy, np.ones_like(gx)], -1) @ affine.T
         np.testing.assert_allclose(mesh_map(points, moved, triangles, roi), expected, atol=0.05)
+
+
+def test_the_mesh_map_inside_each_triangle_is_that_triangles_affine(face) -> None:
+    _, points = face
+    xy = points[:, :2].astype(np.float64)
+    # a smooth bend (no triangle folds over): each triangle gets its own affine
+    bent = xy + np.stack([6 * np.sin(xy[:, 1] / 40), 4 * np.cos(xy[:, 0] / 55)], 1)
+    triangles = triangulate(points)
+    roi = (300, 300, 700, 760)
+    x0, y0, x1, y1 = roi
+    step = grid_step(roi)
+    flow = mesh_map(points, bent, triangles, roi)
+    checked = 0
+    for tri in triangles:
+        p, q = xy[tri], bent[tri]
+        centre = p.mean(0)  # the grid point nearest the triangle's centroid, if well inside it
+        g = np.rint((centre - (x0, y0)) / step).astype(int)
+        gx, gy = (x0, y0) + g * step
+        if not (x0 <= gx < x1 and y0 <= gy < y1):
+            continue
+        weights = np.linalg.solve(np.vstack([p.T, np.ones(3)]), [gx, gy, 1.0])
+        if weights.min() < 0.05:
+            continue
+        np.testing.assert_allclose(flow[gy - y0, gx - x0], weights @ q, atol=1e-3)
+        checked += 1
+    assert checked > 60
+
+
+def test_the_mesh_map_stays_on_the_reference_beside_the_mesh_border() -> None:
+    """A border triangle of the Delaunay mesh can be a sliver: extrapolating its affine even half a
+    grid step past the border flung those pixels thousands of pixels off the reference (the beard
+    of the 720p sample face picked up stray pixels at the jaw)."""
+    from henshin.engine.tracking import FaceTracker
+
+    (image,) = render_frames(SampleSpec(width=1280, height=720, frames=1))
+    tracker = FaceTracker()
+    try:
+        (found,) = tracker(image)
+    finally:
+        tracker.close()
+    reference = face_landmarks(portrait())
+    triangles = triangulate(reference)
+    assert border_triangles(triangles).sum() > 20
+    lo, hi = reference[:, :2].min(0), reference[:, :2].max(0)
+    pad = 0.25 * (hi - lo)
+    for region in REGIONS:
+        roi = region_box(found.landmarks, region, 1.5, image.shape[:2])
+        flow = mesh_map(found.landmarks, reference, triangles, roi)
+        assert ((flow >= lo - pad) & (flow <= hi + pad)).all(), region
 
 
 def test_a_reference_onto_itself_moved_is_nearly_the_identity_inside_the_region(

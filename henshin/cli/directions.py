@@ -235,7 +235,7 @@ def check_name(name: str) -> None:
 
 
 def check_sources(args: argparse.Namespace) -> None:
-    """Either two folders or two code files, each present."""
+    """Either two folders of pictures or two code files, each present."""
     folders = (args.positive, args.negative)
     if args.latents and any(folders):
         raise OptionError(
@@ -252,9 +252,10 @@ def check_sources(args: argparse.Namespace) -> None:
         raise OptionError(
             "fitting a direction needs --positive DIR and --negative DIR (or --latents POS NEG)."
         )
+    from henshin.filters.latent.examples import pictures_in
+
     for flag, path in (("--positive", args.positive), ("--negative", args.negative)):
-        if not path.expanduser().is_dir():
-            raise InputNotFoundError(f"{flag} {path} is not a folder; give a folder of pictures.")
+        pictures_in(path, flag)  # a folder that holds pictures, refused here before any work
 
 
 def check_targets(target: Path, info: Path, overwrite: bool) -> None:

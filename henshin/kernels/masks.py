@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -96,11 +97,22 @@ def fill_polygon(polygon: Any, shape: tuple[int, int], offset: tuple[float, floa
     """
     if is_torch(polygon):
         return _fill_polygon_torch(polygon, shape, offset)
-    shift = 4
-    pts = np.round((np.asarray(polygon, np.float64)[:, :2] - np.asarray(offset)) * (1 << shift)).astype(np.int32)
     mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=shift)
+    fill_polygons_into(mask, [polygon], offset)
     return mask.astype(np.float32)
+
+
+def fill_polygons_into(mask: np.ndarray, polygons: Sequence[np.ndarray], offset: tuple[float, float] = (0, 0)) -> None:
+    """Set the pixels of a (H, W) uint8 ``mask`` whose centres lie inside any of the polygons to 1, in
+    place: ``fill_polygon``'s NumPy fill, one polygon at a time (one call with them all would fill
+    their overlaps by the even-odd rule), their vertices converted to fixed point together."""
+    shift = 4
+    xy = np.concatenate([np.asarray(p, np.float64)[:, :2] for p in polygons])
+    pts = np.round((xy - np.asarray(offset)) * (1 << shift)).astype(np.int32)
+    start = 0
+    for p in polygons:
+        cv2.fillPoly(mask, [pts[start : start + len(p)]], 1, lineType=cv2.LINE_8, shift=shift)
+        start += len(p)
 
 
 def erode(mask: Any, radius: float) -> Any:

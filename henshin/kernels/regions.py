@@ -12,13 +12,14 @@ Gaussian centred on the region's edge.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from henshin.kernels import landmarks as lm
-from henshin.kernels.masks import blur, fill_polygon, is_torch
+from henshin.kernels.masks import blur, fill_polygon, fill_polygons_into, is_torch
 
 Roi = tuple[int, int, int, int]
 
@@ -60,26 +61,74 @@ _CIRCLE = np.stack([np.cos(t := np.linspace(0, 2 * np.pi, 24, endpoint=False)), 
 
 def shape_polygon(points: np.ndarray, name: str, grow_px: float = 0.0) -> np.ndarray:
     """The (K, 2) frame-pixel polygon of one landmark shape, grown outward by ``grow_px``."""
-    if name in _IRISES:
-        centre, ring = _IRISES[name]
-        c = points[centre, :2]
-        radius = float(np.linalg.norm(points[list(ring), :2] - c, axis=1).mean())
-        return c + _CIRCLE * (radius + grow_px)
-    poly = np.asarray(points[list(_LOOPS[name]), :2], np.float64)
-    return _offset(poly, grow_px) if grow_px > 0 else poly
+    return shape_polygons(points, (name,), grow_px)[0]
 
 
-def _offset(poly: np.ndarray, px: float) -> np.ndarray:
-    """The polygon with each vertex moved ``px`` outward along its normal (long thin
-    shapes like brows grow across, not only at their ends)."""
-    edges = np.roll(poly, -1, 0) - poly
+def shape_polygons(points: np.ndarray, names: tuple[str, ...], grow_px: float = 0.0) -> list[np.ndarray]:
+    """``shape_polygon`` of each name, the landmark loops grown together in one pass (the same values:
+    a region with five shapes pays for one set of array calls, not five)."""
+    loops = tuple(n for n in names if n not in _IRISES)
+    grown = {}
+    if loops:
+        layout = _loop_layout(loops)
+        poly = np.asarray(points[layout.index, :2], np.float64)
+        if grow_px > 0:
+            poly = _offset(poly, grow_px, layout)
+        grown = {n: poly[a:b] for n, (a, b) in zip(loops, layout.spans, strict=True)}
+    return [grown[n] if n in grown else _iris(points, n, grow_px) for n in names]
+
+
+def _iris(points: np.ndarray, name: str, grow_px: float) -> np.ndarray:
+    centre, ring = _IRISES[name]
+    c = points[centre, :2]
+    radius = float(np.linalg.norm(points[list(ring), :2] - c, axis=1).mean())
+    return c + _CIRCLE * (radius + grow_px)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Landmark loops laid end to end: their landmark indices, each vertex's next and previous
+    vertex within its own loop, which loop it belongs to, where each loop starts, and its span."""
+
+    index: np.ndarray
+    after: np.ndarray
+    before: np.ndarray
+    owner: np.ndarray
+    starts: np.ndarray
+    spans: tuple[tuple[int, int], ...]
+
+
+@functools.cache
+def _loop_layout(names: tuple[str, ...]) -> _Layout:
+    index: list[int] = []
+    after: list[int] = []
+    before: list[int] = []
+    owner: list[int] = []
+    spans: list[tuple[int, int]] = []
+    for k, name in enumerate(names):
+        loop, first = _LOOPS[name], len(index)
+        n = len(loop)
+        spans.append((first, first + n))
+        index += loop
+        after += [first + (i + 1) % n for i in range(n)]
+        before += [first + (i - 1) % n for i in range(n)]
+        owner += [k] * n
+    arrays = (np.asarray(a, np.intp) for a in (index, after, before, owner, [a for a, _ in spans]))
+    return _Layout(*arrays, tuple(spans))
+
+
+def _offset(poly: np.ndarray, px: float, layout: _Layout) -> np.ndarray:
+    """Loops (laid out as ``layout`` says) with each vertex moved ``px`` outward along its normal
+    (long thin shapes like brows grow across, not only at their ends)."""
+    after = layout.after
+    edges = poly[after] - poly
     normals = np.stack([edges[:, 1], -edges[:, 0]], 1)
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-9)
-    vertex = normals + np.roll(normals, 1, 0)
+    vertex = normals + normals[layout.before]
     vertex /= np.maximum(np.linalg.norm(vertex, axis=1, keepdims=True), 1e-9)
-    # (dy, −dx) points outward for one winding; the shoelace sign says which one we have.
-    area = 0.5 * float(np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1]))
-    return poly + vertex * (px if area > 0 else -px)
+    # (dy, −dx) points outward for one winding; each loop's shoelace sign says which one it has.
+    area = np.add.reduceat(poly[:, 0] * poly[after, 1] - poly[after, 0] * poly[:, 1], layout.starts)
+    return poly + vertex * np.where(area > 0, px, -px)[layout.owner][:, None]
 
 
 def region_box(points: np.ndarray, region: str, feather_px: float, shape: tuple[int, int]) -> Roi | None:
@@ -103,8 +152,9 @@ def region_mask(points: Any, region: str, roi: Roi, feather_px: float) -> Any:
     """
     if region not in REGIONS:
         raise KeyError(f"unknown region {region!r}; expected one of: {', '.join(REGIONS)}")
-    torch_path = is_torch(points)
-    host = points.detach().cpu().numpy() if torch_path else np.asarray(points)
+    if not is_torch(points):
+        return _region_mask_host(np.asarray(points), REGIONS[region], roi, feather_px)
+    host = points.detach().cpu().numpy()
     spec = REGIONS[region]
     x0, y0, x1, y1 = roi
     shape, offset = (y1 - y0, x1 - x0), (x0, y0)
@@ -112,11 +162,9 @@ def region_mask(points: Any, region: str, roi: Roi, feather_px: float) -> Any:
     def union(names: tuple[str, ...], grow: float = 0.0) -> Any:
         out = None
         for name in names:
-            poly = shape_polygon(host, name, grow)
-            if torch_path:
-                poly = _torch().as_tensor(poly, device=points.device)
+            poly = _torch().as_tensor(shape_polygon(host, name, grow), device=points.device)
             filled = fill_polygon(poly, shape, offset)
-            out = filled if out is None else filled.maximum(out) if torch_path else np.maximum(out, filled)
+            out = filled if out is None else filled.maximum(out)
         return out
 
     mask = union(spec.include)
@@ -125,6 +173,25 @@ def region_mask(points: Any, region: str, roi: Roi, feather_px: float) -> Any:
     if spec.exclude:
         mask = mask * (1.0 - union(spec.exclude, feather_px if spec.exclude_grow else 0.0))
     return blur(mask, feather_px / 3.0)
+
+
+def _region_mask_host(points: np.ndarray, spec: RegionSpec, roi: Roi, feather_px: float) -> np.ndarray:
+    """The NumPy/OpenCV path of ``region_mask``: the same fills (``fill_polygon``'s), each set of
+    shapes painted into one byte mask (a union without a float mask per shape), then one blur."""
+    x0, y0, x1, y1 = roi
+    shape = (y1 - y0, x1 - x0)
+
+    def union(names: tuple[str, ...], grow: float = 0.0) -> np.ndarray:
+        out = np.zeros(shape, np.uint8)
+        fill_polygons_into(out, shape_polygons(points, names, grow), (x0, y0))
+        return out
+
+    mask = union(spec.include)
+    if spec.clip:
+        mask &= union(spec.clip)
+    if spec.exclude:
+        mask &= 1 - union(spec.exclude, feather_px if spec.exclude_grow else 0.0)
+    return blur(mask.astype(np.float32), feather_px / 3.0)
 
 
 def _torch() -> Any:

@@ -27,7 +27,7 @@ from henshin.filters.geometry.warp import face_axes
 from henshin.filters.reference import face_landmarks, read_picture
 from henshin.kernels import landmarks as lm
 from henshin.kernels.color import apply_lab_table, lab_stats, lab_transfer_table
-from henshin.kernels.mesh import triangulate, warp_through_mesh
+from henshin.kernels.mesh import border_triangles, triangulate, warp_through_mesh
 from henshin.kernels.regions import region_box, region_mask, shape_polygon
 from henshin.types import FaceContext, FacePatch
 
@@ -75,11 +75,13 @@ class TransferParams:
 @dataclass(frozen=True)
 class ReferenceFace:
     """The reference, meshed once: its picture (H, W, 3) uint8 RGB, landmarks (478, 3) in its pixels,
-    the mesh triangles (T, 3), the skin vertices colour is sampled at, and their Lab statistics."""
+    the mesh triangles (T, 3) and which of them lie on the mesh's border (T,), the skin vertices
+    colour is sampled at, and their Lab statistics."""
 
     image: np.ndarray
     points: np.ndarray
     triangles: np.ndarray
+    border: np.ndarray
     skin: np.ndarray
     skin_stats: np.ndarray
 
@@ -89,7 +91,15 @@ class ReferenceFace:
         image = read_picture(path, "reference picture", "check the path given in reference=")
         points = face_landmarks(image, f"the reference picture {path}")
         skin = skin_vertices(points)
-        return cls(image, points, triangulate(points), skin, lab_stats(sample(image, points, skin)))
+        triangles = triangulate(points)
+        return cls(
+            image,
+            points,
+            triangles,
+            border_triangles(triangles),
+            skin,
+            lab_stats(sample(image, points, skin)),
+        )
 
 
 def skin_vertices(points: np.ndarray) -> np.ndarray:
@@ -120,24 +130,42 @@ def transfer_face(
     image: np.ndarray, points: np.ndarray, ref: ReferenceFace, p: TransferParams
 ) -> FacePatch | None:
     """One face's region carried over from the reference, as a patch; None when it is off-frame or empty."""
-    eye_dist, _, _ = face_axes(np.asarray(points[:, :2], np.float64))
-    feather_px = max(p.feather * eye_dist, 0.5)
-    roi = region_box(points, p.region, feather_px, image.shape[:2])
-    if roi is None:
+    region = face_region(points, p, image.shape[:2])
+    if region is None:
         return None
-    mask = region_mask(points, p.region, roi, feather_px)
-    if not mask.any():
-        return None
-    pixels = warp_through_mesh(ref.image, points, ref.points, ref.triangles, roi)
-    if p.harmonize > 0:
-        table = lab_transfer_table(
-            ref.skin_stats, lab_stats(sample(image, points, ref.skin)), p.harmonize
-        )
-        if table is not None:
-            pixels = apply_lab_table(pixels, table)
+    roi, mask = region
+    pixels = harmonise(carry(points, ref, roi), image, points, ref, p.harmonize)
     if p.strength < 1:
         mask *= p.strength
     return FacePatch(roi, pixels, mask)
+
+
+def face_region(
+    points: np.ndarray, p: TransferParams, shape: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """The region's box in the frame and its feathered mask there; None when off-frame or empty."""
+    eye_dist, _, _ = face_axes(np.asarray(points[:, :2], np.float64))
+    feather_px = max(p.feather * eye_dist, 0.5)
+    roi = region_box(points, p.region, feather_px, shape)
+    if roi is None:
+        return None
+    mask = region_mask(points, p.region, roi, feather_px)
+    return (roi, mask) if mask.any() else None
+
+
+def carry(points: np.ndarray, ref: ReferenceFace, roi: tuple[int, int, int, int]) -> np.ndarray:
+    """The reference's pixels brought onto ``roi`` of the frame through the mesh: (h, w, 3) uint8."""
+    return warp_through_mesh(ref.image, points, ref.points, ref.triangles, roi, ref.border)
+
+
+def harmonise(
+    pixels: np.ndarray, image: np.ndarray, points: np.ndarray, ref: ReferenceFace, amount: float
+) -> np.ndarray:
+    """The carried pixels shifted ``amount`` of the way from the reference's skin colour to the face's."""
+    if amount <= 0:
+        return pixels
+    table = lab_transfer_table(ref.skin_stats, lab_stats(sample(image, points, ref.skin)), amount)
+    return pixels if table is None else apply_lab_table(pixels, table)
 
 
 @register
