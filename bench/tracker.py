@@ -45,14 +45,14 @@ def _makers(faces: int) -> dict[str, Any]:
     try:
         import torch
 
-        from henshin.engine.torch_tracking import TorchFaceTracker, load_face_networks
+        from henshin.engine.torch_tracking import TorchBackend, load_face_networks
     except ImportError:
         return makers
     cpu = load_face_networks("cpu")
-    makers["torch cpu"] = lambda: TorchFaceTracker(config, "cpu", cpu)
+    makers["torch cpu"] = lambda: FaceTracker(config, TorchBackend("cpu", cpu))
     if torch.cuda.is_available():
         gpu = load_face_networks("cuda")
-        makers["torch cuda"] = lambda: TorchFaceTracker(config, "cuda", gpu)
+        makers["torch cuda"] = lambda: FaceTracker(config, TorchBackend("cuda", gpu))
     return makers
 
 

@@ -211,13 +211,13 @@ def test_live_tracking_spreads_the_tile_sweep_over_frames():
     for sweep in (True, False):
         tracker = FaceTracker(TrackerConfig(max_faces=2, detect_every=4, sweep_tiles=sweep))
         calls: list[int] = []
-        real = tracker._detect_scaled
+        real = tracker.backend._detect_scaled
 
         def counted(*args, _real=real, _calls=calls):
             _calls[-1] += 1
             return _real(*args)
 
-        tracker._detect_scaled = counted
+        tracker.backend._detect_scaled = counted
         try:
             for frame in frames:
                 calls.append(0)

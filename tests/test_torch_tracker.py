@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 
 from henshin.cli.options import resolve_tracker  # noqa: E402
 from henshin.engine import torch_tracking  # noqa: E402
-from henshin.engine.torch_tracking import TorchFaceTracker, add_irises, load_face_networks  # noqa: E402
+from henshin.engine.torch_tracking import TorchBackend, add_irises, load_face_networks  # noqa: E402
 from henshin.engine.tracking import FaceTracker, TrackerConfig  # noqa: E402
 from henshin.errors import ModelError, OptionError  # noqa: E402
 from henshin.samples import SampleSpec, write_sample  # noqa: E402
@@ -32,7 +32,7 @@ def test_the_tracker_follows_mediapipes_own_graph(tmp_path, networks):
     graph = mp.solutions.face_mesh.FaceMesh(
         static_image_mode=False, refine_landmarks=False, max_num_faces=1
     )
-    tracker = TorchFaceTracker(TrackerConfig(max_faces=1, small_faces=False), networks=networks)
+    tracker = FaceTracker(TrackerConfig(max_faces=1, small_faces=False), TorchBackend(networks=networks))
     distances = []
     for frame in frames:
         h, w = frame.shape[:2]
@@ -49,7 +49,7 @@ def test_the_tracker_follows_mediapipes_own_graph(tmp_path, networks):
 
 def test_two_faces_get_the_same_track_decisions_as_the_mediapipe_tracker(tmp_path, networks):
     frames = _clip(tmp_path, width=960, height=540, frames=8, fps=24, faces=2)
-    ours = TorchFaceTracker(TrackerConfig(max_faces=2), networks=networks)
+    ours = FaceTracker(TrackerConfig(max_faces=2), TorchBackend(networks=networks))
     theirs = FaceTracker(TrackerConfig(max_faces=2))
     try:
         for frame in frames:
@@ -62,7 +62,7 @@ def test_two_faces_get_the_same_track_decisions_as_the_mediapipe_tracker(tmp_pat
 
 def test_small_faces_found_on_tiles_equal_mediapipes_graph_on_each_half(tmp_path, networks):
     frame = _clip(tmp_path, width=960, height=540, frames=1, fps=24, faces=2)[0]
-    faces = TorchFaceTracker(TrackerConfig(max_faces=2), networks=networks).track(frame).faces
+    faces = FaceTracker(TrackerConfig(max_faces=2), TorchBackend(networks=networks)).track(frame).faces
     graph = mp.solutions.face_mesh.FaceMesh(
         static_image_mode=True, refine_landmarks=False, max_num_faces=1
     )
