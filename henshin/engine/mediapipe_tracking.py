@@ -25,23 +25,11 @@ from henshin.engine.trackbase import (
     brighten,
     landmark_box,
 )
-from henshin.errors import ModelError
 from henshin.kernels.landmarks import eye_centers
+from henshin.optional import import_mediapipe
 
 MESH_SIZE = 256  # side of the square region the face mesh sees
 ROI_SCALE = 1.7  # region side / landmark box side; mediapipe's tracker uses about 1.5
-
-
-def import_mediapipe() -> Any:
-    """The mediapipe module, or one sentence saying how to get it."""
-    try:
-        import mediapipe as mp
-    except ImportError as error:
-        raise ModelError(
-            "--tracker mediapipe needs the mediapipe package: install it with "
-            "pip install 'henshin[mediapipe]', or use --tracker torch."
-        ) from error
-    return mp
 
 
 class MediapipeBackend:
@@ -49,7 +37,7 @@ class MediapipeBackend:
 
     def __init__(self, config: TrackerConfig) -> None:
         # imported with the first tracker: its graphs are heavy, and a run of whole-frame filters never needs them
-        self._mp = import_mediapipe()
+        self._mp = import_mediapipe("--tracker mediapipe", "use --tracker torch")
         self._detect_size = config.detect_size
         self._confidence = config.min_confidence
         self._detector = self._mp.solutions.face_detection.FaceDetection(

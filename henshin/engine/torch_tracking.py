@@ -286,8 +286,13 @@ def _frame_batches(frames: Sequence[Any]) -> list[tuple[list[int], Any, Any]]:
             known = len(stack) - 1
         items.append(i)
         index.append(known)
+    # one frame (a single stream) is used as it is: a cat would copy the whole float frame
     return [
-        (items, torch.cat(stack), torch.tensor(index, device=stack[0].device))
+        (
+            items,
+            stack[0] if len(stack) == 1 else torch.cat(stack),
+            torch.tensor(index, device=stack[0].device),
+        )
         for items, stack, index in groups.values()
     ]
 
