@@ -38,6 +38,7 @@ class MediapipeBackend:
     def __init__(self, config: TrackerConfig) -> None:
         # imported with the first tracker: its graphs are heavy, and a run of whole-frame filters never needs them
         self._mp = import_mediapipe("--tracker mediapipe", "use --tracker torch")
+        self._config = config
         self._detect_size = config.detect_size
         self._confidence = config.min_confidence
         self._detector = self._mp.solutions.face_detection.FaceDetection(
@@ -86,6 +87,10 @@ class MediapipeBackend:
         """Close a face's mesh graph."""
         if state is not None:
             state.close()
+
+    def for_thread(self) -> MediapipeBackend:
+        """Another backend: mediapipe's graphs are not shared between threads."""
+        return MediapipeBackend(self._config)
 
     def close(self) -> None:
         """Close the detector's graph."""

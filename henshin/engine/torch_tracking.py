@@ -235,6 +235,10 @@ class TorchBackend:
     def release(self, state: Any) -> None:
         """Nothing to free: a face's state is its landmarks."""
 
+    def for_thread(self) -> TorchBackend:
+        """This one: the networks keep no state, and inference runs in any thread."""
+        return self
+
     def close(self) -> None:
         """Nothing to free."""
 

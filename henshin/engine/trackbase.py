@@ -27,6 +27,11 @@ class TrackerConfig:
     # small-face tile at once (offline), or the whole frame and one tile in turn (live: nine detector
     # runs in one frame would be a latency spike every half second).
     sweep_tiles: bool = True
+    # Live: the scheduled look for new faces, while every tracked face is held, runs in a helper thread
+    # (its own detector) and what it finds joins at the next frame, so that frame does not wait for
+    # the detector (two runs, whole frame and a tile: 2 x 17 ms on 2 cores). The first frame, a lost
+    # face and a frame with no face search at once, as before.
+    search_behind: bool = False
     # Which backend: ``mediapipe`` (its Python graphs, CPU) or ``torch`` (its networks in torch,
     # henshin.engine.torch_tracking, on ``device``, in ``dtype``: fp32, or fp16/bf16 on CUDA).
     kind: str = "mediapipe"
@@ -89,6 +94,9 @@ class TrackerBackend(Protocol):
 
     def release(self, state: Any) -> None:
         """Free a face's state (its track ended)."""
+
+    def for_thread(self) -> TrackerBackend:
+        """A backend whose ``detect`` may run in another thread while this one works (``search_behind``)."""
 
     def close(self) -> None:
         """Free the backend."""

@@ -11,9 +11,12 @@ whole frame always runs; the tiles all run at the start, when a track is lost
 and on the scheduled frames (live: one tile in turn there too, see
 ``sweep_tiles``), and one tile per frame in turn on the other searching frames,
 so the every-frame search stays cheap and a small face is still found within a
-few frames. A face whose landmarks jump in size or place between two frames
-further than a head moves (a zoom cut, which leaves the colours as they were)
-ends its track and is found afresh.
+few frames. Live (``search_behind``), the scheduled look while every face is
+held runs in a helper thread on a detector of its own, and a face it finds
+joins at the next frame: the frame that scheduled it waits for no detector. A
+face whose landmarks jump in size or place between two frames further than a
+head moves (a zoom cut, which leaves the colours as they were) ends its track
+and is found afresh.
 
 The bookkeeping (ids, numbering, the tile sweep, lost faces given their id
 back, zoom cuts) is here once; the networks are a backend
@@ -26,6 +29,7 @@ independent streams at once, each backend call batched over all of them.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +111,9 @@ class FaceTracker:
         self._next_id = 0
         self._frames = 0
         self._tile_turn = -1
+        self._helper: ThreadPoolExecutor | None = None  # search_behind: the helper thread
+        self._helper_backend: TrackerBackend | None = None  # and its detector
+        self._behind: Future | None = None  # the search running behind, if any
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Landmarks for every face in an (H, W, 3) uint8 RGB frame, with track ids."""
@@ -124,6 +131,7 @@ class FaceTracker:
     def end_all(self) -> list[int]:
         """End every track (a shot change, or the end of the stream); returns their ids."""
         ended = sorted(self._started)
+        self._behind = None  # what a search behind finds belongs to the frames before
         for t in self._tracks:
             self.backend.release(t.state)
         self._tracks, self._started = [], set()
@@ -132,8 +140,14 @@ class FaceTracker:
         return ended
 
     def close(self) -> None:
-        """End every track and release the backend."""
+        """End every track and release the backend (and the helper thread's)."""
         self.end_all()
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
+            self._helper = None
+        if self._helper_backend is not None and self._helper_backend is not self.backend:
+            self._helper_backend.close()
+        self._helper_backend = None
         self.backend.close()
 
     # -- one frame, as steps that ask the backend (``track_streams`` batches the asks) ------------
@@ -142,11 +156,15 @@ class FaceTracker:
         cfg = self.config
         frame = self.backend.prepare(image)
         lost = yield from self._follow(frame)
+        yield from self._take_found(frame)
         live = len(self._live())
         due = self._frames % cfg.detect_every == 0 and live < cfg.max_faces
         searching = live == 0 or any(t.missing for t in self._tracks)
         if self._frames == 0 or lost or (due and cfg.sweep_tiles):
             yield from self._add_detected(frame, image.shape, self._tiles(image))
+        elif due and cfg.search_behind and not searching:
+            h, w = image.shape[:2]
+            self._search_behind(frame, [(0, 0, w, h), *self._next_tile(image)])
         elif due or searching:
             yield from self._add_detected(frame, image.shape, self._next_tile(image))
         self._drop_duplicates()
@@ -214,10 +232,13 @@ class FaceTracker:
         return found
 
     def _add_detected(self, frame: Any, shape: tuple[int, ...], tiles: list[Rect]) -> Steps:
-        first_new = self._next_id
         h, w = shape[:2]
         found = yield from self._ask("detect", frame, [(0, 0, w, h), *tiles])
-        yield from self._add_detections(frame, _apart([d for ds in found for d in ds]))
+        yield from self._add_found(frame, _apart([d for ds in found for d in ds]))
+
+    def _add_found(self, frame: Any, detections: list[Detection]) -> Steps:
+        first_new = self._next_id
+        yield from self._add_detections(frame, detections)
         # Faces that appear in the same frame are numbered left to right (then top to bottom),
         # so ``--face 0`` is predictable for people who enter together.
         new = sorted(
@@ -226,6 +247,29 @@ class FaceTracker:
         )
         for i, t in enumerate(new):
             t.track_id = first_new + i
+
+    def _search_behind(self, frame: Any, rects: list[Rect]) -> None:
+        """Start the scheduled search in the helper thread (unless one still runs); ``_take_found``
+        collects it."""
+        if self._behind is not None:
+            return
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="henshin-search")
+        self._behind = self._helper.submit(self._detect_behind, frame, rects)
+
+    def _detect_behind(self, frame: Any, rects: list[Rect]) -> list[Detection]:
+        if self._helper_backend is None:
+            self._helper_backend = self.backend.for_thread()
+        found = self._helper_backend.detect([frame] * len(rects), rects)
+        return _apart([d for ds in found for d in ds])
+
+    def _take_found(self, frame: Any) -> Steps:
+        """Add the faces a finished search behind found (their mesh runs on this frame)."""
+        if self._behind is None or not self._behind.done():
+            return
+        found, self._behind = self._behind.result(), None
+        if found:
+            yield from self._add_found(frame, found)
 
     def _add_detections(self, frame: Any, detections: list[Detection]) -> Steps:
         """A mesh on each detection not already tracked, largest first, up to ``max_faces``; as
