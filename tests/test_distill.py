@@ -381,3 +381,34 @@ def test_gnr_without_a_fixed_style_is_given_one_and_says_which(home, tmp_path):
     finally:
         teacher.close()
     assert any("seed 7 (face 0's look)" in line for line in said)
+
+
+def test_distill_tracker_option_picks_the_tracker_that_cuts_the_pairs(home, short_clip, tmp_path):
+    from henshin.cli.distill import config_from_args
+    from henshin.cli.main import build_parser
+    from henshin.distill.pairs import PairMaker
+    from henshin.distill.teacher import build_teacher
+    from henshin.engine.torch_tracking import TorchBackend
+
+    argv = ["distill", "tracked", "--filter", TEACHER, "--from", str(short_clip)]
+    assert config_from_args(build_parser().parse_args(argv)).tracker == "mediapipe"  # auto, on a CPU
+    config = config_from_args(build_parser().parse_args([*argv, "--tracker", "torch"]))
+    assert (config.tracker, config.tracker_device) == ("torch", "cpu")
+    assert config.pairs_key() != student_config("tracked", short_clip, tmp_path).pairs_key()
+    config.work_dir, config.student, config.size, config.max_pairs = tmp_path, "tiny", 64, 8
+    followed = []
+    real = TorchBackend.follow
+
+    def counted(self, frames, faces):
+        followed.append(len(faces))
+        return real(self, frames, faces)
+
+    teacher = build_teacher(TEACHER, {}, None, tmp_path, lambda line: None)
+    (tmp_path / "pairs").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TorchBackend, "follow", counted)
+        try:
+            pairs = PairMaker(config, teacher, tmp_path, None).run()
+        finally:
+            teacher.close()
+    assert pairs.train_count > 0 and sum(followed) > 0  # the torch tracker followed the face

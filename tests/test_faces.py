@@ -8,6 +8,7 @@ import pytest
 
 from henshin.engine.align import ffhq_quad, quad_matrix
 from henshin.engine.composite import CompositeParams, composite, face_mask, face_width
+from henshin.engine.mediapipe_tracking import MediapipeBackend
 from henshin.engine.tracking import FaceTracker, TrackerConfig
 from henshin.kernels import landmarks
 from henshin.kernels.masks import fill_polygon
@@ -211,13 +212,13 @@ def test_live_tracking_spreads_the_tile_sweep_over_frames():
     for sweep in (True, False):
         tracker = FaceTracker(TrackerConfig(max_faces=2, detect_every=4, sweep_tiles=sweep))
         calls: list[int] = []
-        real = tracker._detect_scaled
+        real = tracker.backend._detect_scaled
 
         def counted(*args, _real=real, _calls=calls):
             _calls[-1] += 1
             return _real(*args)
 
-        tracker._detect_scaled = counted
+        tracker.backend._detect_scaled = counted
         try:
             for frame in frames:
                 calls.append(0)
@@ -243,20 +244,21 @@ def test_live_tracking_searches_behind_and_a_new_face_joins():
         image[:, max(x, image.shape[1] // 2):] = 40
     tracker = FaceTracker(TrackerConfig(max_faces=2, detect_every=4, sweep_tiles=False, search_behind=True))
     calls: list[tuple[int, str]] = []
-    real = tracker._detect_scaled
+    real = MediapipeBackend._detect_scaled
 
-    def counted(*args, _real=real):
+    def counted(self, *args):
         calls.append((len(counts), threading.current_thread().name))
-        return _real(*args)
+        return real(self, *args)
 
-    tracker._detect_scaled = counted
     counts: list[int] = []
+    MediapipeBackend._detect_scaled = counted  # the helper thread's backend too
     try:
         for image in frames:
             counts.append(len(tracker(image)))
             if tracker._behind is not None:
                 tracker._behind.result()  # the helper's search is done before the next frame comes
     finally:
+        MediapipeBackend._detect_scaled = real
         tracker.close()
     assert counts[0] == 1 and counts[-1] == 2  # the second face, uncovered at frame 3, joined
     here = threading.current_thread().name

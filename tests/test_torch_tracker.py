@@ -9,9 +9,9 @@ pytest.importorskip("torch")
 
 from henshin.cli.options import resolve_tracker  # noqa: E402
 from henshin.engine import torch_tracking  # noqa: E402
-from henshin.engine.torch_tracking import TorchFaceTracker, add_irises, load_face_networks  # noqa: E402
+from henshin.engine.torch_tracking import TorchBackend, add_irises, load_face_networks  # noqa: E402
 from henshin.engine.tracking import FaceTracker, TrackerConfig  # noqa: E402
-from henshin.errors import ModelError, OptionError  # noqa: E402
+from henshin.errors import ModelError, OptionError, RuntimeUnavailableError  # noqa: E402
 from henshin.samples import SampleSpec, write_sample  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def test_the_tracker_follows_mediapipes_own_graph(tmp_path, networks):
     graph = mp.solutions.face_mesh.FaceMesh(
         static_image_mode=False, refine_landmarks=False, max_num_faces=1
     )
-    tracker = TorchFaceTracker(TrackerConfig(max_faces=1, small_faces=False), networks=networks)
+    tracker = FaceTracker(TrackerConfig(max_faces=1, small_faces=False), TorchBackend(networks=networks))
     distances = []
     for frame in frames:
         h, w = frame.shape[:2]
@@ -49,7 +49,7 @@ def test_the_tracker_follows_mediapipes_own_graph(tmp_path, networks):
 
 def test_two_faces_get_the_same_track_decisions_as_the_mediapipe_tracker(tmp_path, networks):
     frames = _clip(tmp_path, width=960, height=540, frames=8, fps=24, faces=2)
-    ours = TorchFaceTracker(TrackerConfig(max_faces=2), networks=networks)
+    ours = FaceTracker(TrackerConfig(max_faces=2), TorchBackend(networks=networks))
     theirs = FaceTracker(TrackerConfig(max_faces=2))
     try:
         for frame in frames:
@@ -62,7 +62,7 @@ def test_two_faces_get_the_same_track_decisions_as_the_mediapipe_tracker(tmp_pat
 
 def test_small_faces_found_on_tiles_equal_mediapipes_graph_on_each_half(tmp_path, networks):
     frame = _clip(tmp_path, width=960, height=540, frames=1, fps=24, faces=2)[0]
-    faces = TorchFaceTracker(TrackerConfig(max_faces=2), networks=networks).track(frame).faces
+    faces = FaceTracker(TrackerConfig(max_faces=2), TorchBackend(networks=networks)).track(frame).faces
     graph = mp.solutions.face_mesh.FaceMesh(
         static_image_mode=True, refine_landmarks=False, max_num_faces=1
     )
@@ -111,3 +111,49 @@ def test_auto_picks_torch_on_a_gpu_and_mediapipe_on_the_cpu():
     assert resolve_tracker("auto", "cuda:1") == ("torch", "cuda:1")
     with pytest.raises(OptionError, match="CPU only"):
         resolve_tracker("mediapipe", "cuda")
+
+
+def test_a_half_precision_backend_copies_the_networks(networks):
+    import torch
+
+    backend = TorchBackend(networks=networks, dtype="fp16")
+    assert backend.nets.dtype == torch.float16
+    assert networks.dtype == torch.float32  # the shared fp32 networks are left as they are
+    assert TorchBackend(networks=networks).nets is networks
+
+
+def _without_mediapipe(monkeypatch):
+    """As if mediapipe were not installed: ``import mediapipe`` fails, find_spec finds nothing."""
+    import sys
+
+    for name in [n for n in sys.modules if n == "mediapipe" or n.startswith("mediapipe.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+
+
+def test_without_mediapipe_the_torch_tracker_runs_from_its_cached_conversion(tmp_path, monkeypatch):
+    from henshin.engine.stages import open_tracker
+    from henshin.engine.tracking import open_backend
+
+    monkeypatch.setenv("HENSHIN_HOME", str(tmp_path / "home"))
+    load_face_networks("cpu")  # converted once, while mediapipe is here
+    frame = _clip(tmp_path, width=320, height=240, frames=1, face_height=1.3)[0]
+    _without_mediapipe(monkeypatch)
+    assert torch_tracking.model_paths() == {}
+    kind, device = resolve_tracker("auto", None)  # auto: torch, mediapipe being absent
+    assert (kind, device) == ("torch", "cpu")
+    tracker = open_tracker(TrackerConfig(kind=kind, device=device))
+    try:
+        (face,) = tracker.track(frame).faces
+    finally:
+        tracker.close()
+    assert face.landmarks.shape == (478, 3)
+    # what does need mediapipe says so in one sentence
+    with pytest.raises(RuntimeUnavailableError, match=r"--tracker mediapipe needs the mediapipe package.*henshin\[mediapipe\].*--tracker torch\.$"):
+        open_backend(TrackerConfig(kind="mediapipe"))
+    from henshin.engine.people import PeopleMasker
+
+    with pytest.raises(RuntimeUnavailableError, match=r"scope=background .*henshin\[mediapipe\]"):
+        PeopleMasker()
+    with pytest.raises(OptionError, match="--tracker mediapipe needs the mediapipe package"):
+        resolve_tracker("mediapipe", None)

@@ -152,3 +152,31 @@ def test_both_networks_export_to_onnx_and_agree(nets, tmp_path):
             want = net(x)
         for g, wnt in zip(got, want, strict=True):
             assert np.abs(g - wnt.numpy()).max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    "dtype, tolerance",
+    # measured on the portrait: fp16 3.5e-4 and bf16 3.1e-3 of the crop's side (0.05 and 0.45 px)
+    [(torch.float16, 1e-3), (torch.bfloat16, 5e-3)],
+)
+def test_half_precision_networks_agree_with_fp32(nets, picture, dtype, tolerance):
+    import copy
+
+    h, w = picture.shape[:2]
+    frames = _frames(picture)
+    index = torch.zeros(1, dtype=torch.long)
+    half = copy.deepcopy(nets).to(dtype)
+    with torch.no_grad():
+        found = nets.detect(frames)[0]
+        rois = roi_from_points(found.boxes, found.keypoints[:, 0], found.keypoints[:, 1], w, h)
+        want, _ = nets.landmarks(frames, index, rois)
+        try:
+            found_half = half.detect(frames)[0]
+            got, presence = half.landmarks(frames, index, rois)
+        except (RuntimeError, NotImplementedError) as error:
+            pytest.skip(f"this torch build has no {dtype} convolution on the CPU: {error}")
+    assert half.dtype == dtype and got.dtype == torch.float32
+    assert torch.abs(found_half.boxes - found.boxes).max() < 1e-3  # of the frame
+    assert float(presence[0]) > 0.9
+    gap = torch.abs(got - want)[..., :2].max() / rois.sides[0]
+    assert gap < tolerance, float(gap)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from henshin.cli.options import check_count, parse_param_pairs
+from henshin.cli.options import add_tracker_option, check_count, parse_param_pairs, resolve_tracker
 from henshin.errors import InputNotFoundError, OptionError
 
 log = logging.getLogger("henshin")
@@ -76,6 +76,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--device", default="cpu", metavar="DEV", help="cpu, cuda or cuda:N (default cpu)"
     )
+    add_tracker_option(p)
     p.add_argument(
         "--work-dir",
         type=Path,
@@ -111,6 +112,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     check_count("--steps", args.steps, 1)
     check_count("--batch", args.batch, 1)
     device = _device(args.device)
+    tracker, tracker_device = resolve_tracker(args.tracker, None if device == "cpu" else device)
     params = parse_param_pairs(args.param)
     check_chain(args.filter, params)
     return DistillConfig(
@@ -124,6 +126,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         steps=args.steps,
         batch=args.batch,
         device=device,
+        tracker=tracker,
+        tracker_device=tracker_device,
         work_dir=args.work_dir,
         overwrite=args.overwrite,
         progress=not args.quiet and sys.stderr.isatty(),

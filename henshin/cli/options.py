@@ -36,12 +36,17 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch runtime: compile the network with torch.compile")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="torch runtime on a GPU: capture each input shape once as a CUDA graph and replay it")
-    p.add_argument("--tracker", default="auto", choices=["auto", "mediapipe", "torch"],
-                   help="face tracker: mediapipe's graphs on the CPU, or its networks in torch (CPU or GPU); "
-                        "auto: torch on a CUDA device, else mediapipe where it is installed (default auto)")
+    add_tracker_option(p)
     p.add_argument("--cut-threshold", type=float, default=None, metavar="D",
                    help="shot-change sensitivity: colour-histogram distance 0..1 between frames that counts as "
                         "a cut (default 0.25); 0 turns cut detection off")
+
+
+def add_tracker_option(p: argparse.ArgumentParser) -> None:
+    """--tracker, shared by convert, live, batch and distill."""
+    p.add_argument("--tracker", default="auto", choices=["auto", "mediapipe", "torch"],
+                   help="face tracker: mediapipe's graphs on the CPU, or its networks in torch (CPU or GPU); "
+                        "auto: torch on a CUDA device, else mediapipe where it is installed (default auto)")
 
 
 def tracker_config(args: argparse.Namespace, **settings: Any) -> Any:

@@ -32,6 +32,8 @@ class DistillConfig:
     steps: int | None = None
     batch: int = 16
     device: str = "cpu"
+    tracker: str = "mediapipe"  # the face tracker's backend (--tracker, resolved) and its device
+    tracker_device: str = "cpu"
     work_dir: Path | None = None
     overwrite: bool = False
     seed: int = 0
@@ -81,6 +83,9 @@ class DistillConfig:
             "max_pairs": self.max_pairs,
             "draws": self.draws,
             "held_out_frames": self.held_out_frames,
+            # another tracker cuts slightly other crops; named only when not mediapipe, so the work
+            # folders of runs from before --tracker existed still resume
+            **({"tracker": self.tracker} if self.tracker != "mediapipe" else {}),
         }
 
     def train_key(self) -> dict[str, Any]:

@@ -233,7 +233,9 @@ class PairMaker:
                         stages = FaceStages(
                             self.teacher.graph,
                             CentredSmoother(RADIUS),
-                            TrackerConfig(),
+                            TrackerConfig(
+                                kind=self.config.tracker, device=self.config.tracker_device
+                            ),
                             float(source.frame_rate),
                             CutConfig(),
                         )

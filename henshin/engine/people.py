@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from henshin.optional import import_mediapipe
+
 
 @dataclass(frozen=True)
 class PeopleConfig:
@@ -38,7 +40,8 @@ class PeopleMasker:
     def __init__(self, config: PeopleConfig | None = None) -> None:
         self.config = config or PeopleConfig()
         # model 1 is the landscape model (256×144 input): faster, made for video calls.
-        import mediapipe as mp  # with the first masker: a run without background scope never loads it
+        # with the first masker: a run without background scope never loads mediapipe
+        mp = import_mediapipe("the people mask of scope=background (mediapipe's selfie segmentation)")
 
         self._segmenter = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=1)
         self._average: np.ndarray | None = None

@@ -92,12 +92,8 @@ class Work:
         return self.uploads[device]
 
 
-def open_tracker(config: TrackerConfig) -> Any:
-    """The tracker ``config.kind`` names: mediapipe's graphs, or its networks in torch."""
-    if config.kind == "torch":
-        from henshin.engine.torch_tracking import TorchFaceTracker
-
-        return TorchFaceTracker(config, config.device)
+def open_tracker(config: TrackerConfig) -> FaceTracker:
+    """The tracker over the backend ``config.kind`` names: mediapipe's graphs, or its networks in torch."""
     return FaceTracker(config)
 
 

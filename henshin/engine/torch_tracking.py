@@ -1,10 +1,9 @@
-"""Face tracking in torch: mediapipe's own detector and mesh networks, on the CPU or a GPU.
+"""The torch backend of ``FaceTracker``: mediapipe's own detector and mesh networks, CPU or GPU.
 
-The same bookkeeping as ``henshin.engine.tracking.FaceTracker`` (stable ids, numbering left to
-right, a lost face's id given back when it reappears nearby, tracks ended after ``max_missing``
-frames), with mediapipe's graph logic done in torch (``henshin.nets.facemesh``): every tracked
-face's mesh runs in one batch from the ROI of its previous landmarks; the short-range detector
-runs on the whole frame and on small-face tiles, all in one batch, when a face may be missing.
+mediapipe's graph logic is done in torch (``henshin.nets.facemesh``): every face's mesh of a
+call runs in one batch from its ROI (from the previous landmarks, or a detection turned by its
+eyes); the short-range detector runs on the whole frame and on small-face tiles, all rectangles
+of one size in one batch, when a face may be missing. The bookkeeping is ``FaceTracker``'s.
 
 The networks are read once from the TFLite files in the mediapipe wheel and cached under the
 compiled cache, keyed by the file's SHA-256, so a later run needs no mediapipe import.
@@ -17,25 +16,22 @@ approximation (the iris does not follow the gaze), stated in docs/tracker.md.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from henshin.digest import sha256_file
-from henshin.engine.tracking import (
-    TrackerConfig,
-    TrackUpdate,
-    _iou,
-    _jumped,
-    _near,
-    _tiles,
+from henshin.engine.trackbase import (
+    Detection,
+    Rect,
+    Seed,
     brighten,
 )
 from henshin.errors import ModelError
-from henshin.types import Face
 
 MODEL_FILES = {
     "detector": ("face_detection", "face_detection_short_range.tflite"),
@@ -158,252 +154,162 @@ def add_irises(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points, *irises], axis=1).astype(np.float32)
 
 
-@dataclass
-class _Track:
-    track_id: int
-    landmarks: np.ndarray  # (478, 3) frame pixels
-    missing: int = 0
-
-    @property
-    def box(self) -> tuple[float, float, float, float]:
-        xy = self.landmarks[:468, :2]
-        (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
-        return float(x0), float(y0), float(x1), float(y1)
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-class TorchFaceTracker:
-    """``FaceTracker``'s interface with mediapipe's networks in torch (``--tracker torch``)."""
+class TorchBackend:
+    """mediapipe's short-range detector and face mesh in torch (``--tracker torch``), stateless:
+    every call runs all its items in one batch (crops of every face and frame by one
+    ``grid_sample``, detector inputs of every rectangle of one size together).
 
-    def __init__(
-        self, config: TrackerConfig | None = None, device: str = "cpu", networks: Any = None
-    ) -> None:
+    ``dtype``: the networks' precision (fp32; fp16 or bf16 where it holds, see docs/tracker.md);
+    the crops, the decoding and the landmarks stay fp32.
+    """
+
+    def __init__(self, device: str = "cpu", networks: Any = None, dtype: str = "fp32") -> None:
         import torch
 
-        self.config = config or TrackerConfig()
         self.device = torch.device(device)
-        self.nets = networks if networks is not None else load_face_networks(device)
-        self._tracks: list[_Track] = []
-        self._started: set[int] = set()
-        self._next_id = 0
-        self._frames = 0
-        self._tile_turn = -1
-
-    def __call__(self, image: np.ndarray) -> list[Face]:
-        return self.track(image).faces
-
-    def track(self, image: np.ndarray) -> TrackUpdate:
-        """This frame's faces, and the tracks that started and ended with it (as ``FaceTracker``)."""
-        import torch
-
-        cfg = self.config
-        frame = (
-            torch.from_numpy(np.ascontiguousarray(brighten(image)))
-            .to(self.device)
-            .permute(2, 0, 1)[None]
-            .float()
+        nets = networks if networks is not None else load_face_networks(device)
+        self.nets = (
+            nets if dtype == "fp32" else copy.deepcopy(nets).to(getattr(torch, DTYPES[dtype]))
         )
-        lost = self._follow(frame, image.shape)
-        live = len(self._live())
-        due = self._frames % cfg.detect_every == 0 and live < cfg.max_faces
-        searching = live == 0 or any(t.missing for t in self._tracks)
-        if self._frames == 0 or lost or (due and cfg.sweep_tiles):
-            self._add_detected(frame, image.shape, self._all_tiles(image))
-        elif due or searching:
-            self._add_detected(frame, image.shape, self._next_tile(image))
-        self._drop_duplicates()
-        self._tracks = [t for t in self._tracks if t.missing <= cfg.max_missing]
-        self._frames += 1
-        faces = [Face(t.track_id, t.landmarks) for t in self._live()]
-        after = {t.track_id for t in self._tracks}
-        ended = sorted(self._started - after)
-        self._started -= set(ended)
-        started = sorted(f.track_id for f in faces if f.track_id not in self._started)
-        self._started.update(started)
-        return TrackUpdate(faces, started, ended)
 
-    def end_all(self) -> list[int]:
-        ended = sorted(self._started)
-        self._tracks, self._started, self._frames = [], set(), 0
-        return ended
-
-    def close(self) -> None:
-        self.end_all()
-
-    # -- steps ---------------------------------------------------------------------------------
-
-    def _follow(self, frame: Any, shape: tuple[int, ...]) -> bool:
-        """Every live track's mesh in one batch from its previous landmarks; True when one was lost."""
+    def prepare(self, image: np.ndarray) -> Any:
+        """(1, 3, H, W) float on the device, brightened when dark."""
         import torch
 
-        from henshin.nets.facemesh import roi_from_landmarks
+        pixels = torch.from_numpy(np.ascontiguousarray(brighten(image))).to(self.device)
+        return pixels.permute(2, 0, 1)[None].float()
 
-        followed = [t for t in self._tracks if not t.missing]
-        for t in self._tracks:
-            if t.missing:
-                t.missing += 1
-        if not followed:
-            return False
-        h, w = shape[:2]
-        previous = torch.from_numpy(np.stack([t.landmarks[:468] for t in followed])).to(self.device)
-        with torch.no_grad():
-            points, presence = self.nets.landmarks(
-                frame,
-                torch.zeros(len(followed), dtype=torch.long, device=self.device),
-                roi_from_landmarks(previous, w, h),
-            )
-        points, presence = add_irises(points.cpu().numpy()), presence.cpu().numpy()
-        lost = False
-        jumped: list[np.ndarray] = []
-        cfg = self.config
-        for t, p, ok in zip(followed, points, presence, strict=True):
-            if ok < PRESENCE:
-                t.missing, lost = 1, True
-            elif _jumped(t.landmarks, p, cfg.max_scale_step, cfg.max_shift):
-                # a zoom cut the colour histograms did not see: the track ends, the face is found afresh
-                t.missing = cfg.max_missing + 1
-                jumped.append(p)
-            else:
-                t.landmarks = p
-        if jumped:
-            self._tracks = [t for t in self._tracks if t.missing <= cfg.max_missing]
-            lost = self._refind(frame, shape, jumped) or lost
-        return lost
-
-    def _refind(self, frame: Any, shape: tuple[int, ...], jumped: list[np.ndarray]) -> bool:
-        """New tracks for faces that jumped: the mesh twice from where each went (a probe, then
-        framed as tracking will frame it); True when one was not found again."""
+    def detect(self, frames: Sequence[Any], rects: Sequence[Rect]) -> list[list[Detection]]:
+        """The faces in each rectangle; rectangles of one size go through the detector together."""
         import torch
 
-        from henshin.nets.facemesh import roi_from_landmarks
-
-        h, w = shape[:2]
-        points = torch.from_numpy(np.stack([j[:468] for j in jumped])).to(self.device)
-        index = torch.zeros(len(jumped), dtype=torch.long, device=self.device)
+        out: list[list[Detection]] = [[] for _ in rects]
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, (x0, y0, x1, y1) in enumerate(rects):
+            by_size.setdefault((x1 - x0, y1 - y0), []).append(i)
         with torch.no_grad():
-            for _ in range(2):
-                points, presence = self.nets.landmarks(
-                    frame, index, roi_from_landmarks(points[..., :468, :], w, h)
-                )
-        missed = False
-        for p, ok in zip(add_irises(points.cpu().numpy()), presence.cpu().numpy(), strict=True):
-            if ok >= PRESENCE:
-                self._tracks.append(_Track(self._next_id, p))
-                self._next_id += 1
-            else:
-                missed = True
-        return missed
-
-    def _add_detected(
-        self, frame: Any, shape: tuple[int, ...], tiles: list[tuple[int, int, int, int]]
-    ) -> None:
-        import torch
-
-        from henshin.nets.facemesh import roi_from_points
-
-        h, w = shape[:2]
-        boxes, eyes = self._detect(frame, [(0, 0, w, h), *tiles])
-        fresh = [i for i, b in enumerate(boxes) if all(_iou(b, t.box) <= 0.3 for t in self._live())]
-        fresh = fresh[: max(0, self.config.max_faces - len(self._live()))]
-        if not fresh:
-            return
-        norm = torch.tensor(
-            [[boxes[i][0] / w, boxes[i][1] / h, boxes[i][2] / w, boxes[i][3] / h] for i in fresh],
-            device=self.device,
-            dtype=torch.float32,
-        )
-        eye = torch.tensor(
-            np.stack([eyes[i] for i in fresh]), device=self.device, dtype=torch.float32
-        )
-        eye = eye / torch.tensor([w, h], device=self.device, dtype=torch.float32)
-        with torch.no_grad():
-            points, presence = self.nets.landmarks(
-                frame,
-                torch.zeros(len(fresh), dtype=torch.long, device=self.device),
-                roi_from_points(norm, eye[:, 0], eye[:, 1], w, h),
-            )
-        first_new = self._next_id
-        for p, ok in zip(add_irises(points.cpu().numpy()), presence.cpu().numpy(), strict=True):
-            if ok >= PRESENCE:
-                self._adopt(p)
-        new = sorted(
-            (t for t in self._tracks if t.track_id >= first_new),
-            key=lambda t: (t.box[0] + t.box[2], t.box[1] + t.box[3]),
-        )
-        for i, t in enumerate(new):
-            t.track_id = first_new + i
-
-    def _adopt(self, landmarks: np.ndarray) -> None:
-        track = _Track(-1, landmarks)
-        lost = [t for t in self._tracks if t.missing > 0 and _near(track.box, t.box) < 1.0]
-        if lost:
-            old = min(lost, key=lambda t: _near(track.box, t.box))
-            old.landmarks, old.missing = landmarks, 0
-        else:
-            track.track_id = self._next_id
-            self._next_id += 1
-            self._tracks.append(track)
-
-    def _detect(
-        self, frame: Any, rects: list[tuple[int, int, int, int]]
-    ) -> tuple[list[tuple[float, float, float, float]], list[np.ndarray]]:
-        """Boxes in frame pixels (largest first, overlaps dropped) and their eye points (2, 2)."""
-        import torch
-
-        found: list[tuple[tuple[float, float, float, float], np.ndarray]] = []
-        by_size: dict[tuple[int, int], list[tuple[int, int, int, int]]] = {}
-        for r in rects:
-            by_size.setdefault((r[2] - r[0], r[3] - r[1]), []).append(r)
-        with torch.no_grad():
-            for (
-                rw,
-                rh,
-            ), group in by_size.items():  # tiles of one size go through the detector together
-                crops = torch.cat([frame[:, :, y0:y1, x0:x1] for x0, y0, x1, y1 in group])
-                for (x0, y0, _, _), det in zip(group, self.nets.detect(crops), strict=True):
-                    scale = np.array([rw, rh], np.float32)
+            for (rw, rh), group in by_size.items():
+                crops = torch.cat([_cut(frames[i], rects[i]) for i in group])
+                scale = np.array([rw, rh], np.float32)
+                for i, det in zip(group, self.nets.detect(crops), strict=True):
+                    origin = np.array(rects[i][:2], np.float32)
                     for box, kp in zip(
                         det.boxes.cpu().numpy(), det.keypoints.cpu().numpy(), strict=True
                     ):
-                        b = (x0 + box[0] * rw, y0 + box[1] * rh, x0 + box[2] * rw, y0 + box[3] * rh)
-                        found.append((b, kp[:2] * scale + np.array([x0, y0], np.float32)))
-        found.sort(key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]), reverse=True)
-        kept: list[tuple[tuple[float, float, float, float], np.ndarray]] = []
-        for f in found:
-            if all(_iou(f[0], k[0]) < 0.3 for k in kept):
-                kept.append(f)
-        return [k[0] for k in kept], [k[1] for k in kept]
+                        corners = box.reshape(2, 2) * scale + origin
+                        out[i].append(
+                            Detection(
+                                tuple(float(v) for v in corners.ravel()), kp[:2] * scale + origin
+                            )
+                        )
+        return out
 
-    def _drop_duplicates(self) -> None:
-        kept: list[_Track] = []
-        for t in sorted(self._tracks, key=lambda t: t.track_id):
-            if t.missing == 0 and any(k.missing == 0 and _iou(t.box, k.box) > 0.5 for k in kept):
-                continue
-            kept.append(t)
-        self._tracks = kept
+    def follow(
+        self, frames: Sequence[Any], faces: Sequence[tuple[np.ndarray, Any]]
+    ) -> list[np.ndarray | None]:
+        """Every face's mesh from the ROI of its last landmarks, in one batch per frame size."""
+        return [None if m is None else m[0] for m in self.start(frames, [lm for lm, _ in faces])]
 
-    def _live(self) -> list[_Track]:
-        return [t for t in self._tracks if t.missing == 0]
+    def start(
+        self, frames: Sequence[Any], seeds: Sequence[Seed]
+    ) -> list[tuple[np.ndarray, Any] | None]:
+        """The mesh from each seed's ROI (a detection's, or landmarks'); None where no face is there."""
+        import torch
 
-    def _all_tiles(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
-        return _tiles(image.shape[1], image.shape[0]) if self.config.small_faces else []
+        out: list[tuple[np.ndarray, Any] | None] = [None] * len(seeds)
+        for group, batch, index in _frame_batches(frames):
+            h, w = batch.shape[-2:]
+            with torch.no_grad():
+                points, presence = self.nets.landmarks(
+                    batch, index, self._rois([seeds[i] for i in group], w, h)
+                )
+            for i, p, ok in zip(
+                group, add_irises(points.cpu().numpy()), presence.cpu().numpy(), strict=True
+            ):
+                out[i] = (p, None) if ok >= PRESENCE else None
+        return out
 
-    def _next_tile(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
-        tiles = self._all_tiles(image)
-        if not tiles:
-            return []
-        self._tile_turn = (self._tile_turn + 1) % len(tiles)
-        return [tiles[self._tile_turn]]
+    def release(self, state: Any) -> None:
+        """Nothing to free: a face's state is its landmarks."""
+
+    def for_thread(self) -> TorchBackend:
+        """This one: the networks keep no state, and inference runs in any thread."""
+        return self
+
+    def close(self) -> None:
+        """Nothing to free."""
+
+    def _rois(self, seeds: Sequence[Seed], w: int, h: int) -> Any:
+        import torch
+
+        from henshin.nets.facemesh import Rois, roi_from_landmarks, roi_from_points
+
+        marks = [i for i, s in enumerate(seeds) if not isinstance(s, Detection)]
+        found = [i for i, s in enumerate(seeds) if isinstance(s, Detection)]
+        parts = []
+        if marks:
+            points = torch.from_numpy(np.stack([seeds[i][:468] for i in marks])).to(self.device)
+            parts.append(roi_from_landmarks(points, w, h))
+        if found:
+            size = np.array([w, h, w, h], np.float32)
+            box = torch.from_numpy(
+                np.stack([np.array(seeds[i].box, np.float32) / size for i in found])
+            )
+            eyes = torch.from_numpy(
+                np.stack([seeds[i].eyes / size[:2] for i in found]).astype(np.float32)
+            )
+            box, eyes = box.to(self.device), eyes.to(self.device)
+            parts.append(roi_from_points(box, eyes[:, 0], eyes[:, 1], w, h))
+        order = torch.from_numpy(np.argsort(marks + found)).to(self.device)
+        return Rois(
+            *(
+                torch.cat([getattr(p, k) for p in parts])[order]
+                for k in ("centres", "sides", "rotations")
+            )
+        )
+
+
+def _cut(frame: Any, rect: Rect) -> Any:
+    x0, y0, x1, y1 = rect
+    return frame[:, :, y0:y1, x0:x1]
+
+
+def _frame_batches(frames: Sequence[Any]) -> list[tuple[list[int], Any, Any]]:
+    """Items grouped by frame size: (item positions, the distinct frames stacked, each item's frame)."""
+    import torch
+
+    groups: dict[tuple[int, ...], tuple[list[int], list[Any], list[int]]] = {}
+    for i, frame in enumerate(frames):
+        items, stack, index = groups.setdefault(tuple(frame.shape), ([], [], []))
+        known = next((k for k, f in enumerate(stack) if f is frame), None)
+        if known is None:
+            stack.append(frame)
+            known = len(stack) - 1
+        items.append(i)
+        index.append(known)
+    # one frame (a single stream) is used as it is: a cat would copy the whole float frame
+    return [
+        (
+            items,
+            stack[0] if len(stack) == 1 else torch.cat(stack),
+            torch.tensor(index, device=stack[0].device),
+        )
+        for items, stack, index in groups.values()
+    ]
 
 
 def check_available(cache_dir: Path | None = None) -> None:
     """One sentence, before any work, when neither mediapipe's files nor a cached conversion is here."""
     if model_paths():
         return
-    from henshin.runtimes.cache import cache_dir as compiled_dir
+    from henshin.runtimes.cache import read_cached
     from henshin.runtimes.options import RuntimeOptions
 
-    folder = compiled_dir(RuntimeOptions(cache_dir=cache_dir)) / "face-tracker"
-    if not all(any(folder.glob(f"{name}-*.safetensors")) for name in MODEL_FILES):
+    folder = _cache_folder(cache_dir, RuntimeOptions)
+    if any(_cached_conversion(folder, name, None, read_cached) is None for name in MODEL_FILES):
         raise ModelError(
             "the torch tracker needs mediapipe's face models once, to convert them: install "
             "mediapipe (pip install 'henshin[mediapipe]'), run once, and it works without it after."

@@ -15,6 +15,7 @@ import numpy as np
 from henshin.errors import BadInputError, InputNotFoundError
 from henshin.kernels.ffhq import ffhq_quad, quad_matrix
 from henshin.kernels.warp import crop_from_frame
+from henshin.optional import import_mediapipe
 
 MAX_FACES = 4
 MIN_CONFIDENCE = 0.5
@@ -43,8 +44,7 @@ def centre_square(image: np.ndarray, size: int, upscale: int = cv2.INTER_CUBIC) 
 
 def face_mesh():  # noqa: ANN201 - mediapipe's FaceMesh, imported lazily
     """mediapipe's face mesh in still-image mode (a context manager): reuse one for many pictures."""
-    import mediapipe as mp
-
+    mp = import_mediapipe("finding the face in a picture (mediapipe's face mesh)")
     return mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES, refine_landmarks=True,
                                            min_detection_confidence=MIN_CONFIDENCE)
 

@@ -235,7 +235,7 @@ def project_landmarks(raw: Tensor, matrices: Tensor, sides: Tensor) -> Tensor:
 
 
 class FaceNetworks(torch.nn.Module):
-    """The detector and the mesh together, on one device."""
+    """The detector and the mesh together, on one device, in one precision."""
 
     def __init__(self, detector: TFLiteNet, mesh: TFLiteNet) -> None:
         super().__init__()
@@ -245,8 +245,10 @@ class FaceNetworks(torch.nn.Module):
     def detect(self, frames: Tensor, min_score: float = MIN_SCORE) -> list[Detections]:
         """Faces in each frame (N, 3, H, W) in [0, 255], normalised to the frame."""
         inputs, mapping = letterbox(frames)
-        regressors, logits = self.detector(inputs)
-        boxes, keypoints, scores = decode_detections(regressors, logits, self.anchors)
+        regressors, logits = self.detector(inputs.to(self.dtype))
+        boxes, keypoints, scores = decode_detections(
+            regressors.float(), logits.float(), self.anchors.float()
+        )
         found = []
         for i in range(len(frames)):
             d = weighted_nms(boxes[i], keypoints[i], scores[i], min_score)
@@ -258,7 +260,12 @@ class FaceNetworks(torch.nn.Module):
         """Landmarks (K, 468, 3) in frame pixels and face presence (K,) in [0, 1] for each ROI."""
         matrices = roi_matrices(rois)
         crops = warp_squares(frames.float() / 255.0, frame_index, matrices)
-        raw, flag = self.mesh(crops)
-        return project_landmarks(raw.reshape(len(crops), -1), matrices, rois.sides), torch.sigmoid(
-            flag.reshape(-1)
-        )
+        raw, flag = self.mesh(crops.to(self.dtype))
+        points = project_landmarks(raw.float().reshape(len(crops), -1), matrices, rois.sides)
+        return points, torch.sigmoid(flag.float().reshape(-1))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The networks' precision (fp32 as converted; fp16 or bf16 after ``.to(dtype)``); the
+        crops, the decoding and the landmarks stay fp32."""
+        return next(self.mesh.parameters()).dtype

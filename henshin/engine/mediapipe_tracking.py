@@ -1,0 +1,179 @@
+"""The mediapipe backend of ``FaceTracker``: mediapipe's own Python graphs, on the CPU.
+
+The full-range detector runs on each rectangle asked for (the whole frame or a small-face tile),
+downscaled to ``detect_size``. Each face has its own face mesh graph in tracking mode (with the
+attention model: 478 points, irises included), fed an oriented square cut around the face, so
+several faces and small faces work; the mesh follows the face inside that moving square and
+re-detects only when it loses it, cheaper and steadier than detecting on every frame. Dark
+pictures (a fade) are brightened for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from henshin.engine.trackbase import (
+    Box,
+    Detection,
+    Rect,
+    Seed,
+    TrackerConfig,
+    brighten,
+    landmark_box,
+)
+from henshin.kernels.landmarks import eye_centers
+from henshin.optional import import_mediapipe
+
+MESH_SIZE = 256  # side of the square region the face mesh sees
+ROI_SCALE = 1.7  # region side / landmark box side; mediapipe's tracker uses about 1.5
+
+
+class MediapipeBackend:
+    """mediapipe's full-range detector and one tracking face mesh per face (``--tracker mediapipe``)."""
+
+    def __init__(self, config: TrackerConfig) -> None:
+        # imported with the first tracker: its graphs are heavy, and a run of whole-frame filters never needs them
+        self._mp = import_mediapipe("--tracker mediapipe", "use --tracker torch")
+        self._config = config
+        self._detect_size = config.detect_size
+        self._confidence = config.min_confidence
+        self._detector = self._mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=config.min_confidence
+        )
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """The frame as it is: each graph is fed its own (brightened) cut."""
+        return image
+
+    def detect(self, frames: Sequence[np.ndarray], rects: Sequence[Rect]) -> list[list[Detection]]:
+        """The faces in each rectangle, downscaled to ``detect_size``."""
+        return [
+            [Detection(b) for b in self._detect_scaled(f, r)]
+            for f, r in zip(frames, rects, strict=True)
+        ]
+
+    def follow(
+        self, frames: Sequence[np.ndarray], faces: Sequence[tuple[np.ndarray, Any]]
+    ) -> list[np.ndarray | None]:
+        """Each face's own mesh on a square around its last landmarks."""
+        return [
+            _mesh_in_region(mesh, f, _region_from_landmarks(lm))
+            for f, (lm, mesh) in zip(frames, faces, strict=True)
+        ]
+
+    def start(
+        self, frames: Sequence[np.ndarray], seeds: Sequence[Seed]
+    ) -> list[tuple[np.ndarray, Any] | None]:
+        """A new tracking mesh per seed, kept where it finds a face."""
+        out: list[tuple[np.ndarray, Any] | None] = []
+        for frame, seed in zip(frames, seeds, strict=True):
+            region = (
+                _region_from_box(seed.box)
+                if isinstance(seed, Detection)
+                else _region_from_landmarks(seed)
+            )
+            mesh = self._new_mesh()
+            landmarks = _mesh_in_region(mesh, frame, region)
+            if landmarks is None:
+                mesh.close()
+            out.append(None if landmarks is None else (landmarks, mesh))
+        return out
+
+    def release(self, state: Any) -> None:
+        """Close a face's mesh graph."""
+        if state is not None:
+            state.close()
+
+    def for_thread(self) -> MediapipeBackend:
+        """Another backend: mediapipe's graphs are not shared between threads."""
+        return MediapipeBackend(self._config)
+
+    def close(self) -> None:
+        """Close the detector's graph."""
+        self._detector.close()
+
+    def _detect_scaled(self, image: np.ndarray, rect: Rect) -> list[Box]:
+        x0, y0, x1, y1 = rect
+        part = image[y0:y1, x0:x1]
+        scale = min(1.0, self._detect_size / max(part.shape[:2]))
+        small = (
+            cv2.resize(part, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            if scale < 1
+            else part
+        )
+        result = self._detector.process(np.ascontiguousarray(brighten(small)))
+        out = []
+        ph, pw = part.shape[:2]
+        for det in result.detections or []:
+            bb = det.location_data.relative_bounding_box
+            out.append(
+                (
+                    x0 + bb.xmin * pw,
+                    y0 + bb.ymin * ph,
+                    x0 + (bb.xmin + bb.width) * pw,
+                    y0 + (bb.ymin + bb.height) * ph,
+                )
+            )
+        return out
+
+    def _new_mesh(self) -> Any:
+        return self._mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=self._confidence,
+            min_tracking_confidence=self._confidence,
+        )
+
+
+def _region_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """(cx, cy, side, angle) of a square around the face, rotated with the eye line."""
+    x0, y0, x1, y1 = landmark_box(landmarks)
+    left, right = eye_centers(landmarks)
+    dx, dy = left - right
+    return np.array(
+        [(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * ROI_SCALE, np.arctan2(dy, dx)]
+    )
+
+
+def _region_from_box(box: Box) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    # A detector box covers eyes to mouth; the mesh wants the whole head.
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * 2.0, 0.0])
+
+
+def _region_matrix(region: np.ndarray) -> np.ndarray:
+    """Frame→mesh-input affine of a rotated square region."""
+    cx, cy, side, angle = region
+    scale = MESH_SIZE / side
+    c, s = np.cos(-angle) * scale, np.sin(-angle) * scale
+    return np.array(
+        [[c, -s, MESH_SIZE / 2 - c * cx + s * cy], [s, c, MESH_SIZE / 2 - s * cx - c * cy]],
+        np.float64,
+    )
+
+
+def _mesh_in_region(mesh: Any, image: np.ndarray, region: np.ndarray) -> np.ndarray | None:
+    """Run the face mesh on an oriented square region; landmarks in frame pixels or None."""
+    matrix = _region_matrix(region)
+    crop = cv2.warpAffine(
+        image,
+        matrix,
+        (MESH_SIZE, MESH_SIZE),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+    )
+    result = mesh.process(brighten(crop))
+    if not result.multi_face_landmarks:
+        return None
+    lm = result.multi_face_landmarks[0].landmark
+    pts = np.array([(p.x, p.y, p.z) for p in lm], np.float64) * MESH_SIZE
+    inverse = cv2.invertAffineTransform(matrix)
+    out = np.empty((len(pts), 3), np.float32)
+    out[:, :2] = pts[:, :2] @ inverse[:, :2].T + inverse[:, 2]
+    out[:, 2] = pts[:, 2] * np.sqrt(abs(np.linalg.det(inverse[:, :2])))
+    return out
