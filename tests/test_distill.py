@@ -499,3 +499,48 @@ def test_face_option_gives_one_person_the_student(learnt, two_faces_png, tmp_pat
     changed_left = np.any(mixed[:, left] != source[:, left], axis=2).sum()
     assert changed_left > 1000  # the whole face (measured 2286), not the lips
     assert 0 < np.any(mixed[:, right] != source[:, right], axis=2).sum() < 400  # the lips only (75)
+
+
+@pytest.fixture(scope="module")
+def moving_frames() -> list[np.ndarray]:
+    """12 frames of the astronaut moving over a still background."""
+    from henshin.samples import background, motion, portrait, render
+
+    spec = SampleSpec(width=320, height=240, frames=120, fps=24, face_height=1.3, light=0.0)
+    affines, light = motion(spec)
+    photo, bg = portrait(), background(spec.width, spec.height)
+    return [render(spec, affines, light, i, photo, bg) for i in range(12)]
+
+
+def test_strength_mixes_the_student_with_the_face(learnt, moving_frames):
+    from conftest import run_offline_frames
+
+    frames = moving_frames[:3]
+    full = run_offline_frames(frames, "student", model="smooth")
+    half = run_offline_frames(frames, "student", model="smooth", strength="0.5")
+    for source, a, b in zip(frames, full, half, strict=True):
+        whole = a.astype(float) - source
+        changed = np.abs(whole).max(-1) > 12
+        assert changed.mean() > 0.02
+        ratio = np.abs(b.astype(float) - source)[changed].mean() / np.abs(whole)[changed].mean()
+        assert 0.4 < ratio < 0.6, ratio
+
+
+def test_temporal_blending_steadies_the_student(learnt, moving_frames):
+    from conftest import run_offline_frames
+
+    from henshin.engine.metrics import warping_errors
+
+    off = run_offline_frames(moving_frames, "student", model="smooth")
+    on = run_offline_frames(moving_frames, "student", model="smooth", temporal="0.8")
+    area = np.maximum.reduce(
+        [
+            (np.abs(o.astype(int) - f).max(-1) > 0).astype(np.float32)
+            for o, f in zip(off, moving_frames, strict=True)
+        ]
+    )
+    before, after = (
+        warping_errors(moving_frames, off, area),
+        warping_errors(moving_frames, on, area),
+    )
+    assert after["ratio"] < before["ratio"] * 0.9, (before, after)
