@@ -53,6 +53,21 @@ def face_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def two_faces_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two faces side by side (face 0 on the left: faces of one frame are numbered left to right)."""
+    import cv2
+
+    from henshin.samples import motion, render
+
+    spec = SampleSpec(width=640, height=240, frames=1, faces=2, face_height=1.1)
+    affines, light = motion(spec)
+    image = render(spec, affines, light, 0, portrait(), background(spec.width, spec.height))
+    path = tmp_path_factory.mktemp("two") / "two.png"
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return path
+
+
 def decode_video(path: Path) -> tuple[list[np.ndarray], list[int], Fraction]:
     """All frames of a video as RGB arrays, with their pts and the stream time base."""
     import av

@@ -116,3 +116,32 @@ def test_bench_runtimes_has_a_student_row_per_runtime_and_precision(tmp_path):
     bf16 = rows.get("openvino cpu bf16")
     if bf16 is not None and "error" in bf16:  # a CPU without AVX-512 BF16 or AMX
         assert "needs a CPU with AVX-512 BF16 or AMX" in bf16["error"]
+
+
+def test_the_distill_bench_student_is_a_stored_student_in_a_registry_of_its_own(tmp_path, monkeypatch):
+    """The seeded student the distill scenario converts with: found by name, gone with its registry."""
+    pytest.importorskip("onnx")
+    from bench.distill import seeded_student
+    from henshin.engine.chains import build_filter
+    from henshin.filters.student import StudentParams
+
+    monkeypatch.setenv("HENSHIN_HOME", str(tmp_path))
+    with seeded_student(64) as name:
+        student = build_filter("student", StudentParams(model=name), None, None)
+        assert student.meta.student == "small" and student.spec.size == 64
+        student.close()
+        assert not (tmp_path / "models" / name).exists()  # not in the user's own registry
+    assert os.environ["HENSHIN_HOME"] == str(tmp_path)
+
+
+def test_the_distill_bench_says_which_targets_were_met():
+    from bench.distill import target_notes
+
+    speedups = [pair("a", "ms", ("teacher gnr generator 256²", 400.0), ("student small 256²", 8.0)),
+                pair("b", "ms", ("teacher style_image= transform 384²", 30.0), ("student small 256²", 8.0))]
+    cases = [{"name": "student small: convert face 1280x720", "fps": spread([27.0])},
+             {"name": "student small: live 1280x720@30", "latency_ms": {"p99": 140.0}}]
+    notes = target_notes(cases, speedups)
+    assert "×50.0 faster than teacher gnr generator 256² (target ≥ 20×: yes)" in notes[0]
+    assert "×3.8 faster than teacher style_image= transform 384² (target ≥ 5×: no)" in notes[1]
+    assert "27.0 fps (target ≥ 25: yes)" in notes[2] and "p99 140.0 ms capture→sink (target ≤ 100: no)" in notes[3]

@@ -168,21 +168,6 @@ def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
-@pytest.fixture(scope="module")
-def two_faces_png(tmp_path_factory) -> Path:
-    """Two faces side by side (face 0 on the left: faces of one frame are numbered left to right)."""
-    import cv2
-
-    from henshin.samples import SampleSpec, background, motion, portrait, render
-
-    spec = SampleSpec(width=640, height=240, frames=1, faces=2, face_height=1.1)
-    affines, light = motion(spec)
-    image = render(spec, affines, light, 0, portrait(), background(spec.width, spec.height))
-    path = tmp_path_factory.mktemp("two") / "two.png"
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    return path
-
-
 def test_face_option_sends_each_face_to_its_chain(two_faces_png, tmp_path):
     """``--face 0=tint``: the left face gets exactly what ``--filter tint`` draws, the right one the style."""
     out, tinted, styled = tmp_path / "mixed.png", tmp_path / "tint.png", tmp_path / "style.png"

@@ -412,3 +412,135 @@ def test_distill_tracker_option_picks_the_tracker_that_cuts_the_pairs(home, shor
         finally:
             teacher.close()
     assert pairs.train_count > 0 and sum(followed) > 0  # the torch tracker followed the face
+
+
+# -- the student in live, in chains and per face ----------------------------------------------
+
+TINT = ["--param", "tint.region=lips", "--param", "tint.color=#2040e0"]
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def _convert(source: Path, out: Path, *args: str) -> np.ndarray:
+    assert main(["-q", "convert", str(source), str(out), *args]) == 0
+    return _read_rgb(out).astype(int)
+
+
+def _student_only(source: Path, out: Path) -> np.ndarray:
+    return _convert(source, out, "--filter", "student", "--param", "model=smooth")
+
+
+def test_live_runs_a_student_and_the_face_changes_as_convert_changes_it(learnt, tmp_path):
+    """``live --filter student`` on a still clip: every recorded frame's face is the student's, as in convert."""
+    import json
+
+    import cv2
+    from conftest import decode_video, face_box, inside
+
+    still, first = tmp_path / "still.mp4", tmp_path / "first.png"
+    spec = SampleSpec(width=320, height=240, frames=30, fps=30, face_height=1.3, shift=0.0,
+                      rotate_deg=0.0, scale=0.0, light=0.0, audio=False)  # fmt: skip
+    write_sample(still, spec)
+    source = decode_video(still)[0][0]
+    cv2.imwrite(str(first), cv2.cvtColor(source, cv2.COLOR_RGB2BGR))
+    expected = _student_only(first, tmp_path / "expected.png")
+    record, stats = tmp_path / "live.mp4", tmp_path / "stats.json"
+    argv = ["-q", "live", "--source", str(still), "--sink", "null", "--record", str(record),
+            "--stats", str(stats), "--filter", "student", "--param", "model=smooth"]  # fmt: skip
+    assert main(argv) == 0
+    counts = json.loads(stats.read_text())
+    assert counts["frames_processed"] > 0 and counts["frames_out"] > 0, counts
+    face = inside(face_box(source), source.shape)
+    student_change = np.abs(expected - source).max(-1)[face].mean()
+    assert student_change > 8  # the smooth teacher's colour transform (measured 12.6)
+    frames = decode_video(record)[0]
+    settled = frames[len(frames) // 2 :]  # once the live smoothing has settled on the still face
+    assert settled
+    for frame in settled:
+        off = np.abs(frame.astype(int) - expected).max(-1)[face].mean()
+        assert off < 0.5 * student_change, (off, student_change)  # measured 2.5 against 12.6
+
+
+def test_a_chain_tints_the_lips_then_the_student_restyles_the_face(learnt, face_png, tmp_path):
+    """``tint+student``: the student's face, with the tinted lips gone through the student too."""
+    import cv2
+    from conftest import face_box, inside
+
+    source = _read_rgb(face_png)
+    alone = _student_only(face_png, tmp_path / "student.png")
+    tinted = _convert(face_png, tmp_path / "tint.png", "--filter", "tint", *TINT)
+    chained = _convert(face_png, tmp_path / "chain.png", "--filter", "tint+student",
+                       "--param", "model=smooth", *TINT)  # fmt: skip
+    lips = np.any(tinted != source, axis=2)
+    near_lips = cv2.dilate(lips.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
+    face = inside(face_box(source), source.shape) & ~near_lips
+    source = source.astype(int)
+    assert lips.sum() > 50  # the tint drew the lips
+    # Away from the lips the chain is the student alone; on them it is the student of blue lips.
+    assert np.abs(alone - source).max(-1)[face].mean() > 6  # measured 11.1
+    assert np.abs(chained - alone).max(-1)[face].mean() < 1.0  # measured 0.04
+    assert np.abs(chained - alone).max(-1)[lips].mean() > 20  # measured 52
+
+
+def test_face_option_gives_one_person_the_student(learnt, two_faces_png, tmp_path):
+    """``--face 0=student``: the left face is exactly the student's, the right one gets ``--filter`` only."""
+    source = _read_rgb(two_faces_png).astype(int)
+    alone = _student_only(two_faces_png, tmp_path / "student.png")
+    tinted = _convert(two_faces_png, tmp_path / "tint.png", "--filter", "tint", *TINT)
+    mixed = _convert(two_faces_png, tmp_path / "mixed.png", "--filter", "tint", "--face", "0=student",
+                     "--param", "model=smooth", *TINT)  # fmt: skip
+    left, right = slice(0, 320), slice(320, 640)
+    assert np.array_equal(mixed[:, left], alone[:, left])
+    assert np.array_equal(mixed[:, right], tinted[:, right])
+    changed_left = np.any(mixed[:, left] != source[:, left], axis=2).sum()
+    assert changed_left > 1000  # the whole face (measured 2286), not the lips
+    assert 0 < np.any(mixed[:, right] != source[:, right], axis=2).sum() < 400  # the lips only (75)
+
+
+@pytest.fixture(scope="module")
+def moving_frames() -> list[np.ndarray]:
+    """12 frames of the astronaut moving over a still background."""
+    from henshin.samples import background, motion, portrait, render
+
+    spec = SampleSpec(width=320, height=240, frames=120, fps=24, face_height=1.3, light=0.0)
+    affines, light = motion(spec)
+    photo, bg = portrait(), background(spec.width, spec.height)
+    return [render(spec, affines, light, i, photo, bg) for i in range(12)]
+
+
+def test_strength_mixes_the_student_with_the_face(learnt, moving_frames):
+    from conftest import run_offline_frames
+
+    frames = moving_frames[:3]
+    full = run_offline_frames(frames, "student", model="smooth")
+    half = run_offline_frames(frames, "student", model="smooth", strength="0.5")
+    for source, a, b in zip(frames, full, half, strict=True):
+        whole = a.astype(float) - source
+        changed = np.abs(whole).max(-1) > 12
+        assert changed.mean() > 0.02
+        ratio = np.abs(b.astype(float) - source)[changed].mean() / np.abs(whole)[changed].mean()
+        assert 0.4 < ratio < 0.6, ratio
+
+
+def test_temporal_blending_steadies_the_student(learnt, moving_frames):
+    from conftest import run_offline_frames
+
+    from henshin.engine.metrics import warping_errors
+
+    off = run_offline_frames(moving_frames, "student", model="smooth")
+    on = run_offline_frames(moving_frames, "student", model="smooth", temporal="0.8")
+    area = np.maximum.reduce(
+        [
+            (np.abs(o.astype(int) - f).max(-1) > 0).astype(np.float32)
+            for o, f in zip(off, moving_frames, strict=True)
+        ]
+    )
+    before, after = (
+        warping_errors(moving_frames, off, area),
+        warping_errors(moving_frames, on, area),
+    )
+    assert after["ratio"] < before["ratio"] * 0.9, (before, after)
