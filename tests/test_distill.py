@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -544,3 +545,35 @@ def test_temporal_blending_steadies_the_student(learnt, moving_frames):
         warping_errors(moving_frames, on, area),
     )
     assert after["ratio"] < before["ratio"] * 0.9, (before, after)
+
+
+@pytest.mark.parametrize(
+    "chain, params",
+    [
+        # a latent edit (seeded random e4e and StyleGAN2, synthesis stopped at 64 px): an edit teacher
+        ("latent", ["random_weights=1", "edit=smile:2", "size=64", "ramp=0"]),
+        # GANs N' Roses with seeded random weights: one fixed look
+        ("gnr", ["random_weights=1", "seed=3"]),
+        # a chain: a landmark warp, then a style
+        ("warp+style", ["style.style=3"]),
+    ],
+)
+def test_the_neural_families_and_chains_teach_a_student(home, short_clip, tmp_path, chain, params):
+    """Each teacher family runs through distill end to end: pairs made by the chain, a student stored
+    whose metadata names the chain, and a convert with it changes the face."""
+    from conftest import decode_video
+
+    name = "t-" + chain.replace("+", "-")
+    argv = ["distill", name, "--filter", chain, "--from", str(short_clip), "--size", "64"]
+    for param in params:
+        argv += ["--param", param]
+    argv += ["--steps", "3", "--batch", "2", "--work-dir", str(tmp_path / "work")]
+    assert main(argv) == 0
+    meta = json.loads((Path(os.environ["HENSHIN_HOME"]) / "models" / name / "student.json").read_text())
+    assert meta["teacher"]["chain"] == chain
+    out = tmp_path / "out.mp4"
+    assert main(["convert", str(short_clip), str(out), "--filter", "student", "--param", f"model={name}"]) == 0
+    frames, _, _ = decode_video(out)
+    original, _, _ = decode_video(short_clip)
+    assert len(frames) == len(original)
+    assert np.abs(frames[6].astype(int) - original[6].astype(int)).max() > 12  # the student changed something
