@@ -281,57 +281,23 @@ def _error(argv: list[str], capsys) -> str:
     return err
 
 
-def test_an_unknown_student_is_one_sentence(learnt, clip, tmp_path, capsys):
-    err = _error(
-        [
-            "convert",
-            str(clip),
-            str(tmp_path / "o.mp4"),
-            "--filter",
-            "student",
-            "--param",
-            "model=nope",
-        ],
-        capsys,
-    )
-    assert "unknown model 'nope'" in err
-
-
-def test_a_file_that_is_not_a_student_is_refused_by_name(learnt, clip, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        (["model=nope"], "unknown model 'nope'"),
+        (["model={other}"], "{other} is not a henshin student"),  # a network that is no student
+        (["model=smooth", "size=128"], "was trained on 64-pixel crops, not 128"),
+    ],
+    ids=["unknown name", "not a student", "another size"],
+)
+def test_a_wrong_student_is_refused_in_one_sentence(learnt, clip, tmp_path, capsys, params, expected):
     from henshin.filters.style import bundled_model
 
-    other = bundled_model("multistyle26")
-    err = _error(
-        [
-            "convert",
-            str(clip),
-            str(tmp_path / "o.mp4"),
-            "--filter",
-            "student",
-            "--param",
-            f"model={other}",
-        ],
-        capsys,
-    )
-    assert f"{other} is not a henshin student" in err
-
-
-def test_a_student_for_another_size_is_refused(learnt, clip, tmp_path, capsys):
-    err = _error(
-        [
-            "convert",
-            str(clip),
-            str(tmp_path / "o.mp4"),
-            "--filter",
-            "student",
-            "--param",
-            "model=smooth",
-            "--param",
-            "size=128",
-        ],
-        capsys,
-    )
-    assert "was trained on 64-pixel crops, not 128" in err
+    other = str(bundled_model("multistyle26"))
+    argv = ["convert", str(clip), str(tmp_path / "o.mp4"), "--filter", "student"]
+    for param in params:
+        argv += ["--param", param.format(other=other)]
+    assert expected.format(other=other) in _error(argv, capsys)
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,13 @@ from henshin.kernels import landmarks
 from henshin.kernels.masks import fill_polygon
 from henshin.kernels.outline import features_hull
 from henshin.kernels.warp import crop_from_frame, quad_roi
-from henshin.samples import SampleSpec, background, motion, portrait, render
+from henshin.samples import SampleSpec, motion, portrait, render_frames
 from henshin.types import AlignedFace, FilterSpec
 
 
 def _frames(spec: SampleSpec):
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    return [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)], affines
+    """The clip's frames and their affines (where the photo's face is in each)."""
+    return render_frames(spec), motion(spec)[0]
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,12 @@ import pytest
 mp = pytest.importorskip("mediapipe")
 
 from henshin.engine.tracking import FaceTracker, TrackerConfig, track_streams  # noqa: E402
-from henshin.samples import SampleSpec, background, motion, portrait, render  # noqa: E402
+from henshin.samples import SampleSpec, motion, portrait, render_frames  # noqa: E402
 
 
 def _clip(spec: SampleSpec):
-    affines, light = motion(spec)
-    photo, bg = portrait(), background(spec.width, spec.height)
-    return [render(spec, affines, light, i, photo, bg) for i in range(spec.frames)], affines
+    """The clip's frames and their affines (where the photo's face is in each)."""
+    return render_frames(spec), motion(spec)[0]
 
 
 @pytest.fixture(scope="module")
