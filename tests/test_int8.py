@@ -9,7 +9,7 @@ from torch import nn
 
 from henshin.cli.main import main
 from henshin.errors import OptionError
-from henshin.filters.style.filter import calibration_crops
+from henshin.filters.networks import calibration_faces
 from henshin.runtimes import RuntimeOptions, build, quantize
 from henshin.samples import SampleSpec, write_sample
 
@@ -33,7 +33,7 @@ class SmallStyleNet(nn.Module):
 
 
 def _crops(size: int = 64) -> list[tuple[np.ndarray]]:
-    return [(image,) for image, _ in calibration_crops(size, size)]
+    return [(image,) for image in calibration_faces(size, size)]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

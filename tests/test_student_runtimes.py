@@ -14,7 +14,7 @@ import torch
 from henshin import runtimes as rt
 from henshin.cli.main import main
 from henshin.errors import OptionError
-from henshin.filters.style.filter import calibration_crops
+from henshin.filters.networks import calibration_faces
 from henshin.nets.student import SIZES, Student, StudentConfig
 from henshin.runtimes import NetworkSpec, RuntimeOptions, quantize
 from henshin.runtimes import openvino_devices as devices
@@ -39,7 +39,7 @@ def student(config: StudentConfig, seed: int = 0) -> Student:
 
 
 def _crops() -> list[tuple[np.ndarray]]:
-    return [(crop,) for crop, _ in calibration_crops(SIZE, SIZE)]
+    return [(crop,) for crop in calibration_faces(SIZE, SIZE)]
 
 
 def _spec(size: str) -> NetworkSpec:

@@ -63,3 +63,26 @@ def pad_to_multiple(batch: Any, multiple: int) -> tuple[Any, int, int]:
         else:
             batch = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
     return batch, h, w
+
+
+# Face crops for int8 calibration and its check: (dx, dy) shift and scale of the framing and a
+# mirror, over the astronaut photo that ships with scikit-image.
+CALIBRATION_VIEWS = ((0, 0, 1.0, False), (10, -8, 1.1, True), (-12, 6, 0.9, False), (5, 12, 1.2, True),
+                     (0, -10, 0.95, False), (-6, 0, 1.05, True), (8, 4, 1.0, False), (-4, -6, 1.15, True))
+
+
+def calibration_faces(h: int, w: int) -> list[np.ndarray]:
+    """Face crops (1, 3, h, w) in [0, 1], framed like the engine's: what a face network is calibrated on."""
+    import cv2
+    from skimage import data
+
+    photo = data.astronaut()
+    out = []
+    for dx, dy, scale, mirror in CALIBRATION_VIEWS:
+        cx, cy, half = 225 + dx, 125 + dy, 100 * scale  # the face's centre and half the FFHQ square's side
+        source = np.float32([[cx - half, cy - half], [cx + half, cy - half], [cx - half, cy + half]])
+        matrix = cv2.getAffineTransform(source, np.float32([[0, 0], [w, 0], [0, h]]))
+        crop = cv2.warpAffine(photo, matrix, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+        crop = crop[:, ::-1] if mirror else crop
+        out.append((crop.astype(np.float32) / 255).transpose(2, 0, 1)[None].copy())
+    return out

@@ -20,7 +20,7 @@ import numpy as np
 from henshin.digest import sha256_file
 from henshin.errors import OptionError
 from henshin.filters.base import Filter, check_range, register
-from henshin.filters.networks import placement, runtime_options
+from henshin.filters.networks import calibration_faces, placement, runtime_options
 from henshin.filters.student.model import WEIGHTS_FILE, StudentMeta, read_student
 from henshin.kernels.masks import is_torch
 from henshin.runtimes import build, cuda_available, has_module
@@ -98,11 +98,9 @@ class StudentFilter(Filter):
 
     def _calibration(self) -> list[tuple[np.ndarray]]:
         """Face crops in the student's size and value range, for ``--precision int8``."""
-        from henshin.filters.style.filter import calibration_crops
-
         low, high = self.meta.value_range
         size = self.meta.size
-        return [(crop * (high - low) + low,) for crop, _ in calibration_crops(size, size)]
+        return [(crop * (high - low) + low,) for crop in calibration_faces(size, size)]
 
     def _torch_module(self) -> Any:
         """The torch student on a GPU (torch or TensorRT take it there); None on the CPU: the stored graph runs."""

@@ -23,7 +23,13 @@ import numpy as np
 
 from henshin.errors import InputNotFoundError, ModelError, OptionError
 from henshin.filters.base import Filter, check_range, register
-from henshin.filters.networks import pad_to_multiple, placement, runtime_for_shape, runtime_options
+from henshin.filters.networks import (
+    calibration_faces,
+    pad_to_multiple,
+    placement,
+    runtime_for_shape,
+    runtime_options,
+)
 from henshin.filters.style import arbitrary
 from henshin.kernels.masks import is_torch
 from henshin.nets.multistyle import NUM_STYLES, load_multistyle
@@ -137,29 +143,17 @@ def bundled_model(name: str) -> Path:
     return path
 
 
-# Face crops for int8 calibration and its check: (dx, dy) shift and scale of the framing, a
-# mirror, and the style, over the astronaut photo that ships with scikit-image.
-CALIBRATION_VIEWS = ((0, 0, 1.0, False, 0), (10, -8, 1.1, True, 5), (-12, 6, 0.9, False, 13),
-                     (5, 12, 1.2, True, 20), (0, -10, 0.95, False, 2), (-6, 0, 1.05, True, 9),
-                     (8, 4, 1.0, False, 17), (-4, -6, 1.15, True, 25))
+# The style of each calibration face (henshin.filters.networks.calibration_faces), one per view.
+CALIBRATION_STYLES = (0, 5, 13, 20, 2, 9, 17, 25)
 
 
 def calibration_crops(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(image (1, 3, h, w) in [0, 1], style weights (26,)) pairs: face crops framed like the engine's, one style each."""
-    import cv2
-    from skimage import data
-
-    photo = data.astronaut()
     out = []
-    for dx, dy, scale, mirror, style in CALIBRATION_VIEWS:
-        cx, cy, half = 225 + dx, 125 + dy, 100 * scale  # the face's centre and half the FFHQ square's side
-        source = np.float32([[cx - half, cy - half], [cx + half, cy - half], [cx - half, cy + half]])
-        matrix = cv2.getAffineTransform(source, np.float32([[0, 0], [w, 0], [0, h]]))
-        crop = cv2.warpAffine(photo, matrix, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
-        crop = crop[:, ::-1] if mirror else crop
+    for crop, style in zip(calibration_faces(h, w), CALIBRATION_STYLES, strict=True):
         weights = np.zeros(NUM_STYLES, np.float32)
         weights[style] = 1.0
-        out.append(((crop.astype(np.float32) / 255).transpose(2, 0, 1)[None].copy(), weights))
+        out.append((crop, weights))
     return out
 
 
