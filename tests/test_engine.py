@@ -482,3 +482,22 @@ def test_a_filter_whose_package_is_missing_is_left_out_with_the_fix():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-800:]
     assert "the latent filter needs torch; install it with: pip install 'henshin[torch]'" in out.stdout
+
+
+def test_steady_runs_blas_single_threaded_with_the_heap_frozen_and_undoes_both():
+    import gc
+
+    from threadpoolctl import threadpool_info
+
+    from henshin.engine.steady import steady
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy's BLAS is not seen by threadpoolctl"
+    with steady():
+        assert blas_threads() == [1] * len(before)
+        assert gc.get_freeze_count() > 0
+    assert blas_threads() == before
+    assert gc.get_freeze_count() == 0

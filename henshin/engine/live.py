@@ -31,6 +31,7 @@ from henshin.engine.governor import Governor, Level, ladder
 from henshin.engine.sinks import Sink, Tee
 from henshin.engine.stages import FaceStages, Work
 from henshin.engine.stats import RunStats
+from henshin.engine.steady import steady
 from henshin.errors import HenshinError
 from henshin.types import Face, Frame
 
@@ -142,10 +143,11 @@ class LiveRunner:
         try:
             try:
                 warm_up(self.stages, self.source.width, self.source.height)
-                start = self._started = time.perf_counter()
-                for thread in threads:
-                    thread.start()
-                self._serve(threads[-1])
+                with steady():
+                    start = self._started = time.perf_counter()
+                    for thread in threads:
+                        thread.start()
+                    self._serve(threads[-1])
             except KeyboardInterrupt as exc:
                 self.interruption = exc
                 self.stop("interrupted")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from henshin.engine.sinks import pump
 from henshin.engine.stages import FaceStages, Work
 from henshin.engine.stats import RunStats
+from henshin.engine.steady import steady
 
 if TYPE_CHECKING:
     from henshin.engine.sinks import Sink
@@ -163,20 +164,21 @@ def run_offline(source: Source, stages: FaceStages, sink: Sink, config: OfflineC
                                                         name="henshin-decode", daemon=True)]
     for i, (name, fn, batch, flush) in enumerate(steps):
         threads.append(_Stage(name, fn, boxes[i], boxes[i + 1] if i + 1 < len(steps) else None, run, batch, flush))
-    start = time.perf_counter()
-    try:
-        for t in threads:
-            t.start()
-        while any(t.is_alive() for t in threads) and run.error is None:
-            if not pump([sink], 0.05):  # a preview window is served from here, the main thread
-                threads[-1].join(timeout=0.1)
-    except BaseException as exc:  # Ctrl-C in the main thread: stop every stage, then re-raise
-        run.fail(exc)
-    finally:
-        for t in threads:
-            t.join(timeout=5)
-        stats.wall_s = time.perf_counter() - start
-        progress.close()
+    with steady():
+        start = time.perf_counter()
+        try:
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads) and run.error is None:
+                if not pump([sink], 0.05):  # a preview window is served from here, the main thread
+                    threads[-1].join(timeout=0.1)
+        except BaseException as exc:  # Ctrl-C in the main thread: stop every stage, then re-raise
+            run.fail(exc)
+        finally:
+            for t in threads:
+                t.join(timeout=5)
+            stats.wall_s = time.perf_counter() - start
+            progress.close()
     if run.error is not None:
         sink.abort()
         stats.end_reason = "interrupted" if isinstance(run.error, KeyboardInterrupt) else "failed"

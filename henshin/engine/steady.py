@@ -1,0 +1,38 @@
+"""The process settings a frame loop runs under: no idle spinning, no long garbage-collection pauses.
+
+Two things cost a 2-core machine time in every run, found with ``perf`` on a
+720p conversion with the default filter:
+
+- numpy's OpenBLAS keeps a pool of one thread per core that spins (``sched_yield``)
+  after every call, and the loop's small matrix products (landmark fits, 2×3
+  affines) wake it on every frame: 4 % of the run's CPU and 90 000 context switches
+  in 5 s, taken from the stages that do the work. Those products are far too small
+  to gain from threads, so BLAS runs single-threaded for the run (threadpoolctl).
+- Python's cyclic garbage collector walks every tracked object of the process in a
+  full collection: with torch, mediapipe and ONNX Runtime loaded that is 30–60 ms,
+  a dropped frame live. Everything alive when the run starts (modules, networks,
+  the stages) lives to its end, so it is moved out of the collector's sight
+  (``gc.freeze``) and only what the run makes is walked.
+
+Both are undone when the run ends.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def steady() -> Iterator[None]:
+    """Run the body with single-threaded BLAS and the objects alive now frozen out of the collector."""
+    from threadpoolctl import threadpool_limits
+
+    gc.collect()  # what is garbage now is freed, not frozen
+    gc.freeze()
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        gc.unfreeze()
