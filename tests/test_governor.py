@@ -140,6 +140,17 @@ def test_the_governor_steps_down_over_budget_and_back_with_room():
     assert sum(governor.frames.values()) == 505
 
 
+def test_the_governor_follows_the_late_frames_not_the_average():
+    late = Governor(100.0, ladder(256, faces=True, filter_steps=0), hold_frames=15)
+    for i in range(15):  # mean 70 ms, within budget, but two frames in fifteen are late
+        late.observe(200.0 if i in (3, 9) else 50.0)
+    assert late.index == 1
+    spike = Governor(100.0, ladder(256, faces=True, filter_steps=0), hold_frames=15)
+    for i in range(60):  # one late frame in fifteen (a pause of the machine) is not a trend
+        spike.observe(300.0 if i % 15 == 7 else 50.0)
+    assert spike.index == 0
+
+
 def test_the_governor_never_moves_while_the_budget_is_met():
     governor = Governor(100.0, ladder(256, faces=True, filter_steps=3), hold_frames=1)
     rng = np.random.default_rng(0)
