@@ -2,6 +2,8 @@
 module paths still importable (for one release) as the very modules at their new homes."""
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -47,3 +49,15 @@ def test_networks_are_in_nets_and_load_no_filter():
             "print(sorted(m for m in sys.modules if m.startswith(('henshin.filters', 'henshin.engine'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_command_line_parser_loads_no_heavy_library():
+    """Every `henshin` command builds the whole parser first: torch alone costs 1.4 s of start-up."""
+    code = (
+        "import sys\n"
+        "from henshin.cli.main import build_parser\n"
+        "build_parser()\n"
+        "heavy = [m for m in ('torch', 'mediapipe', 'onnxruntime', 'ray', 'openvino') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -85,7 +85,7 @@ def add_parser(sub: Any) -> None:
 
 def add_channels_parser(actions: Any) -> None:
     """``directions channels``: ATMGAN's channel scores for a local edit."""
-    from henshin.filters.latent.local import ATTRIBUTES, LAYERS
+    from henshin.filters.latent.attributes import ATTRIBUTES, LAYERS
 
     q = actions.add_parser(
         "channels",

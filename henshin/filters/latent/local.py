@@ -26,37 +26,14 @@ import torch
 from torch import Tensor
 
 from henshin.errors import BadInputError, InputNotFoundError, ModelError, OptionError
+from henshin.filters.latent.attributes import ATTRIBUTES, LAYERS, eye_dist
 from henshin.filters.latent.directions import USER_NAME, user_directions_dir
-from henshin.kernels import landmarks as lm
 from henshin.kernels.regions import shape_polygon
 
-LAYERS = (16, 32)
 SUFFIX = ".local.json"
 GROW = 0.15  # eye distances a region grows by: the attribute's surroundings move with it
 
 
-def _dist(points: np.ndarray, a: int, b: int) -> float:
-    return float(np.linalg.norm(points[a, :2] - points[b, :2]))
-
-
-def _eye_dist(points: np.ndarray) -> float:
-    left, right = lm.eye_centers(points)
-    return max(float(np.linalg.norm(left - right)), 1e-6)
-
-
-# attribute → (measure from landmarks in eye distances, shapes of its region)
-ATTRIBUTES: dict[str, tuple[Callable[[np.ndarray], float], tuple[str, ...]]] = {
-    "mouth_open": (lambda p: _dist(p, 13, 14) / _eye_dist(p), ("lips_outer",)),
-    "eyes_open": (
-        lambda p: (_dist(p, 159, 145) + _dist(p, 386, 374)) / 2 / _eye_dist(p),
-        ("left_eye", "right_eye"),
-    ),
-    "brow_raise": (
-        lambda p: (_dist(p, 105, 159) + _dist(p, 334, 386)) / 2 / _eye_dist(p),
-        ("left_brow", "right_brow", "left_eye", "right_eye"),
-    ),
-    "nose_width": (lambda p: _dist(p, 64, 294) / _eye_dist(p), ("nose",)),
-}
 NOSE = (
     168,
     417,
@@ -90,7 +67,7 @@ def measure(points: np.ndarray, attribute: str) -> float:
 
 def attribute_mask(points: np.ndarray, attribute: str, side: int, resolution: int) -> np.ndarray:
     """(R, R) float32 in [0, 1]: the attribute's region on a ``side``-px face, at ``resolution``."""
-    grow = GROW * _eye_dist(points)
+    grow = GROW * eye_dist(points)
     full = np.zeros((side, side), np.uint8)
     for shape in ATTRIBUTES[attribute][1]:
         if shape == "nose":
