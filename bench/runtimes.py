@@ -66,12 +66,12 @@ def _fns(size: int) -> NetworkSpec:
 
 def _multistyle(size: int) -> NetworkSpec:
     from henshin.filters.style.filter import NUM_STYLES, bundled_model
-    from henshin.nets.multistyle import load_multistyle
+    from henshin.nets.multistyle import INT8_FP32, load_multistyle
 
     # The torch module read from the bundled graph: what the style filter runs under every runtime.
     return NetworkSpec("multistyle26", (("image", (3, size, size)), ("style_weights", (NUM_STYLES,))),
                        module=load_multistyle(bundled_model("multistyle26")), batched=(True, False),
-                       free_size=True, calibration=lambda: face_crops(size))
+                       free_size=True, calibration=lambda: face_crops(size), int8_fp32=INT8_FP32)
 
 
 def _student(name: str) -> Callable[[int], NetworkSpec]:

@@ -37,6 +37,13 @@ EPS = 1e-5  # the bundled graph's variance epsilon
 # Bumped when the module computes the same function with other operations, so an ONNX export cached
 # from the old graph is made again (``henshin.runtimes.export``).
 EXPORT_REVISION = 1
+# The layers that --precision int8 keeps in fp32 (module paths: the bundled graph's node scopes too). The
+# first convolution reads the image at full 8-bit range through 9x9 kernels, where the u8s8 kernels of
+# AVX2 CPUs without VNNI saturate (15 dB from fp32 on either runtime); the encoder's other two and the
+# residual blocks' early convolutions read activations whose range differs about fourfold between styles,
+# so one calibrated range leaves some styles a quarter of the levels (each alone costs 36-41 dB). The
+# other 11 of the 18 convolutions hold 37 dB together on face crops in all 26 styles (docs/runtimes.md).
+INT8_FP32 = ("contract.0", "contract.1", "contract.2", "res.0.0", "res.1.0", "res.1.1", "res.2.0")
 
 
 def folded_weight(w: Any) -> Any:

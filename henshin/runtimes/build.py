@@ -26,10 +26,11 @@ log = logging.getLogger("henshin")
 
 def build(options: RuntimeOptions | None, key: str, inputs: Sequence[tuple[str, tuple[int, ...]]], *,
           module: Any = None, onnx: Path | None = None, batched: Sequence[bool] = (),
-          free_size: bool = False, calibration: Any = None) -> Runtime:
+          free_size: bool = False, calibration: Any = None, int8_fp32: Sequence[str] = ()) -> Runtime:
     """Build a runtime for one network from its parts (``options`` None: the defaults, ``auto``)."""
     spec = NetworkSpec(key=key, inputs=tuple((n, tuple(s)) for n, s in inputs), module=module,
-                       onnx=onnx, batched=tuple(batched), free_size=free_size, calibration=calibration)
+                       onnx=onnx, batched=tuple(batched), free_size=free_size, calibration=calibration,
+                       int8_fp32=tuple(int8_fp32))
     return build_runtime(spec, options or RuntimeOptions())
 
 

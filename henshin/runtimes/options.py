@@ -56,7 +56,10 @@ class NetworkSpec:
     batch axis; key: a short name for logs and cache files; free_size: the
     network takes any height and width (a fully convolutional net), so an export
     leaves them free and one graph serves every size; calibration: a callable
-    giving typical input tuples (face crops), for ``--precision int8``.
+    giving typical input tuples (face crops), for ``--precision int8``;
+    int8_fp32: scopes of nodes that ``--precision int8`` keeps in fp32 (``"res.0.0"``
+    matches the exported node ``/res.0.0/Conv``: the module path, which the
+    exporter and the network's own ONNX graph name nodes by).
     """
 
     key: str
@@ -67,6 +70,7 @@ class NetworkSpec:
     output: str = "output"
     free_size: bool = False
     calibration: Any = None
+    int8_fp32: tuple[str, ...] = ()
 
     def is_batched(self, i: int) -> bool:
         return self.batched[i] if self.batched else True

@@ -1,16 +1,27 @@
 """int8 on the CPU: ONNX Runtime's static quantization, run by ONNX Runtime or OpenVINO, kept only where it wins here.
 
 The fp32 graph is quantized in QDQ form (per-channel int8 weights, uint8
-activations, the convolutions only: normalisation and the rest stay fp32), its
-activation ranges calibrated on the network's own sample inputs (face crops for
-the style networks: ``NetworkSpec.calibration``). The result is kept only when,
-on inputs held out from calibration, its output is within ``MIN_PSNR_DB`` of the
-fp32 graph's and it runs faster on this CPU, both run by the runtime that will
-run it (ONNX Runtime's CPU provider, or OpenVINO, which executes the Q/DQ pairs
-as int8); otherwise the fp32 graph runs and one line says why. The graph is
-cached under the network's key and shared by both runtimes; the decision is
-cached beside it per runtime, so the check runs once per network, shape,
-runtime and machine.
+activations, min-max ranges), its activation ranges calibrated on the network's
+own sample inputs (face crops for the style networks: ``NetworkSpec.calibration``).
+The convolutions and matrix products are quantized, except (``fp32_nodes``):
+
+- those computed from the conditioning inputs alone (a style-weight vector times
+  the per-style norm scales): tiny, and a range calibrated on a few styles clips
+  the others;
+- those in the network's own ``NetworkSpec.int8_fp32`` scopes (multistyle26: the
+  layers whose int8 rounding costs most, docs/runtimes.md);
+- and, in a graph whose convolutions feed an instance normalisation, no
+  convolution's output is quantized (``OpTypesToExcludeOutputQuantization``): the
+  norm divides each channel by its own spread, so one uint8 range shared by
+  channels of very different spread turns into 25 dB of error after one layer.
+
+The result is kept only when, on inputs held out from calibration, its output is
+within ``MIN_PSNR_DB`` of the fp32 graph's and it runs faster on this CPU, both run
+by the runtime that will run it (ONNX Runtime's CPU provider, or OpenVINO, which
+executes the Q/DQ pairs as int8); otherwise the fp32 graph runs and one line says
+why. The graph is cached under the network's key and ``RECIPE`` and shared by both
+runtimes; the decision is cached beside it per runtime, so the check runs once per
+network, shape, runtime and machine.
 """
 
 from __future__ import annotations
@@ -39,6 +50,11 @@ MIN_PSNR_DB = 35.0
 TIMED_RUNS = 9
 # int8 must beat fp32 by this much: a tie within timing noise is not worth int8's rounding
 MIN_SPEEDUP = 1.05
+# Bumped whenever the recipe below changes, so int8 graphs and verdicts cached under an older one are made again
+RECIPE = 2
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+# What a convolution's output feeding one of these is normalised by: instance norm, fused or spelled out
+INSTANCE_NORM_OPS = ("InstanceNormalization", "ReduceMean")
 
 
 def int8_file(
@@ -58,7 +74,12 @@ def int8_file(
             "drop --precision int8 or reinstall onnxruntime."
         ) from None
     key = cache_key(
-        spec, precision="int8", cpu=platform.processor() or platform.machine(), ort=_ort_version()
+        spec,
+        precision="int8",
+        recipe=RECIPE,
+        fp32=spec.int8_fp32,
+        cpu=platform.processor() or platform.machine(),
+        ort=_ort_version(),
     )
     path = cache_dir(options) / f"{spec.key}-{key}-int8.onnx"
     meta = {"network": spec.key, "precision": "int8", "inputs": spec.shape_key()}
@@ -99,6 +120,7 @@ def _decide(
 
 
 def _quantize(spec: NetworkSpec, fp32: Path, samples: Sequence[tuple[np.ndarray, ...]]) -> bytes:
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -119,6 +141,8 @@ def _quantize(spec: NetworkSpec, fp32: Path, samples: Sequence[tuple[np.ndarray,
     with tempfile.TemporaryDirectory() as tmp:
         prepared, out = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        graph = onnx.load(str(prepared)).graph
+        normalised = feeds_instance_norm(graph)
         quantize_static(
             str(prepared),
             str(out),
@@ -127,9 +151,49 @@ def _quantize(spec: NetworkSpec, fp32: Path, samples: Sequence[tuple[np.ndarray,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
-            op_types_to_quantize=["Conv", "ConvTranspose", "MatMul", "Gemm"],
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_exclude=fp32_nodes(graph, spec),
+            extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]} if normalised else {},
         )
         return out.read_bytes()
+
+
+def fp32_nodes(graph: Any, spec: NetworkSpec) -> list[str]:
+    """The quantizable nodes of ``graph`` (an ONNX GraphProto) that stay fp32: those in ``spec.int8_fp32``'s
+    scopes, and those that read nothing computed from the first input (the image)."""
+    from_image = {spec.inputs[0][0]}
+    keep, matched = [], set()
+    for node in graph.node:  # ONNX keeps nodes in topological order
+        if any(name in from_image for name in node.input):
+            from_image.update(node.output)
+        elif node.op_type in QUANTIZED_OPS:
+            keep.append(node.name)
+            continue
+        scope = next((s for s in spec.int8_fp32 if node.name.startswith(f"/{s}/")), None)
+        if scope is not None and node.op_type in QUANTIZED_OPS:
+            keep.append(node.name)
+            matched.add(scope)
+    for scope in sorted(set(spec.int8_fp32) - matched):
+        log.warning(
+            "int8 for %s: no node of scope %s in its graph; it is quantized like the rest",
+            spec.key,
+            scope,
+        )
+    return keep
+
+
+def feeds_instance_norm(graph: Any) -> bool:
+    """Whether a convolution's output in ``graph`` goes straight into an instance normalisation."""
+    consumers: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    return any(
+        consumers.get(out, set()) & set(INSTANCE_NORM_OPS)
+        for node in graph.node
+        if node.op_type == "Conv"
+        for out in node.output
+    )
 
 
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]

@@ -32,7 +32,7 @@ from henshin.filters.networks import (
 )
 from henshin.filters.style import arbitrary
 from henshin.kernels.masks import is_torch
-from henshin.nets.multistyle import NUM_STYLES, load_multistyle
+from henshin.nets.multistyle import INT8_FP32, NUM_STYLES, load_multistyle
 from henshin.runtimes import build, has_module
 from henshin.types import FaceContext, FilterSpec
 
@@ -248,7 +248,7 @@ class StyleFilter(Filter):
             source = {"module": self.net} if self.net is not None else {"onnx": self._path}
             return build(options, "multistyle26", [("image", (3, h, w)), ("style_weights", (NUM_STYLES,))],
                          batched=(True, False), free_size=True, calibration=lambda: calibration_crops(h, w),
-                         **source)
+                         int8_fp32=INT8_FP32, **source)
 
         return runtime_for_shape(self._runtimes, (3, h, w), make)
 
