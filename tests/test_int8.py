@@ -196,3 +196,41 @@ def test_multistyle26_keeps_only_its_named_layers_and_the_style_path_in_fp32(tmp
     matmuls = [n for n in graph.node if n.op_type == "MatMul"]
     assert matmuls and not any(set(n.input) & dequantized for n in matmuls)
     assert not any(out in quantized for n in graph.node if n.op_type == "Conv" for out in n.output)
+
+
+def test_precision_auto_checks_int8_on_the_cpu_and_runs_what_the_check_keeps(tmp_path, monkeypatch):
+    import importlib
+
+    builder = importlib.import_module("henshin.runtimes.build")  # the module; the package exports its function
+    asked = []
+
+    def verdict(keep):
+        def int8_file(spec, options, fp32, runtime="onnxruntime"):
+            asked.append(runtime)
+            return quantize.int8_file(spec, options, fp32, runtime) if keep else None
+
+        return int8_file
+
+    net = SmallStyleNet().eval()
+    monkeypatch.setattr(builder, "int8_file", verdict(False))
+    runtime = _build(tmp_path, "auto", net)
+    assert asked == ["onnxruntime"] and runtime.precision == "fp32"  # checked, not kept: fp32 runs
+    monkeypatch.setattr(quantize, "_decide", lambda spec, doc, path, runtime="onnxruntime": path)
+    monkeypatch.setattr(builder, "int8_file", verdict(True))
+    runtime = _build(tmp_path, "auto", net)
+    assert asked == ["onnxruntime"] * 2 and runtime.precision == "int8"
+    crop = _crops()[0][0]
+    assert _psnr(_build(tmp_path, None, net)(crop), runtime(crop)) >= quantize.MIN_PSNR_DB
+
+
+def test_precision_auto_is_the_default_off_the_cpu():
+    from types import SimpleNamespace
+
+    from henshin.runtimes.build import resolve_precision
+
+    auto = RuntimeOptions(precision="auto")
+    assert resolve_precision(auto, "onnxruntime", SimpleNamespace(provider="cpu")).precision == "int8"
+    assert resolve_precision(auto, "onnxruntime", SimpleNamespace(provider="cuda")).precision is None
+    assert resolve_precision(auto, "torch").precision is None
+    assert resolve_precision(auto, "tensorrt", SimpleNamespace(provider="tensorrt")).precision is None
+    assert resolve_precision(RuntimeOptions(precision="fp32"), "onnxruntime").precision == "fp32"

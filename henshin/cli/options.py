@@ -28,9 +28,10 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
                         "directml, rocm, migraphx or webgpu (default auto; `henshin doctor` lists what this "
                         "machine offers)")
     p.add_argument("--precision", default=None, metavar="P",
-                   help="fp32, fp16, bf16 or int8 (default: fp16 on a GPU, fp32 on the CPU; int8: ONNX Runtime's "
-                        "static quantization, run on the CPU by ONNX Runtime or OpenVINO, kept only where it is "
-                        "faster and within 35 dB of fp32)")
+                   help="fp32, fp16, bf16, int8 or auto (default: fp16 on a GPU, fp32 on the CPU; int8: ONNX "
+                        "Runtime's static quantization, run on the CPU by ONNX Runtime or OpenVINO, kept only where "
+                        "it is faster and within 35 dB of fp32; auto: the default, but int8 on the CPU wherever "
+                        "that check keeps it, checked once per network and cached)")
     p.add_argument("--device", default=None, metavar="DEV",
                    help="cpu, cuda or cuda:N; gpu, gpu.N or npu with --runtime openvino (default: the runtime's best)")
     p.add_argument("--compile", action="store_true", help="torch runtime: compile the network with torch.compile")

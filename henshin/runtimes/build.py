@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,8 @@ def build(options: RuntimeOptions | None, key: str, inputs: Sequence[tuple[str, 
 def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
     """Build the runtime ``options`` ask for (``auto`` resolved), ready to call."""
     name = choose_runtime(options.runtime, spec.module is not None)
+    offer = offer_for(name, options.provider, options.device, survey()) if name in ("onnxruntime", "tensorrt") else None
+    options = resolve_precision(options, name, offer)
     if options.precision == "int8" and name not in ("onnxruntime", "openvino"):
         raise OptionError(INT8_REFUSED)
     if name == "torch":
@@ -51,11 +54,26 @@ def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
         else:
             runtime = OpenVinoRuntime(spec, options, path)
     else:  # onnxruntime, or tensorrt: ONNX Runtime with a TensorRT provider
-        offer = offer_for(name, options.provider, options.device, survey())
         runtime = _onnx_runtime(spec, options, offer)
     _announce(f"runtime for {spec.key}: {describe(runtime)}"
               + (" (chosen by auto)" if options.runtime == "auto" else ""))
     return runtime
+
+
+def resolve_precision(options: RuntimeOptions, runtime: str, offer: Any = None) -> RuntimeOptions:
+    """``--precision auto`` made definite for the runtime chosen: int8 where the network runs on a CPU
+    through ONNX Runtime's CPU provider or OpenVINO (its check keeps it only where it is faster and
+    within 35 dB, else fp32 runs), otherwise the default (fp16 on CUDA, fp32 on the CPU)."""
+    if options.precision != "auto":
+        return options
+    on_cpu = False
+    if runtime == "onnxruntime":
+        on_cpu = offer is not None and offer.provider == "cpu"
+    elif runtime == "openvino":
+        from henshin.runtimes.openvino_devices import openvino_device
+
+        on_cpu = openvino_device(options.device, None)[0] == "CPU"
+    return dataclasses.replace(options, precision="int8" if on_cpu else None)
 
 
 def _onnx_runtime(spec: NetworkSpec, options: RuntimeOptions, offer: Any) -> OnnxRuntime:

@@ -27,7 +27,7 @@ RuntimeName = Literal["auto", "torch", "onnxruntime", "tensorrt", "openvino"]
 DEVICE = re.compile(r"cpu|cuda(:\d+)?|gpu(\.\d+)?|npu")
 RUNTIMES = ("auto", "torch", "onnxruntime", "tensorrt", "openvino")
 ONNX_RUNTIMES = ("onnxruntime", "tensorrt", "openvino")  # the runtimes that run an ONNX export
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
+Precision = Literal["fp32", "fp16", "bf16", "int8", "auto"]
 INT8_REFUSED = ("--precision int8 is ONNX Runtime's static quantization, run on the CPU by ONNX Runtime's CPU "
                 "provider or by OpenVINO; use --runtime onnxruntime (or auto) with the CPU provider, or --runtime "
                 "openvino, without --device cuda, or drop --precision int8.")
@@ -88,7 +88,9 @@ class RuntimeOptions:
 
     runtime: RuntimeName = "auto"
     device: str | None = None  # "cpu", "cuda", "cuda:1" (OpenVINO: "gpu", "gpu.1", "npu"); None: the runtime's best
-    precision: Precision | None = None  # None: fp16 on CUDA, fp32 on the CPU; int8: ONNX Runtime or OpenVINO, CPU
+    # None: fp16 on CUDA, fp32 on the CPU; int8: ONNX Runtime or OpenVINO, CPU; auto: as None, but int8 on
+    # the CPU where its check keeps it (``henshin.runtimes.build.resolve_precision``)
+    precision: Precision | None = None
     max_batch: int = 8
     compile: bool = False  # torch.compile
     cuda_graphs: bool = False
@@ -107,8 +109,8 @@ class RuntimeOptions:
                 raise OptionError(f"--provider applies to --runtime onnxruntime; drop it or use --runtime onnxruntime "
                                   f"instead of {self.runtime}.")
             self.runtime = "onnxruntime"  # a provider named under auto asks for ONNX Runtime
-        if self.precision not in (None, "fp32", "fp16", "bf16", "int8"):
-            raise OptionError(f"--precision expects fp32, fp16, bf16 or int8, got {self.precision!r}.")
+        if self.precision not in (None, "fp32", "fp16", "bf16", "int8", "auto"):
+            raise OptionError(f"--precision expects fp32, fp16, bf16, int8 or auto, got {self.precision!r}.")
         if self.precision == "int8" and (self.runtime in ("torch", "tensorrt")
                                          or self.provider not in ("auto", "cpu")
                                          or (self.device or "").startswith("cuda")):
@@ -148,7 +150,7 @@ def check_available(options: RuntimeOptions) -> None:
     if options.runtime == "openvino":
         from henshin.runtimes.openvino_devices import openvino_device
 
-        openvino_device(options.device, options.precision)
+        openvino_device(options.device, None if options.precision == "auto" else options.precision)
         return
     wants_gpu = (options.device or "").startswith("cuda") or options.precision in ("fp16", "bf16")
     if not wants_gpu:
