@@ -2,8 +2,9 @@
 
 mediapipe's graph logic is done in torch (``henshin.nets.facemesh``): every face's mesh of a
 call runs in one batch from its ROI (from the previous landmarks, or a detection turned by its
-eyes); the short-range detector runs on the whole frame and on small-face tiles, all rectangles
-of one size in one batch, when a face may be missing. The bookkeeping is ``FaceTracker``'s.
+eyes); the full-range detector (the one the mediapipe backend runs) runs on the whole frame and
+on small-face tiles, all rectangles of one size in one batch, when a face may be missing. The
+bookkeeping is ``FaceTracker``'s.
 
 The networks are read once from the TFLite files in the mediapipe wheel and cached under the
 compiled cache, keyed by the file's SHA-256, so a later run needs no mediapipe import.
@@ -33,8 +34,11 @@ from henshin.engine.trackbase import (
 )
 from henshin.errors import ModelError
 
+# The full-range detector (as the mediapipe backend): its sparse weights are densified once, at
+# conversion. ``henshin.nets.facemesh`` also decodes the short-range one (mediapipe's face mesh
+# graph detects with it), which the tracker does not use.
 MODEL_FILES = {
-    "detector": ("face_detection", "face_detection_short_range.tflite"),
+    "full_detector": ("face_detection", "face_detection_full_range_sparse.tflite"),
     "mesh": ("face_landmark", "face_landmark.tflite"),
 }
 PRESENCE = 0.5
@@ -79,7 +83,7 @@ def load_face_networks(device: str = "cpu", cache_dir: Path | None = None) -> An
         else:
             spec, constants = GraphSpec.from_json(cached[0]), cached[1]
         nets[name] = TFLiteNet(spec, constants).eval()
-    return FaceNetworks(nets["detector"], nets["mesh"]).to(torch.device(device))
+    return FaceNetworks(nets["full_detector"], nets["mesh"]).to(torch.device(device))
 
 
 def _cache_folder(cache_dir: Path | None, options_type: Any) -> Path:
@@ -158,18 +162,26 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 class TorchBackend:
-    """mediapipe's short-range detector and face mesh in torch (``--tracker torch``), stateless:
+    """mediapipe's full-range detector and face mesh in torch (``--tracker torch``), stateless:
     every call runs all its items in one batch (crops of every face and frame by one
     ``grid_sample``, detector inputs of every rectangle of one size together).
 
     ``dtype``: the networks' precision (fp32; fp16 or bf16 where it holds, see docs/tracker.md);
-    the crops, the decoding and the landmarks stay fp32.
+    the crops, the decoding and the landmarks stay fp32. ``min_score``: the detector's threshold
+    (the tracker's ``min_confidence``, as the mediapipe backend's detector is given).
     """
 
-    def __init__(self, device: str = "cpu", networks: Any = None, dtype: str = "fp32") -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        networks: Any = None,
+        dtype: str = "fp32",
+        min_score: float = 0.5,
+    ) -> None:
         import torch
 
         self.device = torch.device(device)
+        self.min_score = min_score
         nets = networks if networks is not None else load_face_networks(device)
         self.nets = (
             nets if dtype == "fp32" else copy.deepcopy(nets).to(getattr(torch, DTYPES[dtype]))
@@ -194,7 +206,7 @@ class TorchBackend:
             for (rw, rh), group in by_size.items():
                 crops = torch.cat([_cut(frames[i], rects[i]) for i in group])
                 scale = np.array([rw, rh], np.float32)
-                for i, det in zip(group, self.nets.detect(crops), strict=True):
+                for i, det in zip(group, self.nets.detect(crops, self.min_score), strict=True):
                     origin = np.array(rects[i][:2], np.float32)
                     for box, kp in zip(
                         det.boxes.cpu().numpy(), det.keypoints.cpu().numpy(), strict=True
