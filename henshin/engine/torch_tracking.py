@@ -34,13 +34,16 @@ from henshin.engine.trackbase import (
 )
 from henshin.errors import ModelError
 
-# The full-range detector (as the mediapipe backend): its sparse weights are densified once, at
-# conversion. ``henshin.nets.facemesh`` also decodes the short-range one (mediapipe's face mesh
-# graph detects with it), which the tracker does not use.
 MODEL_FILES = {
-    "full_detector": ("face_detection", "face_detection_full_range_sparse.tflite"),
+    "full_range": ("face_detection", "face_detection_full_range_sparse.tflite"),
+    "short_range": ("face_detection", "face_detection_short_range.tflite"),
     "mesh": ("face_landmark", "face_landmark.tflite"),
 }
+# The tracker detects with the full-range model, as the mediapipe backend does (its sparse weights
+# are densified once, at conversion). The short-range one is what mediapipe's own face mesh graph
+# detects with: ``load_face_networks(detector="short_range")`` runs that graph's exact logic.
+DETECTORS = ("full_range", "short_range")
+TRACKER_NETWORKS = ("full_range", "mesh")
 PRESENCE = 0.5
 # The eye contours of mediapipe's mesh (subject's right eye first, as the iris points 468-472).
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -49,7 +52,7 @@ IRIS_RADIUS = 0.19  # of the eye's width: an iris is about 11.7 mm across an eye
 
 
 def model_paths() -> dict[str, Path]:
-    """The two TFLite files inside the installed mediapipe wheel (found without importing it)."""
+    """The TFLite files inside the installed mediapipe wheel (found without importing it)."""
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
         return {}
@@ -58,8 +61,11 @@ def model_paths() -> dict[str, Path]:
     return paths if all(p.is_file() for p in paths.values()) else {}
 
 
-def load_face_networks(device: str = "cpu", cache_dir: Path | None = None) -> Any:
-    """mediapipe's detector and mesh as one torch module on ``device``, converted once and cached."""
+def load_face_networks(
+    device: str = "cpu", cache_dir: Path | None = None, detector: str = "full_range"
+) -> Any:
+    """mediapipe's detector (``full_range``, the tracker's, or ``short_range``) and mesh as one
+    torch module on ``device``, converted once and cached."""
     import torch
 
     from henshin.nets.facemesh import FaceNetworks
@@ -69,8 +75,10 @@ def load_face_networks(device: str = "cpu", cache_dir: Path | None = None) -> An
 
     folder = _cache_folder(cache_dir, RuntimeOptions)
     paths = model_paths()
+    if detector not in DETECTORS:
+        raise ValueError(f"expected a detector of {DETECTORS}, got {detector!r}")
     nets = {}
-    for name in MODEL_FILES:
+    for name in (detector, "mesh"):
         cached = _cached_conversion(folder, name, paths.get(name), read_cached)
         if cached is None:
             if name not in paths:
@@ -83,7 +91,7 @@ def load_face_networks(device: str = "cpu", cache_dir: Path | None = None) -> An
         else:
             spec, constants = GraphSpec.from_json(cached[0]), cached[1]
         nets[name] = TFLiteNet(spec, constants).eval()
-    return FaceNetworks(nets["full_detector"], nets["mesh"]).to(torch.device(device))
+    return FaceNetworks(nets[detector], nets["mesh"]).to(torch.device(device))
 
 
 def _cache_folder(cache_dir: Path | None, options_type: Any) -> Path:
@@ -321,7 +329,7 @@ def check_available(cache_dir: Path | None = None) -> None:
     from henshin.runtimes.options import RuntimeOptions
 
     folder = _cache_folder(cache_dir, RuntimeOptions)
-    if any(_cached_conversion(folder, name, None, read_cached) is None for name in MODEL_FILES):
+    if any(_cached_conversion(folder, n, None, read_cached) is None for n in TRACKER_NETWORKS):
         raise ModelError(
             "the torch tracker needs mediapipe's face models once, to convert them: install "
             "mediapipe (pip install 'henshin[mediapipe]'), run once, and it works without it after."
