@@ -176,3 +176,19 @@ def test_without_mediapipe_the_torch_tracker_runs_from_its_cached_conversion(tmp
         PeopleMasker()
     with pytest.raises(OptionError, match="--tracker mediapipe needs the mediapipe package"):
         resolve_tracker("mediapipe", None)
+
+
+def test_a_large_frame_is_area_averaged_before_the_detector(networks):
+    from henshin.samples import render_frames
+
+    # a 32 px face in 1280x720: straight into the full-range detector's 192 px input (bilinear,
+    # no low-pass, as mediapipe's letterbox), the aliased suit takes the round mission badge for
+    # a face (0.54) and the face mesh confirms it; area-averaged to 640 first (as the mediapipe
+    # backend does), only the face is there
+    spec = SampleSpec(width=1280, height=720, frames=24, face_height=0.24, shift=0.02)
+    frame = render_frames(spec)[0]
+    counts = {}
+    for limit in (640, 1280):
+        tracker = FaceTracker(TrackerConfig(), TorchBackend(networks=networks, detect_size=limit))
+        counts[limit] = len(tracker.track(frame).faces)
+    assert counts == {640: 1, 1280: 2}

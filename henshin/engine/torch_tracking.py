@@ -176,7 +176,9 @@ class TorchBackend:
 
     ``dtype``: the networks' precision (fp32; fp16 or bf16 where it holds, see docs/tracker.md);
     the crops, the decoding and the landmarks stay fp32. ``min_score``: the detector's threshold
-    (the tracker's ``min_confidence``, as the mediapipe backend's detector is given).
+    (the tracker's ``min_confidence``, as the mediapipe backend's detector is given);
+    ``detect_size``: a rectangle larger than this is area-averaged down to it before the detector
+    (the tracker's ``detect_size``, as the mediapipe backend does).
     """
 
     def __init__(
@@ -185,11 +187,12 @@ class TorchBackend:
         networks: Any = None,
         dtype: str = "fp32",
         min_score: float = 0.5,
+        detect_size: int = 640,
     ) -> None:
         import torch
 
         self.device = torch.device(device)
-        self.min_score = min_score
+        self.min_score, self.detect_size = min_score, detect_size
         nets = networks if networks is not None else load_face_networks(device)
         self.nets = (
             nets if dtype == "fp32" else copy.deepcopy(nets).to(getattr(torch, DTYPES[dtype]))
@@ -212,7 +215,9 @@ class TorchBackend:
             by_size.setdefault((x1 - x0, y1 - y0), []).append(i)
         with torch.no_grad():
             for (rw, rh), group in by_size.items():
-                crops = torch.cat([_cut(frames[i], rects[i]) for i in group])
+                crops = _shrink(
+                    torch.cat([_cut(frames[i], rects[i]) for i in group]), self.detect_size
+                )
                 scale = np.array([rw, rh], np.float32)
                 for i, det in zip(group, self.nets.detect(crops, self.min_score), strict=True):
                     origin = np.array(rects[i][:2], np.float32)
@@ -290,6 +295,20 @@ class TorchBackend:
                 for k in ("centres", "sides", "rotations")
             )
         )
+
+
+def _shrink(crops: Any, limit: int) -> Any:
+    """Crops whose long side is over ``limit`` area-averaged down to it (aspect kept, sizes rounded
+    as OpenCV's resize rounds them). The detector's own letterbox samples bilinearly without a
+    low-pass, and from a 1280-pixel frame to its 192 that aliases texture into faces: on the
+    sample clip a round badge at 0.54, with a face mesh that took it (presence 0.99)."""
+    from torch.nn import functional as F
+
+    h, w = crops.shape[-2:]
+    scale = limit / max(h, w)
+    if scale >= 1:
+        return crops
+    return F.interpolate(crops, size=(round(h * scale), round(w * scale)), mode="area")
 
 
 def _cut(frame: Any, rect: Rect) -> Any:
