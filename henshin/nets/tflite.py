@@ -1,19 +1,24 @@
 """TFLite graphs as torch modules: the reader of mediapipe's face networks.
 
-mediapipe ships its face detector (BlazeFace) and face mesh as TFLite flatbuffers inside its
-wheel. ``read_tflite`` parses one (with the flatbuffer schema module the wheel ships) into a
-``GraphSpec`` — the operators in execution order and their options — plus the constant
-tensors, with the fp16 weights behind ``DEQUANTIZE`` operators turned into fp32 and the
-layouts transposed for torch (TFLite convolutions are OHWI, depthwise 1HWC). ``TFLiteNet``
-runs such a spec with torch operators, NCHW inside, so one module serves both networks on
-CPU or CUDA, batched, and exports to ONNX.
+mediapipe ships its face detectors (BlazeFace, short and full range) and face mesh as TFLite
+flatbuffers inside its wheel. ``read_tflite`` parses one (with the flatbuffer schema module the
+wheel ships) into a ``GraphSpec`` — the operators in execution order and their options — plus
+the constant tensors, with the sparse weights behind ``DENSIFY`` operators made dense
+(``henshin.nets.tflite_sparse``), the fp16 weights behind ``DEQUANTIZE`` operators turned into
+fp32 and the layouts transposed for torch (TFLite convolutions are OHWI, depthwise 1HWC).
+``TFLiteNet`` runs such a spec with torch operators, NCHW inside, so one module serves every
+network on CPU or CUDA, batched, and exports to ONNX.
 
-Strict: an operator that is not understood, a constant that no operator uses, or a weight
-whose shape does not fit its operator is a ``ModelError`` naming it.
+Strict: an operator that is not understood, a constant that no operator uses, sparse weights
+that do not fit their tensor, or a weight whose shape does not fit its operator is a
+``ModelError`` naming it; the graph is run once at conversion and every operator's output must
+have the shape the file declares.
 
 Conventions that differ from torch (and that the public torch ports get wrong): TFLite's
 ``SAME`` padding puts the odd pixel after (bottom/right), so a 3×3 stride-2 convolution of
-an even input pads (0, 1), not (1, 1); ``RESHAPE`` and ``CONCATENATION`` work on NHWC.
+an even input pads (0, 1), not (1, 1); ``RESHAPE`` and ``CONCATENATION`` work on NHWC;
+``DEPTH_TO_SPACE`` orders channels block-row, block-column, then depth (torch's
+``pixel_shuffle`` puts depth first).
 """
 
 from __future__ import annotations
