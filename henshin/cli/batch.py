@@ -46,9 +46,9 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read and check the whole list, then convert it."""
     check_ray_options(args)
+    settings = job_from_args(args, Path(), Path())  # the options first: --in-dir makes --out-dir
     rows = _files(args)
     check_pairs(rows, args.overwrite, str(args.manifest))
-    settings = job_from_args(args, Path(), Path())
     if args.ray:
         return run_distributed_cli(args, settings, [(src, dst) for _, src, dst in rows])
     return _one_by_one(args, settings, rows)

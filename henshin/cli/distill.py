@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from henshin.cli.options import add_tracker_option, check_count, parse_param_pairs, resolve_tracker
+from henshin.cli.options import (
+    add_tracker_option,
+    check_count,
+    parse_param_pairs,
+    resolve_tracker,
+    resolve_tracker_precision,
+)
 from henshin.errors import InputNotFoundError, OptionError
 
 log = logging.getLogger("henshin")
@@ -113,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     check_count("--batch", args.batch, 1)
     device = _device(args.device)
     tracker, tracker_device = resolve_tracker(args.tracker, None if device == "cpu" else device)
+    tracker_dtype = resolve_tracker_precision(args.tracker_precision, tracker, tracker_device)
     params = parse_param_pairs(args.param)
     check_chain(args.filter, params)
     return DistillConfig(
@@ -128,6 +135,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         device=device,
         tracker=tracker,
         tracker_device=tracker_device,
+        tracker_dtype=tracker_dtype,
         work_dir=args.work_dir,
         overwrite=args.overwrite,
         progress=not args.quiet and sys.stderr.isatty(),

@@ -34,6 +34,7 @@ class DistillConfig:
     device: str = "cpu"
     tracker: str = "mediapipe"  # the face tracker's backend (--tracker, resolved) and its device
     tracker_device: str = "cpu"
+    tracker_dtype: str = "fp32"  # the torch tracker's networks (--tracker-precision, resolved)
     work_dir: Path | None = None
     overwrite: bool = False
     seed: int = 0
@@ -86,6 +87,7 @@ class DistillConfig:
             # another tracker cuts slightly other crops; named only when not mediapipe, so the work
             # folders of runs from before --tracker existed still resume
             **({"tracker": self.tracker} if self.tracker != "mediapipe" else {}),
+            **({"tracker_dtype": self.tracker_dtype} if self.tracker_dtype != "fp32" else {}),
         }
 
     def train_key(self) -> dict[str, Any]:

@@ -234,7 +234,9 @@ class PairMaker:
                             self.teacher.graph,
                             CentredSmoother(RADIUS),
                             TrackerConfig(
-                                kind=self.config.tracker, device=self.config.tracker_device
+                                kind=self.config.tracker,
+                                device=self.config.tracker_device,
+                                dtype=self.config.tracker_dtype,
                             ),
                             float(source.frame_rate),
                             CutConfig(),

@@ -2,8 +2,9 @@
 
 mediapipe's graph logic is done in torch (``henshin.nets.facemesh``): every face's mesh of a
 call runs in one batch from its ROI (from the previous landmarks, or a detection turned by its
-eyes); the short-range detector runs on the whole frame and on small-face tiles, all rectangles
-of one size in one batch, when a face may be missing. The bookkeeping is ``FaceTracker``'s.
+eyes); the full-range detector (the one the mediapipe backend runs) runs on the whole frame and
+on small-face tiles, all rectangles of one size in one batch, when a face may be missing. The
+bookkeeping is ``FaceTracker``'s.
 
 The networks are read once from the TFLite files in the mediapipe wheel and cached under the
 compiled cache, keyed by the file's SHA-256, so a later run needs no mediapipe import.
@@ -34,9 +35,15 @@ from henshin.engine.trackbase import (
 from henshin.errors import ModelError
 
 MODEL_FILES = {
-    "detector": ("face_detection", "face_detection_short_range.tflite"),
+    "full_range": ("face_detection", "face_detection_full_range_sparse.tflite"),
+    "short_range": ("face_detection", "face_detection_short_range.tflite"),
     "mesh": ("face_landmark", "face_landmark.tflite"),
 }
+# The tracker detects with the full-range model, as the mediapipe backend does (its sparse weights
+# are densified once, at conversion). The short-range one is what mediapipe's own face mesh graph
+# detects with: ``load_face_networks(detector="short_range")`` runs that graph's exact logic.
+DETECTORS = ("full_range", "short_range")
+TRACKER_NETWORKS = ("full_range", "mesh")
 PRESENCE = 0.5
 # The eye contours of mediapipe's mesh (subject's right eye first, as the iris points 468-472).
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -45,7 +52,7 @@ IRIS_RADIUS = 0.19  # of the eye's width: an iris is about 11.7 mm across an eye
 
 
 def model_paths() -> dict[str, Path]:
-    """The two TFLite files inside the installed mediapipe wheel (found without importing it)."""
+    """The TFLite files inside the installed mediapipe wheel (found without importing it)."""
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
         return {}
@@ -54,8 +61,11 @@ def model_paths() -> dict[str, Path]:
     return paths if all(p.is_file() for p in paths.values()) else {}
 
 
-def load_face_networks(device: str = "cpu", cache_dir: Path | None = None) -> Any:
-    """mediapipe's detector and mesh as one torch module on ``device``, converted once and cached."""
+def load_face_networks(
+    device: str = "cpu", cache_dir: Path | None = None, detector: str = "full_range"
+) -> Any:
+    """mediapipe's detector (``full_range``, the tracker's, or ``short_range``) and mesh as one
+    torch module on ``device``, converted once and cached."""
     import torch
 
     from henshin.nets.facemesh import FaceNetworks
@@ -65,8 +75,10 @@ def load_face_networks(device: str = "cpu", cache_dir: Path | None = None) -> An
 
     folder = _cache_folder(cache_dir, RuntimeOptions)
     paths = model_paths()
+    if detector not in DETECTORS:
+        raise ValueError(f"expected a detector of {DETECTORS}, got {detector!r}")
     nets = {}
-    for name in MODEL_FILES:
+    for name in (detector, "mesh"):
         cached = _cached_conversion(folder, name, paths.get(name), read_cached)
         if cached is None:
             if name not in paths:
@@ -79,7 +91,7 @@ def load_face_networks(device: str = "cpu", cache_dir: Path | None = None) -> An
         else:
             spec, constants = GraphSpec.from_json(cached[0]), cached[1]
         nets[name] = TFLiteNet(spec, constants).eval()
-    return FaceNetworks(nets["detector"], nets["mesh"]).to(torch.device(device))
+    return FaceNetworks(nets[detector], nets["mesh"]).to(torch.device(device))
 
 
 def _cache_folder(cache_dir: Path | None, options_type: Any) -> Path:
@@ -158,18 +170,29 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 class TorchBackend:
-    """mediapipe's short-range detector and face mesh in torch (``--tracker torch``), stateless:
+    """mediapipe's full-range detector and face mesh in torch (``--tracker torch``), stateless:
     every call runs all its items in one batch (crops of every face and frame by one
     ``grid_sample``, detector inputs of every rectangle of one size together).
 
     ``dtype``: the networks' precision (fp32; fp16 or bf16 where it holds, see docs/tracker.md);
-    the crops, the decoding and the landmarks stay fp32.
+    the crops, the decoding and the landmarks stay fp32. ``min_score``: the detector's threshold
+    (the tracker's ``min_confidence``, as the mediapipe backend's detector is given);
+    ``detect_size``: a rectangle larger than this is area-averaged down to it before the detector
+    (the tracker's ``detect_size``, as the mediapipe backend does).
     """
 
-    def __init__(self, device: str = "cpu", networks: Any = None, dtype: str = "fp32") -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        networks: Any = None,
+        dtype: str = "fp32",
+        min_score: float = 0.5,
+        detect_size: int = 640,
+    ) -> None:
         import torch
 
         self.device = torch.device(device)
+        self.min_score, self.detect_size = min_score, detect_size
         nets = networks if networks is not None else load_face_networks(device)
         self.nets = (
             nets if dtype == "fp32" else copy.deepcopy(nets).to(getattr(torch, DTYPES[dtype]))
@@ -192,9 +215,11 @@ class TorchBackend:
             by_size.setdefault((x1 - x0, y1 - y0), []).append(i)
         with torch.no_grad():
             for (rw, rh), group in by_size.items():
-                crops = torch.cat([_cut(frames[i], rects[i]) for i in group])
+                crops = _shrink(
+                    torch.cat([_cut(frames[i], rects[i]) for i in group]), self.detect_size
+                )
                 scale = np.array([rw, rh], np.float32)
-                for i, det in zip(group, self.nets.detect(crops), strict=True):
+                for i, det in zip(group, self.nets.detect(crops, self.min_score), strict=True):
                     origin = np.array(rects[i][:2], np.float32)
                     for box, kp in zip(
                         det.boxes.cpu().numpy(), det.keypoints.cpu().numpy(), strict=True
@@ -272,6 +297,20 @@ class TorchBackend:
         )
 
 
+def _shrink(crops: Any, limit: int) -> Any:
+    """Crops whose long side is over ``limit`` area-averaged down to it (aspect kept, sizes rounded
+    as OpenCV's resize rounds them). The detector's own letterbox samples bilinearly without a
+    low-pass, and from a 1280-pixel frame to its 192 that aliases texture into faces: on the
+    sample clip a round badge at 0.54, with a face mesh that took it (presence 0.99)."""
+    from torch.nn import functional as F
+
+    h, w = crops.shape[-2:]
+    scale = limit / max(h, w)
+    if scale >= 1:
+        return crops
+    return F.interpolate(crops, size=(round(h * scale), round(w * scale)), mode="area")
+
+
 def _cut(frame: Any, rect: Rect) -> Any:
     x0, y0, x1, y1 = rect
     return frame[:, :, y0:y1, x0:x1]
@@ -309,7 +348,7 @@ def check_available(cache_dir: Path | None = None) -> None:
     from henshin.runtimes.options import RuntimeOptions
 
     folder = _cache_folder(cache_dir, RuntimeOptions)
-    if any(_cached_conversion(folder, name, None, read_cached) is None for name in MODEL_FILES):
+    if any(_cached_conversion(folder, n, None, read_cached) is None for n in TRACKER_NETWORKS):
         raise ModelError(
             "the torch tracker needs mediapipe's face models once, to convert them: install "
             "mediapipe (pip install 'henshin[mediapipe]'), run once, and it works without it after."

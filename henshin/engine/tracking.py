@@ -68,7 +68,12 @@ def open_backend(config: TrackerConfig) -> TrackerBackend:
     if config.kind == "torch":
         from henshin.engine.torch_tracking import TorchBackend
 
-        return TorchBackend(config.device, dtype=config.dtype)
+        return TorchBackend(
+            config.device,
+            dtype=config.dtype,
+            min_score=config.min_confidence,
+            detect_size=config.detect_size,
+        )
     from henshin.engine.mediapipe_tracking import MediapipeBackend
 
     return MediapipeBackend(config)

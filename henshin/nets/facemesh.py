@@ -1,13 +1,18 @@
-"""mediapipe's face detector (BlazeFace, short range) and face mesh, and their decoding, in torch.
+"""mediapipe's face detectors (BlazeFace short and full range) and face mesh, and their decoding, in torch.
 
 The networks are mediapipe's own, read from the TFLite files of its wheel (``henshin.nets.tflite``).
 What the graphs around them do is written here from mediapipe's graph files
-(``face_detection_short_range_common.pbtxt``, ``face_landmark_*.pbtxt``) and calculators:
+(``face_detection.pbtxt`` with the options of ``face_detection_short_range.pbtxt`` and
+``face_detection_full_range.pbtxt``, ``face_landmark_*.pbtxt``) and calculators:
 
-- detection input: the frame letterboxed into 128×128 (aspect kept, zero border), RGB in [-1, 1];
-- SSD anchors (``SsdAnchorsCalculator``: 4 layers, strides 8/16/16/16, fixed size, two anchors per
-  layer: 16·16·2 + 8·8·6 = 896), boxes decoded with scale 128 and the anchor centre
-  (``TensorsToDetectionsCalculator``, x before y), scores sigmoid of the clipped logit ≥ 0.5;
+- detection input: the frame letterboxed into the detector's square (128×128 short range,
+  192×192 full range; aspect kept, zero border), RGB in [-1, 1];
+- SSD anchors (``SsdAnchorsCalculator``, fixed size, anchor centres): short range 4 layers of
+  strides 8/16/16/16, two anchors per layer (16·16·2 + 8·8·6 = 896); full range one layer of
+  stride 4, one anchor a cell (no interpolated-scale anchor: 48·48 = 2304); boxes decoded with
+  the input's side as scale and the anchor centre (``TensorsToDetectionsCalculator``, x before
+  y), scores sigmoid of the logit clipped to ±100, kept from 0.5 (the Python solution's
+  ``min_detection_confidence``, which replaces the graphs' 0.5 and 0.6);
 - weighted non-maximum suppression (``NonMaxSuppressionCalculator`` WEIGHTED, IoU > 0.3): each
   kept detection is the score-weighted mean of the boxes and keypoints it suppresses, with the
   best one's score;
@@ -29,9 +34,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from henshin.errors import ModelError
 from henshin.nets.tflite import TFLiteNet
 
-DETECT_SIZE = 128
 MESH_SIZE = 192
 MESH_POINTS = 468
 MIN_SCORE = 0.5
@@ -41,14 +46,26 @@ SCORE_CLIP = 100.0
 EYE_CORNERS = (33, 263)  # left side of the left eye, right side of the right eye
 
 
-def ssd_anchors() -> Tensor:
-    """The 896 anchor centres (x, y) of the short-range detector, normalised to [0, 1]."""
+@dataclass(frozen=True)
+class DetectorSpec:
+    """One of mediapipe's face detectors: its input side and its anchor layers, (stride, anchors
+    per cell) with the layers of one stride merged (they share a grid)."""
+
+    name: str
+    size: int
+    layers: tuple[tuple[int, int], ...]
+
+
+SHORT_RANGE = DetectorSpec("short range", 128, ((8, 2), (16, 6)))
+FULL_RANGE = DetectorSpec("full range", 192, ((4, 1),))
+DETECTORS = {d.size: d for d in (SHORT_RANGE, FULL_RANGE)}
+
+
+def ssd_anchors(detector: DetectorSpec = FULL_RANGE) -> Tensor:
+    """The detector's anchor centres (A, 2), x then y, normalised to [0, 1]."""
     rows = []
-    for stride, per_cell in (
-        (8, 2),
-        (16, 6),
-    ):  # layers of one stride share a grid: 1×2 and 3×2 anchors
-        cells = -(-DETECT_SIZE // stride)
+    for stride, per_cell in detector.layers:
+        cells = -(-detector.size // stride)
         ys, xs = torch.meshgrid(torch.arange(cells), torch.arange(cells), indexing="ij")
         centres = torch.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], dim=-1).reshape(-1, 1, 2)
         rows.append(centres.expand(-1, per_cell, 2).reshape(-1, 2))
@@ -66,10 +83,11 @@ class Detections:
 
 
 def decode_detections(
-    regressors: Tensor, logits: Tensor, anchors: Tensor
+    regressors: Tensor, logits: Tensor, anchors: Tensor, size: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Raw outputs (N, 896, 16) and (N, 896, 1) to boxes (N, 896, 4), keypoints (N, 896, 6, 2), scores."""
-    raw = regressors / DETECT_SIZE
+    """Raw outputs (N, A, 16) and (N, A, 1) of a detector with input side ``size`` to boxes
+    (N, A, 4), keypoints (N, A, 6, 2) and scores (N, A)."""
+    raw = regressors / size
     centre = raw[..., 0:2] + anchors
     size = raw[..., 2:4]
     boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1)
@@ -118,11 +136,11 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-12)
 
 
-def letterbox(images: Tensor) -> tuple[Tensor, Tensor]:
-    """Frames (N, 3, H, W) in [0, 255] to the detector's input (N, 3, 128, 128) in [-1, 1], the
+def letterbox(images: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Frames (N, 3, H, W) in [0, 255] to the detector's input (N, 3, size, size) in [-1, 1], the
     aspect kept (black bars), and the (scale, offset) per frame that maps its points back: (N, 4).
 
-    As mediapipe does: the frame's centred square of side max(H, W) warped to 128×128 with plain
+    As mediapipe does: the frame's centred square of side max(H, W) warped to size×size with plain
     bilinear sampling (no low-pass first) and a zero border.
     """
     n, _, h, w = images.shape
@@ -132,9 +150,9 @@ def letterbox(images: Tensor) -> tuple[Tensor, Tensor]:
         images.new_full((n,), float(side)).float(),
         images.new_zeros(n).float(),
     )
-    matrices = roi_matrices(rois, DETECT_SIZE)
+    matrices = roi_matrices(rois, size)
     index = torch.arange(n, device=images.device)
-    inputs = warp_squares(images.float(), index, matrices, DETECT_SIZE, border="zeros")
+    inputs = warp_squares(images.float(), index, matrices, size, border="zeros")
     # normalised detector coordinates -> normalised frame coordinates
     mapping = images.new_tensor(
         [side / w, side / h, (side - w) / (2 * side), (side - h) / (2 * side)]
@@ -235,19 +253,22 @@ def project_landmarks(raw: Tensor, matrices: Tensor, sides: Tensor) -> Tensor:
 
 
 class FaceNetworks(torch.nn.Module):
-    """The detector and the mesh together, on one device, in one precision."""
+    """A detector (short or full range, told apart by its input side) and the mesh together, on
+    one device, in one precision."""
 
     def __init__(self, detector: TFLiteNet, mesh: TFLiteNet) -> None:
         super().__init__()
         self.detector, self.mesh = detector, mesh
-        self.register_buffer("anchors", ssd_anchors(), persistent=False)
+        self.detector_spec = detector_spec(detector)
+        self.register_buffer("anchors", ssd_anchors(self.detector_spec), persistent=False)
 
     def detect(self, frames: Tensor, min_score: float = MIN_SCORE) -> list[Detections]:
         """Faces in each frame (N, 3, H, W) in [0, 255], normalised to the frame."""
-        inputs, mapping = letterbox(frames)
+        size = self.detector_spec.size
+        inputs, mapping = letterbox(frames, size)
         regressors, logits = self.detector(inputs.to(self.dtype))
         boxes, keypoints, scores = decode_detections(
-            regressors.float(), logits.float(), self.anchors.float()
+            regressors.float(), logits.float(), self.anchors.float(), size
         )
         found = []
         for i in range(len(frames)):
@@ -269,3 +290,17 @@ class FaceNetworks(torch.nn.Module):
         """The networks' precision (fp32 as converted; fp16 or bf16 after ``.to(dtype)``); the
         crops, the decoding and the landmarks stay fp32."""
         return next(self.mesh.parameters()).dtype
+
+
+def detector_spec(net: TFLiteNet) -> DetectorSpec:
+    """Which of mediapipe's detectors ``net`` is: its square input's side names it, and its
+    outputs must have one row per anchor of that detector."""
+    _, h, w, _ = net.spec.shapes[net.spec.inputs[0]]
+    spec = DETECTORS.get(h) if h == w else None
+    if spec is None:
+        raise ModelError(f"expected a face detector with a 128 or 192 square input, got {h}x{w}.")
+    anchors = len(ssd_anchors(spec))
+    rows = [net.spec.shapes[o][1] for o in net.spec.outputs]
+    if rows != [anchors, anchors]:
+        raise ModelError(f"expected the {spec.name} detector's {anchors} boxes, got {rows}.")
+    return spec

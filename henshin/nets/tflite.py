@@ -1,19 +1,24 @@
 """TFLite graphs as torch modules: the reader of mediapipe's face networks.
 
-mediapipe ships its face detector (BlazeFace) and face mesh as TFLite flatbuffers inside its
-wheel. ``read_tflite`` parses one (with the flatbuffer schema module the wheel ships) into a
-``GraphSpec`` — the operators in execution order and their options — plus the constant
-tensors, with the fp16 weights behind ``DEQUANTIZE`` operators turned into fp32 and the
-layouts transposed for torch (TFLite convolutions are OHWI, depthwise 1HWC). ``TFLiteNet``
-runs such a spec with torch operators, NCHW inside, so one module serves both networks on
-CPU or CUDA, batched, and exports to ONNX.
+mediapipe ships its face detectors (BlazeFace, short and full range) and face mesh as TFLite
+flatbuffers inside its wheel. ``read_tflite`` parses one (with the flatbuffer schema module the
+wheel ships) into a ``GraphSpec`` — the operators in execution order and their options — plus
+the constant tensors, with the sparse weights behind ``DENSIFY`` operators made dense
+(``henshin.nets.tflite_sparse``), the fp16 weights behind ``DEQUANTIZE`` operators turned into
+fp32 and the layouts transposed for torch (TFLite convolutions are OHWI, depthwise 1HWC).
+``TFLiteNet`` runs such a spec with torch operators, NCHW inside, so one module serves every
+network on CPU or CUDA, batched, and exports to ONNX.
 
-Strict: an operator that is not understood, a constant that no operator uses, or a weight
-whose shape does not fit its operator is a ``ModelError`` naming it.
+Strict: an operator that is not understood, a constant that no operator uses, sparse weights
+that do not fit their tensor, or a weight whose shape does not fit its operator is a
+``ModelError`` naming it; the graph is run once at conversion and every operator's output must
+have the shape the file declares.
 
 Conventions that differ from torch (and that the public torch ports get wrong): TFLite's
 ``SAME`` padding puts the odd pixel after (bottom/right), so a 3×3 stride-2 convolution of
-an even input pads (0, 1), not (1, 1); ``RESHAPE`` and ``CONCATENATION`` work on NHWC.
+an even input pads (0, 1), not (1, 1); ``RESHAPE`` and ``CONCATENATION`` work on NHWC;
+``DEPTH_TO_SPACE`` orders channels block-row, block-column, then depth (torch's
+``pixel_shuffle`` puts depth first).
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from henshin.errors import ModelError
+from henshin.nets.tflite_sparse import Level, SparsityError, densify
 
 SUPPORTED = (
     "CONV_2D",
+    "RESIZE_BILINEAR",
+    "DEPTH_TO_SPACE",
     "DEPTHWISE_CONV_2D",
     "ADD",
     "RELU",
@@ -114,21 +122,17 @@ def read_tflite(path: Path) -> tuple[GraphSpec, dict[str, Tensor]]:
     graph = model.subgraphs[0]
     names = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
 
+    dense: dict[int, np.ndarray] = {}  # DENSIFY outputs, each to be read by one operator
+    taken: set[int] = set()
+
     def raw(index: int) -> np.ndarray | None:
+        if index in dense:
+            taken.add(index)
+            return dense[index]
         t = graph.tensors[index]
-        data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
-        if data is None or len(data) == 0:
-            return None
-        dtype = {
-            S.TensorType.FLOAT32: np.float32,
-            S.TensorType.FLOAT16: np.float16,
-            S.TensorType.INT32: np.int32,
-        }.get(t.type)
-        if dtype is None:
-            raise ModelError(
-                f"{path}: tensor {t.name.decode()} has a type henshin does not read ({t.type})."
-            )
-        return np.frombuffer(bytes(data), dtype=dtype).reshape(list(t.shape))
+        if t.sparsity is not None:
+            raise ModelError(f"{path}: sparse tensor {t.name.decode()} is read without DENSIFY.")
+        return _buffer(S, model, t, path)
 
     constants: dict[int, np.ndarray] = {}
     nodes: list[Node] = []
@@ -136,6 +140,9 @@ def read_tflite(path: Path) -> tuple[GraphSpec, dict[str, Tensor]]:
         code = model.operatorCodes[op.opcodeIndex]
         kind = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
         ins, outs = [int(i) for i in op.inputs], [int(o) for o in op.outputs]
+        if kind == "DENSIFY":  # a sparse constant stored once, made dense here
+            dense[outs[0]] = _densified(S, model, graph, ins[0], outs[0], path)
+            continue
         if kind == "DEQUANTIZE":  # fp16 weights stored once, read as fp32: fold into a constant
             value = raw(ins[0])
             if value is None:
@@ -153,6 +160,8 @@ def read_tflite(path: Path) -> tuple[GraphSpec, dict[str, Tensor]]:
             if i >= 0 and i not in constants and (value := raw(i)) is not None:
                 constants[i] = value
         nodes.append(Node(kind, ins, outs, _options(kind, op.builtinOptions)))
+    if set(dense) - taken:
+        raise ModelError(f"{path}: densified tensors {sorted(set(dense) - taken)} are never read.")
     shapes = {i: [int(d) for d in t.shape] for i, t in enumerate(graph.tensors)}
     spec = GraphSpec(
         [int(i) for i in graph.inputs],
@@ -161,7 +170,71 @@ def read_tflite(path: Path) -> tuple[GraphSpec, dict[str, Tensor]]:
         nodes,
         shapes,
     )
-    return spec, _torch_constants(spec, constants, path)
+    weights = _torch_constants(spec, constants, path)
+    _check_shapes(spec, weights, path)
+    return spec, weights
+
+
+def _buffer(S: Any, model: Any, t: Any, path: Path) -> np.ndarray | None:
+    """A tensor's constant data in its own shape, or None when it has none (an activation)."""
+    data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+    if data is None or len(data) == 0:
+        return None
+    dtype = _dtype(S, t, path)
+    values = np.frombuffer(bytes(data), dtype=dtype)
+    if t.sparsity is not None:
+        return values  # the non-zero values only: DENSIFY places them
+    if values.size != int(np.prod(t.shape)):
+        raise ModelError(
+            f"{path}: tensor {t.name.decode()} holds {values.size} values for shape {list(t.shape)}."
+        )
+    return values.reshape(list(t.shape))
+
+
+def _dtype(S: Any, t: Any, path: Path) -> Any:
+    dtype = {
+        S.TensorType.FLOAT32: np.float32,
+        S.TensorType.FLOAT16: np.float16,
+        S.TensorType.INT32: np.int32,
+    }.get(t.type)
+    if dtype is None:
+        raise ModelError(
+            f"{path}: tensor {t.name.decode()} has a type henshin does not read ({t.type})."
+        )
+    return dtype
+
+
+def _densified(S: Any, model: Any, graph: Any, source: int, target: int, path: Path) -> np.ndarray:
+    """A DENSIFY's sparse constant as the dense array its output declares (same type and shape)."""
+    t, out = graph.tensors[source], graph.tensors[target]
+    name = t.name.decode()
+    if t.sparsity is None or out.sparsity is not None:
+        raise ModelError(f"{path}: DENSIFY of {name} does not turn a sparse tensor dense.")
+    if t.type != out.type or list(t.shape) != list(out.shape):
+        raise ModelError(f"{path}: DENSIFY of {name} changes its type or shape.")
+    values = _buffer(S, model, t, path)
+    if values is None:
+        raise ModelError(f"{path}: DENSIFY reads {name}, which is not a constant.")
+    s = t.sparsity
+    levels = [
+        Level(
+            int(d.format),
+            int(d.denseSize),
+            None if d.arraySegments is None else np.asarray(d.arraySegments.values, np.int64),
+            None if d.arrayIndices is None else np.asarray(d.arrayIndices.values, np.int64),
+        )
+        for d in (s.dimMetadata or [])
+    ]
+    try:
+        return densify(
+            values,
+            [int(d) for d in t.shape],
+            [int(d) for d in (s.traversalOrder if s.traversalOrder is not None else [])],
+            [int(d) for d in (s.blockMap if s.blockMap is not None else [])],
+            levels,
+        )
+    except SparsityError as exc:
+        raise ModelError(f"{path}: sparse tensor {name}: {exc}.") from None
 
 
 def _options(kind: str, options: Any) -> dict[str, Any]:
@@ -178,6 +251,9 @@ def _options(kind: str, options: Any) -> dict[str, Any]:
         "axis",
         "dilationHFactor",
         "dilationWFactor",
+        "alignCorners",
+        "halfPixelCenters",
+        "blockSize",
     ):
         if hasattr(options, key):
             out[key] = int(getattr(options, key))
@@ -228,6 +304,14 @@ def _torch_constants(
         elif node.op == "PAD":
             node.options["paddings"] = constants[ins[1]].astype(int).tolist()
             used.add(ins[1])
+        elif node.op == "RESIZE_BILINEAR":
+            node.options["size"] = constants[ins[1]].astype(int).tolist()
+            used.add(ins[1])
+            if (node.options["alignCorners"], node.options["halfPixelCenters"]) == (0, 0):
+                # TF1's resize (corners at 0 and size, no half-pixel offset) has no torch twin
+                raise ModelError(
+                    f"{path}: RESIZE_BILINEAR without half-pixel centres is not supported."
+                )
         elif node.op == "RESHAPE" and len(ins) > 1 and ins[1] in constants:
             node.options["newShape"] = constants[ins[1]].astype(int).tolist()
             used.add(ins[1])
@@ -301,6 +385,13 @@ class TFLiteNet(nn.Module):
             if o["padding"] == 0:
                 x = self._pad_same(x, kernel, stride, (1, 1), value=float("-inf"))
             return _activate(F.max_pool2d(x, kernel, stride), o.get("activation"))
+        if op == "RESIZE_BILINEAR":
+            # half-pixel centres (the source clamped at the edges) is torch's align_corners=False
+            return F.interpolate(
+                values[ins[0]], o["size"], mode="bilinear", align_corners=bool(o["alignCorners"])
+            )
+        if op == "DEPTH_TO_SPACE":
+            return _depth_to_space(values[ins[0]], o["blockSize"])
         if op == "RESHAPE":
             x = self._as_tflite(values[ins[0]])
             shape = list(o["newShape"])
@@ -326,6 +417,35 @@ class TFLiteNet(nn.Module):
     def _as_tflite(x: Tensor) -> Tensor:
         """NCHW (inside) to TFLite's NHWC; other ranks are already in TFLite's layout."""
         return x.permute(0, 2, 3, 1) if x.dim() == 4 else x
+
+
+def _depth_to_space(x: Tensor, block: int) -> Tensor:
+    """TFLite DEPTH_TO_SPACE on NCHW: input channel (i·block + j)·C + c goes to pixel (i, j) of
+    its block, channel c (TensorFlow's depth-column-row order; torch's pixel_shuffle is c-first)."""
+    n, depth, h, w = x.shape
+    c = depth // (block * block)
+    x = x.reshape(n, block, block, c, h, w).permute(0, 3, 4, 1, 5, 2)
+    return x.reshape(n, c, h * block, w * block)
+
+
+def _check_shapes(spec: GraphSpec, weights: dict[str, Tensor], path: Path) -> None:
+    """Run the graph once at its declared input shape: every operator's output must have the
+    shape the file declares (so every weight fits the tensor it is applied to)."""
+    net = TFLiteNet(spec, weights)
+    shape = spec.shapes[spec.inputs[0]]
+    values: dict[int, Tensor] = {spec.inputs[0]: torch.zeros(shape).permute(0, 3, 1, 2)}
+    with torch.no_grad():
+        for node in spec.nodes:
+            try:
+                out = net._run(node, values)
+            except (RuntimeError, ValueError) as exc:
+                raise ModelError(f"{path}: {node.op} -> tensor {node.outputs[0]}: {exc}") from None
+            got, want = list(TFLiteNet._as_tflite(out).shape), spec.shapes[node.outputs[0]]
+            if got != want:
+                raise ModelError(
+                    f"{path}: {node.op} gives tensor {node.outputs[0]} shape {got}, the file says {want}."
+                )
+            values[node.outputs[0]] = out
 
 
 def _activate(x: Tensor, activation: str | None) -> Tensor:
