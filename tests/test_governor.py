@@ -151,6 +151,15 @@ def test_the_governor_follows_the_late_frames_not_the_average():
     assert spike.index == 0
 
 
+def test_a_level_whose_frames_are_mostly_late_is_left_within_a_few_frames():
+    governor = Governor(100.0, ladder(256, faces=True, filter_steps=0), hold_frames=15)
+    moved = [governor.observe(latency) for latency in (140.0, 60.0, 150.0, 130.0, 90.0)]
+    assert moved == [False, False, False, False, True] and governor.index == 1  # median of the last 5: 130
+    for _ in range(14):
+        governor.observe(50.0)  # no room to climb yet: climbing waits the whole hold
+    assert governor.index == 1
+
+
 def test_the_governor_never_moves_while_the_budget_is_met():
     governor = Governor(100.0, ladder(256, faces=True, filter_steps=3), hold_frames=1)
     rng = np.random.default_rng(0)

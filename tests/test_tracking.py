@@ -102,3 +102,24 @@ def test_streams_tracked_together_equal_each_tracked_alone(networks):
                 assert np.abs(a.landmarks - b.landmarks).max() < 1e-2
     # the meshes of all three streams went to the backend together, one call a step mostly
     assert max(streams_per_call) == 3 and len(streams_per_call) < 2 * 3
+
+
+@pytest.mark.parametrize("kind", ["mediapipe", "torch"])
+def test_a_warmed_tracker_tracks_exactly_as_a_cold_one(kind, request):
+    """Live readies the tracker before its clock starts (the detector run once, spare meshes made
+    and run on a blank square); the faces it then finds are the ones a cold tracker finds."""
+    frames, _ = _clip(SampleSpec(width=640, height=360, frames=6, faces=2))
+    networks = (lambda: request.getfixturevalue("networks")) if kind == "torch" else None
+    cold, warm = _tracker(kind, networks), _tracker(kind, networks)
+    warm.warm()
+    if kind == "mediapipe":
+        assert len(warm.backend._spare) == warm.config.max_faces
+    try:
+        for image in frames:
+            a, b = cold(image), warm(image)
+            assert [f.track_id for f in a] == [f.track_id for f in b] and len(a) == 2
+            for fa, fb in zip(a, b, strict=True):
+                np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=1e-4)
+    finally:
+        cold.close()
+        warm.close()

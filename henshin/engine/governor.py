@@ -11,7 +11,8 @@ capture→result latencies of the last ``HOLD_FRAMES`` frames run at the current
 level (their 90th percentile, ``TAIL``), since a viewer sees the late frames, not
 the average: when it is over the budget it steps down, below ``ROOM`` × the
 budget it climbs back, at most once per ``HOLD_FRAMES`` frames, so that each
-step shows its effect first. At level 0 nothing is changed.
+step shows its effect first; a level whose last few frames are mostly over the
+budget (their median) is left at once. At level 0 nothing is changed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ ROOM = 0.6  # climb back once the tail is under this share of the budget
 # within the budget. A mean hid the late frames: two faces at 720p averaged 73 ms with the
 # governor content while one frame in a hundred took over 150 ms.
 TAIL = 0.9
+# A level whose frames are mostly late is left sooner: once the median of the last ``hold_frames // 3``
+# frames (at least 3) is over the budget. Leaving late is what a viewer sees; climbing stays slow.
+QUICK_SHARE = 3
 CROP_SIDES = (192, 160)  # a 256 crop's governed sides; other sizes scale alike
 DETECT_SLOWER = 4  # the detector's cadence divided by this
 # A face whose landmarks moved on average less than this share of its width keeps its result: about
@@ -115,8 +119,11 @@ class Governor:
             return False
         self._recent.append(latency_ms)
         self._since += 1
+        quick = max(3, self.hold_frames // QUICK_SHARE)
         if self._since < self.hold_frames:
-            return False
+            last = sorted(list(self._recent)[-quick:])
+            late = self._since >= quick and last[len(last) // 2] > self.budget_ms
+            return self._step(+1) if late and self.index < len(self.levels) - 1 else False
         tail = self.tail()
         if tail > self.budget_ms and self.index < len(self.levels) - 1:
             return self._step(+1)

@@ -37,7 +37,7 @@ from henshin.types import Face, Frame
 
 log = logging.getLogger("henshin")
 
-WARM_UP_TRACK = -2  # the track id a filter's warm-up run is given (never a real face)
+WARM_UP_TRACK = -2  # the track ids a filter's warm-up runs are given: this one and below (never a real face)
 RUN_ENDED = "the run has ended; the command was not applied."
 
 Reply = Callable[[str | None], None]  # called once a control line is applied: None, or the error's sentence
@@ -386,23 +386,34 @@ def draw_figures(image: np.ndarray, text: str) -> np.ndarray:
 
 
 def warm_up(stages: FaceStages, width: int, height: int) -> None:
-    """Open the stages and run every network once on blank input before the clock starts, so the first frames are not late."""
+    """Open the stages and run every network once on blank input before the clock starts, so the first frames are not late.
+
+    The tracker is readied for ``max_faces`` faces, and fully convolutional face networks run at
+    one face and at ``max_faces`` faces: a runtime's first run at a larger batch grows its memory (ONNX
+    Runtime, the default network with two faces: 100 ms against 68 once grown).
+    """
     from henshin.engine.stages import to_spec
     from henshin.types import FaceContext, FilterSpec
 
-    stages.open()
+    stages.open(warm=True)
     for link in stages.graph.links:
         spec = link.filter.spec
         if spec.consumes == "landmarks":
             continue
         side = (spec.size, spec.size) if spec.consumes == "crops" else (height, width)
-        shape = (1, 3, *side) if spec.layout == "NCHW" else (1, *side, 3)
-        blank = to_spec(np.zeros(shape, np.float32), FilterSpec(layout=spec.layout, value_range=spec.value_range), spec)
-        state = link.filter.start_track(WARM_UP_TRACK)
-        try:
-            link.filter.process(blank, [FaceContext(WARM_UP_TRACK, state)])
-        finally:
-            link.filter.end_track(WARM_UP_TRACK, state)
+        # (fully convolutional face networks: the cheap ones live runs; a heavy network's first large
+        # batch costs little beside its own time, and warming it would cost seconds)
+        several = spec.consumes == "crops" and spec.free_size
+        batches = sorted({1, stages.tracker_config.max_faces}) if several else [1]
+        for batch in batches:
+            shape = (batch, 3, *side) if spec.layout == "NCHW" else (batch, *side, 3)
+            blank = to_spec(np.zeros(shape, np.float32), FilterSpec(layout=spec.layout, value_range=spec.value_range), spec)
+            states = [link.filter.start_track(WARM_UP_TRACK - i) for i in range(batch)]
+            try:
+                link.filter.process(blank, [FaceContext(WARM_UP_TRACK - i, st) for i, st in enumerate(states)])
+            finally:
+                for i, st in enumerate(states):
+                    link.filter.end_track(WARM_UP_TRACK - i, st)
 
 
 def process_frame(stages: FaceStages, frame: Frame, stats: RunStats | None = None) -> Work:

@@ -44,6 +44,7 @@ class MediapipeBackend:
         self._detector = self._mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=config.min_confidence
         )
+        self._spare: list[Any] = []  # meshes made and run once ahead of the faces that will need them
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """The frame as it is: each graph is fed its own (brightened) cut."""
@@ -78,8 +79,8 @@ class MediapipeBackend:
             )
             mesh = self._new_mesh()
             landmarks = _mesh_in_region(mesh, frame, region)
-            if landmarks is None:
-                mesh.close()
+            if landmarks is None:  # it found no face, so it holds none: a spare for the next start
+                self._spare.append(mesh)
             out.append(None if landmarks is None else (landmarks, mesh))
         return out
 
@@ -88,13 +89,27 @@ class MediapipeBackend:
         if state is not None:
             state.close()
 
+    def warm(self, faces: int) -> None:
+        """Run the detector once, and make ``faces`` meshes ready: a new mesh's first run builds its
+        TFLite delegate (about 45 ms, measured), which a face entering live would wait for. A mesh
+        that saw only a blank square holds no face, so it starts a face as a new one would."""
+        self._detector.process(np.zeros((self._detect_size * 9 // 16, self._detect_size, 3), np.uint8))
+        blank = np.zeros((MESH_SIZE, MESH_SIZE, 3), np.uint8)
+        while len(self._spare) < faces:
+            mesh = self._make_mesh()
+            mesh.process(blank)
+            self._spare.append(mesh)
+
     def for_thread(self) -> MediapipeBackend:
         """Another backend: mediapipe's graphs are not shared between threads."""
         return MediapipeBackend(self._config)
 
     def close(self) -> None:
-        """Close the detector's graph."""
+        """Close the detector's graph and the spare meshes."""
         self._detector.close()
+        for mesh in self._spare:
+            mesh.close()
+        self._spare.clear()
 
     def _detect_scaled(self, image: np.ndarray, rect: Rect) -> list[Box]:
         x0, y0, x1, y1 = rect
@@ -121,6 +136,9 @@ class MediapipeBackend:
         return out
 
     def _new_mesh(self) -> Any:
+        return self._spare.pop() if self._spare else self._make_mesh()
+
+    def _make_mesh(self) -> Any:
         return self._mp.solutions.face_mesh.FaceMesh(
             static_image_mode=False,
             max_num_faces=1,

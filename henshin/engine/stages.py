@@ -114,10 +114,13 @@ class FaceStages:
         self.quality = FULL  # the live governor's level (offline: always full)
         self._held: dict[tuple[int, int], tuple[np.ndarray, Any]] = {}  # (chain, track) → landmarks, output
 
-    def open(self) -> None:
-        """Allocate what the first frame would otherwise wait for (the tracker's graphs)."""
+    def open(self, warm: bool = False) -> None:
+        """Allocate what the first frame would otherwise wait for (the tracker's graphs); ``warm``
+        also runs them once and readies them for ``max_faces`` faces (live: no late first faces)."""
         if self.graph.needs_faces and self._tracker is None:
             self._tracker = open_tracker(self._tracking_at(self.quality))
+        if warm and self._tracker is not None:
+            self._tracker.warm()
 
     def set_quality(self, level: Level) -> None:
         """Run the next frames at a level of the live governor's ladder (``FULL``: as asked)."""

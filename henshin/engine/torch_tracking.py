@@ -260,6 +260,11 @@ class TorchBackend:
     def release(self, state: Any) -> None:
         """Nothing to free: a face's state is its landmarks."""
 
+    def warm(self, faces: int) -> None:
+        """The detector once on a blank frame (the networks hold no per-face state to make ready)."""
+        blank = self.prepare(np.zeros((self.detect_size * 9 // 16, self.detect_size, 3), np.uint8))
+        self.detect([blank], [(0, 0, self.detect_size, self.detect_size * 9 // 16)])
+
     def for_thread(self) -> TorchBackend:
         """This one: the networks keep no state, and inference runs in any thread."""
         return self

@@ -95,6 +95,10 @@ class TrackerBackend(Protocol):
     def release(self, state: Any) -> None:
         """Free a face's state (its track ended)."""
 
+    def warm(self, faces: int) -> None:
+        """Run the networks once on blank input and have what ``faces`` faces need ready, so that
+        neither the first frame nor the first frame of a new face pays for set-up (live)."""
+
     def for_thread(self) -> TrackerBackend:
         """A backend whose ``detect`` may run in another thread while this one works (``search_behind``)."""
 

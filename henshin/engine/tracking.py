@@ -133,6 +133,10 @@ class FaceTracker:
         """
         return track_streams([self], [image])[0]
 
+    def warm(self) -> None:
+        """Ready the backend for ``max_faces`` faces (live, before the clock starts)."""
+        self.backend.warm(self.config.max_faces)
+
     def end_all(self) -> list[int]:
         """End every track (a shot change, or the end of the stream); returns their ids."""
         ended = sorted(self._started)
