@@ -265,3 +265,33 @@ def test_live_tracking_searches_behind_and_a_new_face_joins():
     assert not [c for c in calls if c[0] in due and c[1] == here]  # due frames ran no detector here
     assert any(c[1].startswith("henshin-search") for c in calls)
     assert counts.index(2) <= 9  # found by the search scheduled at frame 4 or 8
+
+
+def test_live_tracking_looks_at_the_whole_frame_first_and_at_the_small_face_tiles_behind():
+    # A sweep of every tile on the first frame held it 100 ms or more at 720p: live detects on the
+    # whole frame there, and the tiles go to the helper thread (small faces join a few frames later).
+    import threading
+
+    frames, _ = _frames(SampleSpec(width=960, height=540, frames=6, faces=2, face_height=0.6))
+    tracker = FaceTracker(TrackerConfig(max_faces=2, sweep_tiles=False, search_behind=True))
+    calls: list[tuple[int, str]] = []
+    real = MediapipeBackend._detect_scaled
+
+    def counted(self, *args):
+        calls.append((len(counts), threading.current_thread().name))
+        return real(self, *args)
+
+    counts: list[int] = []
+    MediapipeBackend._detect_scaled = counted
+    try:
+        for image in frames:
+            counts.append(len(tracker(image)))
+            if tracker._behind is not None:
+                tracker._behind.result()
+    finally:
+        MediapipeBackend._detect_scaled = real
+        tracker.close()
+    here = threading.current_thread().name
+    assert [c for c in calls if c[0] == 0 and c[1] == here] == [(0, here)]  # the whole frame only
+    assert len([c for c in calls if c[1].startswith("henshin-search")]) > 1  # the tiles, behind
+    assert counts[0] == 2 and counts[-1] == 2

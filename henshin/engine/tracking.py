@@ -169,7 +169,13 @@ class FaceTracker:
         live = len(self._live())
         due = self._frames % cfg.detect_every == 0 and live < cfg.max_faces
         searching = live == 0 or any(t.missing for t in self._tracks)
-        if self._frames == 0 or lost or (due and cfg.sweep_tiles):
+        if (self._frames == 0 or lost) and cfg.search_behind:
+            # Live: the whole frame now, the small-face tiles behind. A sweep of every tile here
+            # held the first frame (and the frame a face was lost) 100 ms or more at 720p.
+            yield from self._add_detected(frame, image.shape, [])
+            if self._tiles(image):
+                self._search_behind(frame, self._tiles(image))
+        elif self._frames == 0 or lost or (due and cfg.sweep_tiles):
             yield from self._add_detected(frame, image.shape, self._tiles(image))
         elif due and cfg.search_behind and not searching:
             h, w = image.shape[:2]
