@@ -104,6 +104,24 @@ def test_streams_tracked_together_equal_each_tracked_alone(networks):
     assert max(streams_per_call) == 3 and len(streams_per_call) < 2 * 3
 
 
+def test_reset_meshes_track_exactly_as_new_ones():
+    """A mesh of an ended track is reset and kept for the next face (this clip moves so fast that
+    every frame refinds both faces, so meshes are reused all along): the same points as new meshes."""
+    frames, _ = _clip(SampleSpec(width=640, height=360, frames=6, faces=2))
+    reused, fresh = FaceTracker(TrackerConfig()), FaceTracker(TrackerConfig())
+    fresh.backend.release = lambda state: state.close() if state is not None else None
+    try:
+        for image in frames:
+            a, b = reused(image), fresh(image)
+            assert [f.track_id for f in a] == [f.track_id for f in b] and len(a) == 2
+            for fa, fb in zip(a, b, strict=True):
+                np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=1e-4)
+        assert reused.backend._reset  # meshes were handed back for reuse
+    finally:
+        reused.close()
+        fresh.close()
+
+
 @pytest.mark.parametrize("kind", ["mediapipe", "torch"])
 def test_a_warmed_tracker_tracks_exactly_as_a_cold_one(kind, request):
     """Live readies the tracker before its clock starts (the detector run once, spare meshes made
