@@ -17,6 +17,7 @@ from henshin.runtimes.onnx_runtime import OnnxRuntime
 from henshin.runtimes.openvino_runtime import OpenVinoRuntime
 from henshin.runtimes.options import (
     RUNTIMES,
+    LazyModule,
     NetworkSpec,
     Runtime,
     RuntimeOptions,
@@ -37,7 +38,7 @@ from henshin.runtimes.providers import (
 from henshin.runtimes.torch_runtime import TorchRuntime
 
 __all__ = [
-    "ONNX_OPSET", "PROVIDERS", "PROVIDER_NAMES", "RUNTIMES", "NetworkSpec", "Offer", "OnnxRuntime", "OpenVinoRuntime",
+    "ONNX_OPSET", "PROVIDERS", "PROVIDER_NAMES", "RUNTIMES", "LazyModule", "NetworkSpec", "Offer", "OnnxRuntime", "OpenVinoRuntime",
     "Runtime", "RuntimeOptions", "Survey", "TorchRuntime",
     "build", "build_runtime", "cache_dir", "cache_key", "check_available", "choose_provider", "choose_runtime",
     "cuda_available", "describe", "survey",

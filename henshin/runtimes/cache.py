@@ -18,7 +18,7 @@ from typing import Any
 from henshin.digest import sha256_file
 from henshin.home import cache_root
 from henshin.outputs import ensure_folder, write_atomic
-from henshin.runtimes.options import NetworkSpec, RuntimeOptions
+from henshin.runtimes.options import LazyModule, NetworkSpec, RuntimeOptions
 
 log = logging.getLogger("henshin")
 KEY = re.compile(r"[0-9a-f]{24}")  # cache_key's length
@@ -41,7 +41,10 @@ def _byte_dtype() -> Any:
 
 def cache_key(spec: NetworkSpec, **parts: Any) -> str:
     """A short key for a compiled artefact: the weights plus everything that shapes it."""
-    weights = weights_hash(spec.module) if spec.module is not None else sha256_file(spec.onnx)
+    if isinstance(spec.module, LazyModule):
+        weights = spec.module.key
+    else:
+        weights = weights_hash(spec.module) if spec.module is not None else sha256_file(spec.onnx)
     doc = json.dumps({"weights": weights, "inputs": spec.shape_key(), "batched": spec.batched, **parts},
                      sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:24]

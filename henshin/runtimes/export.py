@@ -13,7 +13,7 @@ import numpy as np
 from henshin.errors import ModelError, RuntimeUnavailableError
 from henshin.outputs import write_atomic
 from henshin.runtimes.cache import cache_dir, cache_key, read_cached, write_cached
-from henshin.runtimes.options import NetworkSpec, Runtime, RuntimeOptions
+from henshin.runtimes.options import NetworkSpec, Runtime, RuntimeOptions, module_of
 
 log = logging.getLogger("henshin")
 
@@ -53,7 +53,7 @@ def export_onnx(spec: NetworkSpec, target: Path | io.BytesIO) -> None:
     """Export ``spec.module`` as ONNX (opset 17, batch axis dynamic, and height and width with ``free_size``)."""
     import torch
 
-    module = spec.module.eval().float().cpu()
+    module = module_of(spec).eval().float().cpu()
     args = tuple(_example(shape, spec.is_batched(i)) for i, (_, shape) in enumerate(spec.inputs))
     names = [name for name, _ in spec.inputs]
     free = {2: "height", 3: "width"} if spec.free_size else {}
@@ -101,7 +101,7 @@ def parity(spec: NetworkSpec, runtime: Runtime, batch: int = 2, seed: int = 0) -
     inputs = [rng.random((batch, *shape) if spec.is_batched(i) else shape, dtype=np.float32)
               for i, (_, shape) in enumerate(spec.inputs)]
     with torch.inference_mode():
-        want = spec.module.eval().float().cpu()(*[torch.from_numpy(x) for x in inputs]).numpy()
+        want = module_of(spec).eval().float().cpu()(*[torch.from_numpy(x) for x in inputs]).numpy()
     got = runtime(*inputs)
     got = got.detach().float().cpu().numpy() if hasattr(got, "detach") else np.asarray(got, np.float32)
     return float(np.abs(got - want).max())

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from henshin.errors import OptionError, RuntimeUnavailableError
-from henshin.runtimes.options import NetworkSpec, RuntimeOptions
+from henshin.runtimes.options import NetworkSpec, RuntimeOptions, module_of
 
 
 class TorchRuntime:
@@ -29,7 +29,7 @@ class TorchRuntime:
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.precision = precision
         # A copy: moving or casting in place would change the caller's module under it.
-        module = copy.deepcopy(spec.module).eval().to(self.device, self.dtype)
+        module = copy.deepcopy(module_of(spec)).eval().to(self.device, self.dtype)
         if self.device.type == "cuda":
             module = channels_last(module)
         self.module = torch.compile(module, mode="max-autotune-no-cudagraphs") if options.compile else module

@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from henshin.digest import sha256_file
 from henshin.errors import InputNotFoundError, ModelError, OptionError
 from henshin.filters.base import Filter, check_range, register
 from henshin.filters.networks import (
@@ -32,8 +34,8 @@ from henshin.filters.networks import (
 )
 from henshin.filters.style import arbitrary
 from henshin.kernels.masks import is_torch
-from henshin.nets.multistyle import INT8_FP32, NUM_STYLES, load_multistyle
-from henshin.runtimes import build, has_module
+from henshin.nets.multistyle import EXPORT_REVISION, INT8_FP32, NUM_STYLES, load_multistyle
+from henshin.runtimes import LazyModule, build, has_module
 from henshin.types import FaceContext, FilterSpec
 
 # The built-in styles by number, named from how each looks on faces (docs/styles.jpg, made by
@@ -143,6 +145,13 @@ def bundled_model(name: str) -> Path:
     return path
 
 
+@lru_cache(maxsize=4)
+def _file_key(path: Path) -> str:
+    """What stands for multistyle26's weights in cache keys: the bundled file's hash, and the
+    module's name (a change of how the module is built bumps ``EXPORT_REVISION``)."""
+    return f"multistyle26-file-{sha256_file(path)}"
+
+
 # The style of each calibration face (henshin.filters.networks.calibration_faces), one per view.
 CALIBRATION_STYLES = (0, 5, 13, 20, 2, 9, 17, 25)
 
@@ -168,8 +177,13 @@ class StyleFilter(Filter):
         super().__init__(params, runtime, weights)
         self._path = bundled_model("multistyle26")
         # With torch, the same weights as a torch module: one fused graph for every batch and size,
-        # and tensors on the GPU; without it the bundled graph runs as it is.
-        self.net = load_multistyle(self._path) if has_module("torch") and has_module("onnx") else None
+        # and tensors on the GPU; without it the bundled graph runs as it is. The module is made only
+        # when a runtime needs it (torch itself, or an export not yet cached): keyed by the bundled
+        # file, a cached export runs without importing torch.
+        self.net = (
+            LazyModule(lambda: load_multistyle(self._path), _file_key(self._path), EXPORT_REVISION)
+            if has_module("torch") and has_module("onnx") else None
+        )
         self._array, self._device = placement(runtime, has_torch_module=self.net is not None)
         self._weights = style_weights(params)
         self._runtimes: dict[tuple[int, ...], Any] = {}
