@@ -173,8 +173,9 @@ class FaceTracker:
             # Live: the whole frame now, the small-face tiles behind. A sweep of every tile here
             # held the first frame (and the frame a face was lost) 100 ms or more at 720p.
             yield from self._add_detected(frame, image.shape, [])
-            if self._tiles(image):
-                self._search_behind(frame, self._tiles(image))
+            tiles = self._tiles(image)
+            if tiles:
+                self._search_behind(frame, tiles)
         elif self._frames == 0 or lost or (due and cfg.sweep_tiles):
             yield from self._add_detected(frame, image.shape, self._tiles(image))
         elif due and cfg.search_behind and not searching:

@@ -10,6 +10,7 @@ ONNX Runtime with the first provider that offers a device (the CPU last).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -234,8 +235,10 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+@functools.lru_cache(maxsize=1)
 def _nvidia_driver() -> bool:
-    """Whether this machine may have an NVIDIA driver: its kernel module, device or CUDA library."""
+    """Whether this machine may have an NVIDIA driver: its kernel module, device or CUDA library
+    (asked once a process: looking for the library runs ``ldconfig``, about 40 ms)."""
     if sys.platform == "darwin":
         return False
     if os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl"):
