@@ -231,6 +231,32 @@ def test_live_tracking_spreads_the_tile_sweep_over_frames():
     assert max(runs[False][1:]) <= 2
 
 
+def _track_counting_detections(tracker, frames):
+    """Track ``frames`` (closing the tracker after): the faces found in each frame, and each detector
+    run as (frame number, thread name), the helper thread's included. The search behind is waited
+    for after each frame, so its runs count against the frame that scheduled them or the next."""
+    import threading
+
+    calls: list[tuple[int, str]] = []
+    counts: list[int] = []
+    real = MediapipeBackend._detect_scaled
+
+    def counted(self, *args):
+        calls.append((len(counts), threading.current_thread().name))
+        return real(self, *args)
+
+    MediapipeBackend._detect_scaled = counted  # the helper thread's backend too
+    try:
+        for image in frames:
+            counts.append(len(tracker(image)))
+            if tracker._behind is not None:
+                tracker._behind.result()  # the helper's search is done before the next frame comes
+    finally:
+        MediapipeBackend._detect_scaled = real
+        tracker.close()
+    return counts, calls
+
+
 def test_live_tracking_searches_behind_and_a_new_face_joins():
     # Live, the scheduled look for new faces runs in a helper thread: the frame that schedules it
     # calls no detector itself, and a face that appears meanwhile is still found and tracked.
@@ -242,23 +268,7 @@ def test_live_tracking_searches_behind_and_a_new_face_joins():
         x = int(affines[0, 1, 0, 2])
         image[:, max(x, image.shape[1] // 2):] = 40
     tracker = FaceTracker(TrackerConfig(max_faces=2, detect_every=4, sweep_tiles=False, search_behind=True))
-    calls: list[tuple[int, str]] = []
-    real = MediapipeBackend._detect_scaled
-
-    def counted(self, *args):
-        calls.append((len(counts), threading.current_thread().name))
-        return real(self, *args)
-
-    counts: list[int] = []
-    MediapipeBackend._detect_scaled = counted  # the helper thread's backend too
-    try:
-        for image in frames:
-            counts.append(len(tracker(image)))
-            if tracker._behind is not None:
-                tracker._behind.result()  # the helper's search is done before the next frame comes
-    finally:
-        MediapipeBackend._detect_scaled = real
-        tracker.close()
+    counts, calls = _track_counting_detections(tracker, frames)
     assert counts[0] == 1 and counts[-1] == 2  # the second face, uncovered at frame 3, joined
     here = threading.current_thread().name
     due = [i for i in range(1, len(frames)) if i % 4 == 0]
@@ -274,23 +284,7 @@ def test_live_tracking_looks_at_the_whole_frame_first_and_at_the_small_face_tile
 
     frames, _ = _frames(SampleSpec(width=960, height=540, frames=6, faces=2, face_height=0.6))
     tracker = FaceTracker(TrackerConfig(max_faces=2, sweep_tiles=False, search_behind=True))
-    calls: list[tuple[int, str]] = []
-    real = MediapipeBackend._detect_scaled
-
-    def counted(self, *args):
-        calls.append((len(counts), threading.current_thread().name))
-        return real(self, *args)
-
-    counts: list[int] = []
-    MediapipeBackend._detect_scaled = counted
-    try:
-        for image in frames:
-            counts.append(len(tracker(image)))
-            if tracker._behind is not None:
-                tracker._behind.result()
-    finally:
-        MediapipeBackend._detect_scaled = real
-        tracker.close()
+    counts, calls = _track_counting_detections(tracker, frames)
     here = threading.current_thread().name
     assert [c for c in calls if c[0] == 0 and c[1] == here] == [(0, here)]  # the whole frame only
     assert len([c for c in calls if c[1].startswith("henshin-search")]) > 1  # the tiles, behind

@@ -193,14 +193,18 @@ def test_cache_key_follows_weights_shapes_and_settings() -> None:
     assert key != rt.cache_key(spec, precision="fp16")
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "record", "no-record"])
-def test_damaged_onnx_cache_is_rebuilt(fns_file: Path, home: Path, damage: str,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def _cached_export(fns_file: Path) -> tuple[NetworkSpec, RuntimeOptions, Path, bytes, Path]:
+    """A small network exported into the cache: its spec, options, file, bytes and record file."""
     spec = NetworkSpec("fns-test", (("image", (3, 32, 32)),), module=load_transformer(fns_file))
     options = RuntimeOptions(runtime="onnxruntime")
     path = rt.onnx_file(spec, options)
-    good = path.read_bytes()
-    record = path.with_name(path.name + ".json")
+    return spec, options, path, path.read_bytes(), path.with_name(path.name + ".json")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "record", "no-record"])
+def test_damaged_onnx_cache_is_rebuilt(fns_file: Path, home: Path, damage: str,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    spec, options, path, good, record = _cached_export(fns_file)
     if damage == "truncate":
         path.write_bytes(good[: len(good) // 2])
     elif damage == "garbage":
@@ -232,11 +236,7 @@ def test_cached_export_that_does_not_open_is_exported_again(fns_file: Path, home
     import hashlib
     import json
 
-    spec = NetworkSpec("fns-test", (("image", (3, 32, 32)),), module=load_transformer(fns_file))
-    options = RuntimeOptions(runtime="onnxruntime")
-    path = rt.onnx_file(spec, options)
-    good = path.read_bytes()
-    record = path.with_name(path.name + ".json")
+    spec, options, path, good, record = _cached_export(fns_file)
     doc = json.loads(record.read_text())
     path.write_bytes(b"not a graph")
     record.write_text(json.dumps({**doc, "sha256": hashlib.sha256(b"not a graph").hexdigest()}))

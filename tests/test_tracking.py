@@ -104,6 +104,15 @@ def test_streams_tracked_together_equal_each_tracked_alone(networks):
     assert max(streams_per_call) == 3 and len(streams_per_call) < 2 * 3
 
 
+def _assert_same_faces(a: FaceTracker, b: FaceTracker, frames, faces: int) -> None:
+    """Both trackers find ``faces`` faces in every frame, with the same ids and points (1e-4 px)."""
+    for image in frames:
+        got, want = a(image), b(image)
+        assert [f.track_id for f in got] == [f.track_id for f in want] and len(got) == faces
+        for fa, fb in zip(got, want, strict=True):
+            np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=1e-4)
+
+
 def test_reset_meshes_track_exactly_as_new_ones():
     """A mesh of an ended track is reset and kept for the next face (this clip moves so fast that
     every frame refinds both faces, so meshes are reused all along): the same points as new meshes."""
@@ -111,11 +120,7 @@ def test_reset_meshes_track_exactly_as_new_ones():
     reused, fresh = FaceTracker(TrackerConfig()), FaceTracker(TrackerConfig())
     fresh.backend.release = lambda state: state.close() if state is not None else None
     try:
-        for image in frames:
-            a, b = reused(image), fresh(image)
-            assert [f.track_id for f in a] == [f.track_id for f in b] and len(a) == 2
-            for fa, fb in zip(a, b, strict=True):
-                np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=1e-4)
+        _assert_same_faces(reused, fresh, frames, faces=2)
         assert reused.backend._reset  # meshes were handed back for reuse
     finally:
         reused.close()
@@ -133,11 +138,7 @@ def test_a_warmed_tracker_tracks_exactly_as_a_cold_one(kind, request):
     if kind == "mediapipe":
         assert len(warm.backend._spare) == warm.config.max_faces
     try:
-        for image in frames:
-            a, b = cold(image), warm(image)
-            assert [f.track_id for f in a] == [f.track_id for f in b] and len(a) == 2
-            for fa, fb in zip(a, b, strict=True):
-                np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=1e-4)
+        _assert_same_faces(cold, warm, frames, faces=2)
     finally:
         cold.close()
         warm.close()
