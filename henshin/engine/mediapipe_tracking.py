@@ -22,6 +22,7 @@ from henshin.engine.trackbase import (
     Rect,
     Seed,
     TrackerConfig,
+    blank_frame,
     brighten,
     landmark_box,
 )
@@ -102,7 +103,7 @@ class MediapipeBackend:
         """Run the detector once, and make ``faces`` meshes ready: a new mesh's first run builds its
         TFLite delegate (about 45 ms, measured), which a face entering live would wait for. A mesh
         that saw only a blank square holds no face, so it starts a face as a new one would."""
-        self._detector.process(np.zeros((self._detect_size * 9 // 16, self._detect_size, 3), np.uint8))
+        self._detector.process(blank_frame(self._detect_size))
         blank = np.zeros((MESH_SIZE, MESH_SIZE, 3), np.uint8)
         while len(self._spare) < faces:
             mesh = self._make_mesh()

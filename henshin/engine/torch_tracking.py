@@ -30,6 +30,7 @@ from henshin.engine.trackbase import (
     Detection,
     Rect,
     Seed,
+    blank_frame,
     brighten,
 )
 from henshin.errors import ModelError
@@ -262,8 +263,8 @@ class TorchBackend:
 
     def warm(self, faces: int) -> None:
         """The detector once on a blank frame (the networks hold no per-face state to make ready)."""
-        blank = self.prepare(np.zeros((self.detect_size * 9 // 16, self.detect_size, 3), np.uint8))
-        self.detect([blank], [(0, 0, self.detect_size, self.detect_size * 9 // 16)])
+        image = blank_frame(self.detect_size)
+        self.detect([self.prepare(image)], [(0, 0, image.shape[1], image.shape[0])])
 
     def for_thread(self) -> TorchBackend:
         """This one: the networks keep no state, and inference runs in any thread."""

@@ -121,6 +121,11 @@ def brighten(image: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(image, alpha=2 * DARK_LEVEL / level)
 
 
+def blank_frame(width: int) -> np.ndarray:
+    """A black 16:9 frame ``width`` wide: what a backend's warm-up runs its detector on."""
+    return np.zeros((width * 9 // 16, width, 3), np.uint8)
+
+
 def landmark_box(landmarks: np.ndarray) -> Box:
     """(x0, y0, x1, y1) of landmarks (K, 2+) in frame pixels."""
     xy = landmarks[:, :2]
