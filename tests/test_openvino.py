@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +188,46 @@ def test_a_damaged_compiled_model_is_rebuilt_never_used(
         again = rt.build_runtime(spec, _openvino(tmp_path))
     assert not again.from_cache and "does not match its record" in caplog.text
     assert rt.parity(spec, again) < 1e-5
+
+
+def test_free_dimensions_are_compiled_fixed_once_per_shape_and_cached(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A free-size graph runs as fixed-shape models, one per set of input shapes, each cached on disk."""
+    spec = NetworkSpec("tiny", (("x", (3, 16, 16)),), module=_tiny(2), free_size=True)
+    caplog.set_level(logging.INFO, logger="henshin")
+    runtime = rt.build_runtime(spec, _openvino(tmp_path))
+    assert runtime.shaped and "at 1x3x16x16" in caplog.text  # the built size, compiled at start
+    small, wide = np.zeros((1, 3, 16, 16), np.float32), np.zeros((1, 3, 8, 24), np.float32)
+    first = runtime.request_for([small])
+    assert runtime.request_for([small]) is first and runtime.request_for([wide]) is not first
+    for request in (first, runtime.request_for([wide])):
+        assert all(port.get_partial_shape().is_static for port in request.get_compiled_model().inputs)
+    with torch.no_grad():
+        x = torch.rand(2, 3, 8, 24)
+        assert np.abs(runtime(x.numpy()) - spec.module(x).numpy()).max() < 1e-5
+    # A batch runs face by face on the batch-1 model: each face's bytes whatever shares its call.
+    assert np.array_equal(runtime(x.numpy())[1:], runtime(x.numpy()[1:]))
+    caplog.clear()
+    again = rt.build_runtime(spec, _openvino(tmp_path))  # a second run: both shapes from the cache
+    again.request_for([wide])
+    assert again.from_cache and "compiling" not in caplog.text
+    assert len(list(tmp_path.glob("tiny-*.openvino"))) == 2
+
+
+def test_openvino_is_imported_without_its_telemetry() -> None:
+    """``import openvino`` sends a usage event to Google Analytics unless told not to: through henshin
+    its converter takes its own stub (no sender), in a fresh process that imported nothing before."""
+    code = (
+        "import sys\n"
+        "from henshin.runtimes.openvino_devices import core, version\n"
+        "core(); version()\n"
+        "from openvino.tools.ovc import telemetry_utils\n"
+        "assert sys.modules['openvino_telemetry'] is None, sys.modules['openvino_telemetry']\n"
+        "assert telemetry_utils.tm.__name__ == 'openvino.tools.ovc.telemetry_stub', telemetry_utils.tm\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
 
 
 # -- options -----------------------------------------------------------------------------------------

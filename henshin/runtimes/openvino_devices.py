@@ -6,6 +6,7 @@ about devices without importing the runtimes that use the options.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from henshin.errors import OptionError, RuntimeUnavailableError
@@ -13,19 +14,32 @@ from henshin.errors import OptionError, RuntimeUnavailableError
 
 def version() -> str:
     """OpenVINO's version string."""
-    import openvino as ov
-
-    return ov.get_version()
+    return _openvino().get_version()
 
 
 def core() -> Any:
+    return _openvino().Core()
+
+
+def _openvino() -> Any:
+    """The ``openvino`` module, imported without its telemetry.
+
+    Importing ``openvino`` imports its model converter (``openvino.tools.ovc``), which sends a usage
+    event to Google Analytics through the ``openvino_telemetry`` package unless a consent file in
+    the user's home says no (checked with openvino 2026.4: a name lookup of
+    www.google-analytics.com from a forked process). henshin reaches for no network at run time, so
+    that package is hidden before the first import: the converter then takes the stub it ships for
+    when the package is missing, which sends nothing.
+    """
+    if "openvino" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment] # an import of it raises ImportError
     try:
         import openvino as ov
     except ImportError:
         raise RuntimeUnavailableError(
             "OpenVINO is not installed; install it with: pip install 'henshin[openvino]'."
         ) from None
-    return ov.Core()
+    return ov
 
 
 def openvino_devices() -> list[str]:

@@ -208,10 +208,20 @@ def _runner(runtime: str, graph: Path, options: RuntimeOptions) -> Runner:
         core = devices.core()
         device, _ = devices.openvino_device(options.device, "int8")
         config = compile_config(device, "int8", options.threads or os.cpu_count() or 1)
-        request = core.compile_model(
-            core.read_model(str(graph)), device, config
-        ).create_infer_request()
-        return lambda feed: np.array(request.infer(list(feed.values()))[0], copy=True)
+        model = core.read_model(str(graph))
+        requests: dict[tuple[tuple[int, ...], ...], Any] = {}
+
+        def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+            # Fixed to the sample's shapes, as the runtime compiles it (OpenVinoRuntime).
+            shapes = tuple(tuple(a.shape) for a in feed.values())
+            if shapes not in requests:
+                fixed = model.clone()
+                fixed.reshape({port.get_any_name(): list(shape)
+                               for port, shape in zip(fixed.inputs, shapes, strict=True)})
+                requests[shapes] = core.compile_model(fixed, device, config).create_infer_request()
+            return np.array(requests[shapes].infer(list(feed.values()))[0], copy=True)
+
+        return run
     import onnxruntime as ort
 
     so = ort.SessionOptions()
