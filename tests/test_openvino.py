@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import subprocess
 import sys
@@ -213,6 +214,34 @@ def test_free_dimensions_are_compiled_fixed_once_per_shape_and_cached(
     again.request_for([wide])
     assert again.from_cache and "compiling" not in caplog.text
     assert len(list(tmp_path.glob("tiny-*.openvino"))) == 2
+
+
+def test_auto_runs_cpu_networks_on_openvino_where_it_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where ONNX Runtime would run a network on its CPU provider, ``auto`` takes OpenVINO's CPU runtime;
+    an explicit runtime or provider, fp16/bf16, or no OpenVINO leave it with ONNX Runtime."""
+    building = importlib.import_module("henshin.runtimes.build")  # the package re-exports a function of that name
+
+    spec = NetworkSpec("tiny", (("x", (3, 16, 16)),), module=_tiny(3))
+    caplog.set_level(logging.INFO, logger="henshin")
+    chosen = rt.build_runtime(spec, RuntimeOptions(cache_dir=tmp_path))
+    assert isinstance(chosen, rt.OpenVinoRuntime) and chosen.device == "CPU"
+    assert "openvino (CPU, fp32" in caplog.text and "ONNX Runtime provider" not in caplog.text
+    assert rt.parity(spec, chosen) < 1e-5
+    for asked in (
+        RuntimeOptions(runtime="onnxruntime", cache_dir=tmp_path),
+        RuntimeOptions(provider="cpu", cache_dir=tmp_path),
+    ):
+        assert isinstance(rt.build_runtime(spec, asked), rt.OnnxRuntime)
+    assert not building._openvino_takes_cpu(RuntimeOptions(precision="fp16"))
+    assert building._openvino_takes_cpu(RuntimeOptions(precision="int8"))
+    building._openvino_cpu.cache_clear()
+    monkeypatch.setattr(building, "has_module", lambda name: name != "openvino")
+    try:
+        assert isinstance(rt.build_runtime(spec, RuntimeOptions(cache_dir=tmp_path)), rt.OnnxRuntime)
+    finally:
+        building._openvino_cpu.cache_clear()
 
 
 def test_openvino_is_imported_without_its_telemetry() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from henshin.runtimes.options import (
     Runtime,
     RuntimeOptions,
     choose_runtime,
+    has_module,
 )
 from henshin.runtimes.providers import offer_for, survey
 from henshin.runtimes.quantize import int8_file
@@ -38,7 +40,14 @@ def build(options: RuntimeOptions | None, key: str, inputs: Sequence[tuple[str, 
 def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
     """Build the runtime ``options`` ask for (``auto`` resolved), ready to call."""
     name = choose_runtime(options.runtime, spec.module is not None)
-    offer = offer_for(name, options.provider, options.device, survey()) if name in ("onnxruntime", "tensorrt") else None
+    offer = None
+    if name in ("onnxruntime", "tensorrt"):
+        offer = offer_for(name, options.provider, options.device, survey(), note=False)
+        if options.runtime == "auto" and name == "onnxruntime" and offer.provider == "cpu" and _openvino_takes_cpu(options):
+            name, offer = "openvino", None
+            options = dataclasses.replace(options, device="cpu")
+        else:
+            offer = offer_for(name, options.provider, options.device, survey())  # the same, now printed
     options = resolve_precision(options, name, offer)
     if options.precision == "int8" and name not in ("onnxruntime", "openvino"):
         raise OptionError(INT8_REFUSED)
@@ -58,6 +67,27 @@ def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
     _announce(f"runtime for {spec.key}: {describe(runtime)}"
               + (" (chosen by auto)" if options.runtime == "auto" else ""))
     return runtime
+
+
+def _openvino_takes_cpu(options: RuntimeOptions) -> bool:
+    """Whether ``auto`` runs a network that would go to ONNX Runtime's CPU provider on OpenVINO's CPU
+    runtime instead: where OpenVINO is installed and works, for the precisions both run (fp16 and
+    bf16 asked for stay with ONNX Runtime). Compiled for fixed shapes, OpenVINO ran every network
+    henshin has faster on this machine's CPU (1.04-1.6x; docs/runtimes.md)."""
+    return options.precision in (None, "fp32", "int8", "auto") and _openvino_cpu()
+
+
+@functools.lru_cache(maxsize=1)
+def _openvino_cpu() -> bool:
+    """OpenVINO imports and offers the CPU (asked once a process)."""
+    if not has_module("openvino"):
+        return False
+    from henshin.runtimes.openvino_devices import openvino_devices
+
+    try:
+        return any(d.startswith("CPU ") for d in openvino_devices())
+    except Exception:  # noqa: BLE001 - a broken install: ONNX Runtime runs instead
+        return False
 
 
 def resolve_precision(options: RuntimeOptions, runtime: str, offer: Any = None) -> RuntimeOptions:

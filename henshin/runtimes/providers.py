@@ -285,12 +285,14 @@ def choose_provider(
     device: str | None = None,
     among: Sequence[str] = AUTO_ORDER,
     flag: str = "--provider",
+    note: bool = True,
 ) -> Offer:
     """The device to run on for ``--provider requested`` (``auto``: the first of ``among`` that offers one).
 
     ``device`` narrows ``auto``: ``cpu`` takes the CPU provider, ``cuda[:N]`` an
     NVIDIA provider. A provider asked for by name that offers no device is one
-    sentence naming the fix; under ``auto`` it is skipped with one note.
+    sentence naming the fix; under ``auto`` it is skipped with one note (``note``
+    False: the choice is only asked about, nothing is printed).
     """
     if requested not in PROVIDER_NAMES and requested not in PROVIDERS:
         raise OptionError(
@@ -306,10 +308,11 @@ def choose_provider(
     for name in among:
         offers = found.offered(name)
         if offers:
-            note = f"; skipped {', '.join(skipped)}" if skipped else ""
-            _note_once(
-                f"ONNX Runtime provider: {name} on {offers[0].device} (chosen by auto{note})"
-            )
+            if note:
+                why = f"; skipped {', '.join(skipped)}" if skipped else ""
+                _note_once(
+                    f"ONNX Runtime provider: {name} on {offers[0].device} (chosen by auto{why})"
+                )
             return offers[0]
     if device is not None and device.startswith("cuda"):
         raise RuntimeUnavailableError(
@@ -323,11 +326,12 @@ def choose_provider(
     )
 
 
-def offer_for(runtime: str, provider: str, device: str | None, found: Survey) -> Offer:
-    """The device ``--runtime onnxruntime|tensorrt`` with ``--provider`` and ``--device`` runs on (or one sentence)."""
+def offer_for(runtime: str, provider: str, device: str | None, found: Survey, note: bool = True) -> Offer:
+    """The device ``--runtime onnxruntime|tensorrt`` with ``--provider`` and ``--device`` runs on (or one
+    sentence); ``note`` False: ``auto``'s choice is not printed."""
     if runtime == "tensorrt":
         return tensorrt_offer(found)
-    return choose_provider(provider, found, device=device)
+    return choose_provider(provider, found, device=device, note=note)
 
 
 def tensorrt_offer(found: Survey) -> Offer:
