@@ -13,7 +13,7 @@ import pytest
 from henshin.cli.main import main
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.governor import FULL, Governor, Level, ladder
-from henshin.engine.live import LiveConfig, LiveRunner, ladder_for, process_frame
+from henshin.engine.live import WARM_UP_TRACK, LiveConfig, LiveRunner, ladder_for, process_frame
 from henshin.engine.smoothing import OneEuroSmoother
 from henshin.engine.stages import FaceStages
 from henshin.filters.base import Filter, register
@@ -34,7 +34,8 @@ class Slow(Filter):
     name = "test-governed-crops"
     Params = _SlowParams
     delay_s = 0.0
-    sides: list[int] = []
+    sides: list[int] = []  # the crop sides of real faces' runs
+    warmed: list[tuple[int, int]] = []  # (batch, side) of the live warm-up's runs
 
     @property
     def spec(self) -> FilterSpec:
@@ -42,6 +43,9 @@ class Slow(Filter):
 
     def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
         side = batch.shape[-1]
+        if all(face.track_id <= WARM_UP_TRACK for face in faces):
+            type(self).warmed.append((batch.shape[0], side))
+            return 1.0 - batch
         type(self).sides.append(side)
         time.sleep(type(self).delay_s * (side / 128) ** 2)
         return 1.0 - batch
@@ -79,7 +83,7 @@ class SlowFrames(Filter):
 
 @pytest.fixture(autouse=True)
 def _fresh():
-    Slow.delay_s, Slow.sides = 0.0, []
+    Slow.delay_s, Slow.sides, Slow.warmed = 0.0, [], []
     SlowFrames.delay_s, SlowFrames.steps = 0.0, []
 
 
@@ -246,6 +250,9 @@ def test_a_met_budget_changes_no_byte():
     plain.stages.graph.close()
     assert governed.stats.levels == {"full": len(images)}
     assert set(Slow.sides) == {128}
+    # Warmed before the clock at every size the governor may cut, at one face and at max_faces;
+    # with the governor off, at full size only.
+    assert Slow.warmed == [(1, 128), (4, 128), (1, 96), (4, 96), (1, 80), (4, 80), (1, 128), (4, 128)]
     for a, b in zip(governed_sink.images, plain_sink.images, strict=True):
         assert np.array_equal(a, b)
 

@@ -39,6 +39,11 @@ DETECT_SLOWER = 4  # the detector's cadence divided by this
 HOLD_MOTION = 0.02
 
 
+def crop_side(size: int, scale: float) -> int:
+    """The side a free-size crop of ``size`` is cut at when governed to ``scale`` (a multiple of 4)."""
+    return size if scale == 1 else max(4 * round(size * scale / 4), 4)
+
+
 @dataclass(frozen=True)
 class Level:
     """One rung of the ladder: what the engine does differently from full quality.

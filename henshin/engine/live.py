@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +27,13 @@ import cv2
 import numpy as np
 
 from henshin.engine.chains import FilterGraph, apply_command
-from henshin.engine.governor import Governor, Level, ladder
+from henshin.engine.governor import Governor, Level, crop_side, ladder
 from henshin.engine.sinks import Sink, Tee
-from henshin.engine.stages import FaceStages, Work
+from henshin.engine.stages import FaceStages, Work, to_spec
 from henshin.engine.stats import RunStats
 from henshin.engine.steady import steady
 from henshin.errors import HenshinError
-from henshin.types import Face, Frame
+from henshin.types import Face, FaceContext, FilterSpec, Frame
 
 log = logging.getLogger("henshin")
 
@@ -142,7 +142,8 @@ class LiveRunner:
         start = time.perf_counter()
         try:
             try:
-                warm_up(self.stages, self.source.width, self.source.height)
+                scales = [lv.crop_scale for lv in self.governor.levels] if self.governor.budget_ms > 0 else [1.0]
+                warm_up(self.stages, self.source.width, self.source.height, scales)
                 with steady():
                     start = self._started = time.perf_counter()
                     for thread in threads:
@@ -385,35 +386,43 @@ def draw_figures(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-def warm_up(stages: FaceStages, width: int, height: int) -> None:
+def warm_up(stages: FaceStages, width: int, height: int, crop_scales: Sequence[float] = (1.0,)) -> None:
     """Open the stages and run every network once on blank input before the clock starts, so the first frames are not late.
 
     The tracker is readied for ``max_faces`` faces, and fully convolutional face networks run at
-    one face and at ``max_faces`` faces: a runtime's first run at a larger batch grows its memory (ONNX
-    Runtime, the default network with two faces: 100 ms against 68 once grown).
+    one face and at ``max_faces`` faces, at each crop size the governor may cut (``crop_scales``): a
+    runtime's first run at a larger batch grows its memory (ONNX Runtime, the default network with two
+    faces: 100 ms against 68 once grown), and OpenVINO compiles each new shape (0.4 s the first time on
+    a machine, an import of under 0.1 s after), which a frame the governor has just made smaller would
+    otherwise wait for.
     """
-    from henshin.engine.stages import to_spec
-    from henshin.types import FaceContext, FilterSpec
-
     stages.open(warm=True)
     for link in stages.graph.links:
         spec = link.filter.spec
         if spec.consumes == "landmarks":
             continue
-        side = (spec.size, spec.size) if spec.consumes == "crops" else (height, width)
         # (fully convolutional face networks: the cheap ones live runs; a heavy network's first large
         # batch costs little beside its own time, and warming it would cost seconds)
         several = spec.consumes == "crops" and spec.free_size
         batches = sorted({1, stages.tracker_config.max_faces}) if several else [1]
-        for batch in batches:
-            shape = (batch, 3, *side) if spec.layout == "NCHW" else (batch, *side, 3)
-            blank = to_spec(np.zeros(shape, np.float32), FilterSpec(layout=spec.layout, value_range=spec.value_range), spec)
-            states = [link.filter.start_track(WARM_UP_TRACK - i) for i in range(batch)]
-            try:
-                link.filter.process(blank, [FaceContext(WARM_UP_TRACK - i, st) for i, st in enumerate(states)])
-            finally:
-                for i, st in enumerate(states):
-                    link.filter.end_track(WARM_UP_TRACK - i, st)
+        sides = sorted({crop_side(spec.size, scale) for scale in crop_scales}, reverse=True) if several else [spec.size]
+        for size in sides:
+            side = (size, size) if spec.consumes == "crops" else (height, width)
+            sized = dataclasses.replace(spec, size=size) if spec.consumes == "crops" else spec
+            for batch in batches:
+                _warm_run(link.filter, sized, (batch, 3, *side) if spec.layout == "NCHW" else (batch, *side, 3))
+
+
+def _warm_run(filt: Any, spec: FilterSpec, shape: tuple[int, ...]) -> None:
+    """One run of ``filt`` on a blank batch of ``shape``, as warm-up faces that are started and ended."""
+    batch = shape[0]
+    blank = to_spec(np.zeros(shape, np.float32), FilterSpec(layout=spec.layout, value_range=spec.value_range), spec)
+    states = [filt.start_track(WARM_UP_TRACK - i) for i in range(batch)]
+    try:
+        filt.process(blank, [FaceContext(WARM_UP_TRACK - i, st) for i, st in enumerate(states)])
+    finally:
+        for i, st in enumerate(states):
+            filt.end_track(WARM_UP_TRACK - i, st)
 
 
 def process_frame(stages: FaceStages, frame: Frame, stats: RunStats | None = None) -> Work:

@@ -34,7 +34,7 @@ import numpy as np
 from henshin.engine.align import crop_matrix, ffhq_quad
 from henshin.engine.chains import Chain, FilterGraph, Link
 from henshin.engine.composite import Compositor, face_width, paste_background, paste_patches
-from henshin.engine.governor import FULL, Level
+from henshin.engine.governor import FULL, Level, crop_side
 from henshin.engine.people import PeopleMasker
 from henshin.engine.shots import CutConfig, CutDetector
 from henshin.engine.smoothing import Smoother
@@ -144,7 +144,7 @@ class FaceStages:
         spec = link.filter.spec
         if self.quality.crop_scale == 1 or not spec.free_size or spec.consumes != "crops":
             return spec
-        return dataclasses.replace(spec, size=max(4 * round(spec.size * self.quality.crop_scale / 4), 4))
+        return dataclasses.replace(spec, size=crop_side(spec.size, self.quality.crop_scale))
 
     # -- track -----------------------------------------------------------------------------------
 
