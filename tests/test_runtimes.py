@@ -310,6 +310,8 @@ def test_doctor_reports_what_this_machine_has(capsys: pytest.CaptureFixture[str]
     import onnxruntime as ort
     import torch
 
+    from henshin.runtimes.openvino_devices import openvino_devices
+
     assert main(["doctor"]) == 0
     lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if line[:2] in ("ok", "--")}
     assert lines["python"].startswith("ok") and sys.executable in lines["python"]
@@ -320,9 +322,10 @@ def test_doctor_reports_what_this_machine_has(capsys: pytest.CaptureFixture[str]
     assert lines["mediapipe"].startswith("ok") and "0.10.21" in lines["mediapipe"]
     assert lines["default"].startswith("ok") and "multistyle26" in lines["default"]
     # auto, written out from the machine's flags: TensorRT through ONNX Runtime where offered, else torch on a
-    # GPU, else ONNX Runtime
+    # GPU, else OpenVINO's CPU runtime where it is installed (and sees the CPU), else ONNX Runtime
     gpu = torch.cuda.is_available()
-    want = "tensorrt" if _tensorrt_offered() else "torch" if gpu else "onnxruntime"
+    openvino = any(d.startswith("CPU ") for d in openvino_devices())
+    want = "tensorrt" if _tensorrt_offered() else "torch" if gpu else "openvino" if openvino else "onnxruntime"
     assert f"{want} for torch networks" in lines["--runtime"]
 
 

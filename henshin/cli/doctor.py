@@ -15,9 +15,9 @@ from henshin.errors import HenshinError
 from henshin.runtimes import (
     RuntimeOptions,
     cache_dir,
-    choose_runtime,
     cuda_available,
     has_module,
+    runtime_choice,
 )
 from henshin.runtimes.providers import (
     AUTO_ORDER,
@@ -64,11 +64,11 @@ def checks() -> list[Check]:
                          "filters run on the CPU; for a GPU install a CUDA build of torch"))
     out += _onnxruntime()
     out.append(_openvino())
-    auto = choose_runtime("auto", has_torch_module=torch_version is not None)
-    provider = choose_provider("auto", survey()).provider if has_module("onnxruntime") else "none"
+    auto = runtime_choice(RuntimeOptions(), has_torch_module=torch_version is not None, note=False)[0]
+    provider = choose_provider("auto", survey(), note=False).provider if has_module("onnxruntime") else "none"
     out.append(Check("--runtime auto", f"{auto} for torch networks, "
-                     f"{choose_runtime('auto', has_torch_module=False)} for ONNX-only networks; "
-                     f"--provider auto: {provider}", True))
+                     f"{runtime_choice(RuntimeOptions(), has_torch_module=False, note=False)[0]} for ONNX-only "
+                     f"networks; --provider auto: {provider}", True))
     out.append(_vcam())
     out.append(_mediapipe())
     out.append(_bundled())

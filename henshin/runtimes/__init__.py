@@ -4,7 +4,7 @@ Filters describe a network (a torch module or an ONNX file and its input shapes)
 and call ``build``; what they get back is called the same way whatever runs it.
 """
 
-from henshin.runtimes.build import build, build_runtime, describe
+from henshin.runtimes.build import build, build_runtime, describe, runtime_choice
 from henshin.runtimes.cache import (
     cache_dir,
     cache_key,
@@ -42,6 +42,6 @@ __all__ = [
     "Runtime", "RuntimeOptions", "Survey", "TorchRuntime",
     "build", "build_runtime", "cache_dir", "cache_key", "check_available", "choose_provider", "choose_runtime",
     "cuda_available", "describe", "survey",
-    "export_onnx", "has_module", "onnx_file", "onnxruntime_providers", "parity", "read_cached",
+    "export_onnx", "has_module", "onnx_file", "onnxruntime_providers", "parity", "read_cached", "runtime_choice",
     "weights_hash", "write_cached",
 ]

@@ -39,15 +39,7 @@ def build(options: RuntimeOptions | None, key: str, inputs: Sequence[tuple[str, 
 
 def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
     """Build the runtime ``options`` ask for (``auto`` resolved), ready to call."""
-    name = choose_runtime(options.runtime, spec.module is not None)
-    offer = None
-    if name in ("onnxruntime", "tensorrt"):
-        offer = offer_for(name, options.provider, options.device, survey(), note=False)
-        if options.runtime == "auto" and name == "onnxruntime" and offer.provider == "cpu" and _openvino_takes_cpu(options):
-            name, offer = "openvino", None
-            options = dataclasses.replace(options, device="cpu")
-        else:
-            offer = offer_for(name, options.provider, options.device, survey())  # the same, now printed
+    name, offer, options = runtime_choice(options, spec.module is not None)
     options = resolve_precision(options, name, offer)
     if options.precision == "int8" and name not in ("onnxruntime", "openvino"):
         raise OptionError(INT8_REFUSED)
@@ -67,6 +59,20 @@ def build_runtime(spec: NetworkSpec, options: RuntimeOptions) -> Runtime:
     _announce(f"runtime for {spec.key}: {describe(runtime)}"
               + (" (chosen by auto)" if options.runtime == "auto" else ""))
     return runtime
+
+
+def runtime_choice(options: RuntimeOptions, has_torch_module: bool, note: bool = True) -> tuple[str, Any, RuntimeOptions]:
+    """The runtime a network runs on (``auto`` resolved), ONNX Runtime's offer where it runs there, and
+    the options to build it with; ``note``: print ``auto``'s choice of ONNX Runtime provider."""
+    name = choose_runtime(options.runtime, has_torch_module)
+    if name not in ("onnxruntime", "tensorrt"):
+        return name, None, options
+    offer = offer_for(name, options.provider, options.device, survey(), note=False)
+    if options.runtime == "auto" and name == "onnxruntime" and offer.provider == "cpu" and _openvino_takes_cpu(options):
+        return "openvino", None, dataclasses.replace(options, device="cpu")
+    if note:
+        offer = offer_for(name, options.provider, options.device, survey())  # the same, now printed
+    return name, offer, options
 
 
 def _openvino_takes_cpu(options: RuntimeOptions) -> bool:
