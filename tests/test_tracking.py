@@ -1,12 +1,16 @@
 """One tracker over two backends (mediapipe's graphs, its networks in torch): landmarks of small
 faces against where the faces truly are, and streams tracked together equal each tracked alone."""
 
+import os
+import sys
+import threading
+
 import numpy as np
 import pytest
 
 mp = pytest.importorskip("mediapipe")
 
-from henshin.engine.tracking import FaceTracker, TrackerConfig, track_streams  # noqa: E402
+from henshin.engine.tracking import HELPER_NICE, FaceTracker, TrackerConfig, track_streams  # noqa: E402
 from henshin.samples import SampleSpec, motion, portrait, render_frames  # noqa: E402
 
 
@@ -125,6 +129,26 @@ def test_reset_meshes_track_exactly_as_new_ones():
     finally:
         reused.close()
         fresh.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads have their own priority on Linux")
+def test_the_search_behind_is_readied_by_warm_and_runs_below_the_frames_priority():
+    """Live's helper thread (the small-face search behind) gets its own detector at warm-up, made and
+    run there, and runs at a lower priority than the thread that tracks the frames."""
+    tracker = FaceTracker(TrackerConfig(search_behind=True))
+    try:
+        tracker.warm()
+        helper = tracker._helper_backend
+        assert helper is not None and helper is not tracker.backend  # mediapipe: a detector of its own
+        tid = tracker._helper_pool().submit(threading.get_native_id).result()
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(mine + HELPER_NICE, 19) > mine
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # this thread untouched
+        frames, _ = _clip(SampleSpec(width=640, height=360, frames=4, faces=2))
+        found = [len(tracker(f)) for f in frames]
+        assert found[-1] == 2, found  # the search still finds the faces
+    finally:
+        tracker.close()
 
 
 @pytest.mark.parametrize("kind", ["mediapipe", "torch"])
