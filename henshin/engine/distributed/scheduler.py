@@ -299,7 +299,7 @@ def _per_actor(settings: ConvertJob, options: dict[str, Any]) -> ConvertJob:
     """The settings as one actor uses them.
 
     A GPU actor sees only its own GPU (Ray sets CUDA_VISIBLE_DEVICES), so ``cuda:N`` becomes ``cuda``;
-    a CPU actor's ONNX Runtime gets the actor's share of cores, not every core of its machine.
+    a CPU actor's runtime (OpenVINO or ONNX Runtime) gets the actor's share of cores, not every core of its machine.
     """
     from henshin.runtimes import RuntimeOptions
 
