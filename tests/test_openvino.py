@@ -216,6 +216,24 @@ def test_free_dimensions_are_compiled_fixed_once_per_shape_and_cached(
     assert len(list(tmp_path.glob("tiny-*.openvino"))) == 2
 
 
+def test_the_last_few_shapes_stay_compiled_fewer_when_they_are_large(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each compiled shape holds its working memory: the last ``MAX_SHAPES`` stay, fewer when large."""
+    from henshin.runtimes import openvino_runtime
+
+    spec = NetworkSpec("tiny", (("x", (3, 16, 16)),), module=_tiny(4), free_size=True)
+    runtime = rt.build_runtime(spec, _openvino(tmp_path))
+    sizes = [(8 + 4 * i, 8) for i in range(openvino_runtime.MAX_SHAPES + 2)]
+    for h, w in sizes:
+        runtime(np.zeros((1, 3, h, w), np.float32))
+    kept = [key[0][2:] for key in runtime._requests]
+    assert kept == sizes[-openvino_runtime.MAX_SHAPES:]  # the oldest went first
+    monkeypatch.setattr(openvino_runtime, "MAX_ELEMENTS", 3 * 64 * 64)
+    runtime(np.zeros((1, 3, 64, 64), np.float32))  # as large as allowed: the others go
+    assert [key[0][2:] for key in runtime._requests] == [(64, 64)]
+
+
 def test_auto_runs_cpu_networks_on_openvino_where_it_is_installed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

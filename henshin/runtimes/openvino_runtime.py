@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -26,7 +27,11 @@ from henshin.runtimes.options import NetworkSpec, RuntimeOptions
 
 log = logging.getLogger("henshin")
 
-MAX_SHAPES = 8  # fixed-shape models kept per network: a run meets a few (batch sizes, governed crops)
+# Fixed-shape models kept per network: a run meets a few (live: three governed crop sizes; a conversion
+# one). Each holds its working memory (multistyle26: 24 MB at 256 px, 267 MB at 720p, 664 MB at 1080p),
+# so the oldest also go while the kept ones' inputs hold more than two 1080p frames.
+MAX_SHAPES = 4
+MAX_ELEMENTS = 2 * 3 * 1080 * 1920
 # --precision -> OpenVINO's inference precision hint. fp32 is asked for explicitly: on CPUs with
 # AMX or AVX-512 BF16 OpenVINO otherwise runs bf16 by default. int8 is the quantized (QDQ) graph,
 # which OpenVINO runs in int8 where its Q/DQ pairs say so; the rest of it stays fp32.
@@ -72,8 +77,8 @@ class OpenVinoRuntime:
     network) is compiled once per set of input shapes it is called with, each shape made
     fixed: OpenVINO's CPU plugin runs a fixed-shape model without shape inference and with
     its memory planned once, and the multistyle26 network ran 1.2-1.4x faster so (256 px
-    crops and 720p frames; docs/runtimes.md). The last ``MAX_SHAPES`` shapes are kept; each
-    is cached on disk like the rest, so a new shape costs a compile (about 0.4 s) once per
+    crops and 720p frames; docs/runtimes.md). The last ``MAX_SHAPES`` shapes are kept (fewer
+    when they are large: ``MAX_ELEMENTS``); each is cached on disk like the rest, so a new shape costs a compile (about 0.4 s) once per
     machine and an import (under 0.1 s) after.
     """
 
@@ -136,7 +141,9 @@ class OpenVinoRuntime:
             write_cached(blob, buffer.getvalue(), meta)
         request = compiled.create_infer_request()
         self._requests[shapes] = request
-        while len(self._requests) > MAX_SHAPES:
+        while len(self._requests) > MAX_SHAPES or (
+            len(self._requests) > 1 and sum(math.prod(k[0]) for k in self._requests if k) > MAX_ELEMENTS
+        ):
             self._requests.popitem(last=False)
         return blob, from_cache, request
 
