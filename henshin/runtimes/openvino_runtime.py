@@ -14,6 +14,7 @@ import logging
 import math
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,13 @@ def blob_key(
     )
 
 
+def fixed_shapes(model: Any, shapes: Sequence[Sequence[int]]) -> Any:
+    """A copy of an OpenVINO model with its inputs (in order) fixed to ``shapes``."""
+    fixed = model.clone()
+    fixed.reshape({port.get_any_name(): list(shape) for port, shape in zip(fixed.inputs, shapes, strict=True)})
+    return fixed
+
+
 def shape_text(shapes: tuple[tuple[int, ...], ...]) -> str:
     """Input shapes as one short text: ``1x3x256x256,26``."""
     return ",".join("x".join(str(n) for n in shape) for shape in shapes)
@@ -92,7 +100,8 @@ class OpenVinoRuntime:
         self.spec = spec
         self.device, self.precision = devices.openvino_device(options.device, options.precision)
         self.precision = precision or self.precision
-        core = devices.core()
+        core = self._core = devices.core()
+        self._version = devices.version()
         self.threads = options.threads or os.cpu_count() or 1
         self._config = compile_config(self.device, self.precision, self.threads)
         self._full_name = str(core.get_property(self.device, "FULL_DEVICE_NAME"))
@@ -121,21 +130,22 @@ class OpenVinoRuntime:
     def _prepare(self, shapes: tuple[tuple[int, ...], ...] | None) -> tuple[Path, bool, Any]:
         """The compiled model for ``shapes``, from the cache or compiled (and cached): its blob, whether
         it came from the cache, and an infer request on it."""
-        core = devices.core()
-        key = blob_key(self.spec, self.device, self.precision, devices.version(), self._full_name,
+        core = self._core
+        key = blob_key(self.spec, self.device, self.precision, self._version, self._full_name,
                        self._graph_name, "" if shapes is None else shape_text(shapes))
         blob = self._folder / f"{self.spec.key}-{key}.openvino"
         meta = {
             "network": self.spec.key,
             "device": self._full_name,
             "precision": self.precision,
-            "openvino": devices.version(),
+            "openvino": self._version,
             **({"shapes": shape_text(shapes)} if shapes is not None else {}),
         }
         compiled, from_cache = self._load(core, blob, meta, self._config), True
         if compiled is None:
             from_cache = False
-            compiled = self._compile(core, self._shaped_model(shapes), self._config, shapes)
+            model = self._model if shapes is None else fixed_shapes(self._model, shapes)
+            compiled = self._compile(core, model, self._config, shapes)
             buffer = io.BytesIO()
             compiled.export_model(buffer)
             write_cached(blob, buffer.getvalue(), meta)
@@ -146,15 +156,6 @@ class OpenVinoRuntime:
         ):
             self._requests.popitem(last=False)
         return blob, from_cache, request
-
-    def _shaped_model(self, shapes: tuple[tuple[int, ...], ...] | None) -> Any:
-        """The graph with its free dimensions fixed to ``shapes`` (the graph itself when None)."""
-        if shapes is None:
-            return self._model
-        model = self._model.clone()
-        model.reshape({port.get_any_name(): list(shape)
-                       for port, shape in zip(model.inputs, shapes, strict=True)})
-        return model
 
     def request_for(self, arrays: list[np.ndarray]) -> Any:
         """The infer request for inputs of these shapes, compiled or imported on the first call with them."""

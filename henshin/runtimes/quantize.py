@@ -203,7 +203,7 @@ def _runner(runtime: str, graph: Path, options: RuntimeOptions) -> Runner:
     """One graph, run as ``runtime`` will run it: ONNX Runtime's CPU provider, or OpenVINO on its device."""
     if runtime == "openvino":
         from henshin.runtimes import openvino_devices as devices
-        from henshin.runtimes.openvino_runtime import compile_config
+        from henshin.runtimes.openvino_runtime import compile_config, fixed_shapes
 
         core = devices.core()
         device, _ = devices.openvino_device(options.device, "int8")
@@ -215,9 +215,7 @@ def _runner(runtime: str, graph: Path, options: RuntimeOptions) -> Runner:
             # Fixed to the sample's shapes, as the runtime compiles it (OpenVinoRuntime).
             shapes = tuple(tuple(a.shape) for a in feed.values())
             if shapes not in requests:
-                fixed = model.clone()
-                fixed.reshape({port.get_any_name(): list(shape)
-                               for port, shape in zip(fixed.inputs, shapes, strict=True)})
+                fixed = fixed_shapes(model, shapes)
                 requests[shapes] = core.compile_model(fixed, device, config).create_infer_request()
             return np.array(requests[shapes].infer(list(feed.values()))[0], copy=True)
 
