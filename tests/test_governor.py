@@ -12,7 +12,7 @@ import pytest
 
 from henshin.cli.main import main
 from henshin.engine.chains import ChainRequest, FilterGraph
-from henshin.engine.governor import FULL, Governor, Level, ladder
+from henshin.engine.governor import FULL, MAX_BACKOFF, Governor, Level, ladder
 from henshin.engine.live import WARM_UP_TRACK, LiveConfig, LiveRunner, ladder_for, process_frame
 from henshin.engine.smoothing import OneEuroSmoother
 from henshin.engine.stages import FaceStages
@@ -313,3 +313,31 @@ def test_latency_budget_is_checked_and_counted_in_the_stats(tmp_path, capsys):
     doc = json.loads(stats_path.read_text())
     assert doc["latency_budget_ms"] == 250.0
     assert sum(doc["frames_per_level"].values()) == doc["frames_processed"] > 0
+
+
+def test_a_level_that_does_not_fit_is_tried_less_and_less_often():
+    # Level 0 runs late (150 ms), level 1 leaves room (40 ms): without a memory the governor would
+    # climb back to 0 every other hold, and each try makes late frames.
+    governor = Governor(100.0, ladder(256, faces=True, filter_steps=0), hold_frames=15)
+    tries = []
+    for frame in range(2000):
+        was = governor.index
+        governor.observe(150.0 if governor.index == 0 else 40.0)
+        if was == 1 and governor.index == 0:
+            tries.append(frame)
+    gaps = np.diff(tries)
+    assert len(tries) >= 3 and all(b >= a for a, b in zip(gaps, gaps[1:], strict=False))  # waits only grow
+    assert gaps[-1] >= MAX_BACKOFF * 15  # then settles at the longest wait
+    assert len(tries) < 2000 / (MAX_BACKOFF * 15) + 5
+    assert governor.frames["full"] < 0.05 * 2000  # few late frames: 5 a try, against 1 in 4 frames before
+
+
+def test_a_level_that_fits_again_is_climbed_back_to_and_kept():
+    governor = Governor(100.0, ladder(256, faces=True, filter_steps=0), hold_frames=15)
+    for _ in range(600):  # level 0 does not fit for a while: tried less and less often
+        governor.observe(150.0 if governor.index == 0 else 40.0)
+    for _ in range(MAX_BACKOFF * 15 + 30):  # then it fits: back within the longest wait
+        governor.observe(40.0)
+    assert governor.index == 0
+    for _ in range(300):
+        assert not governor.observe(40.0)

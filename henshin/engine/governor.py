@@ -12,7 +12,11 @@ level (their 90th percentile, ``TAIL``), since a viewer sees the late frames, no
 the average: when it is over the budget it steps down, below ``ROOM`` × the
 budget it climbs back, at most once per ``HOLD_FRAMES`` frames, so that each
 step shows its effect first; a level whose last few frames are mostly over the
-budget (their median) is left at once. At level 0 nothing is changed.
+budget (their median) is left at once. A level left soon after the governor
+climbed back to it is tried again only after twice as long as the last time (up
+to ``MAX_BACKOFF`` times the hold): every try of a level that does not fit makes
+late frames, and on a steady scene it would be tried every other hold. At level
+0 nothing is changed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ TAIL = 0.9
 # A level whose frames are mostly late is left sooner: once the median of the last ``hold_frames // 3``
 # frames (at least 3) is over the budget. Leaving late is what a viewer sees; climbing stays slow.
 QUICK_SHARE = 3
+# A climb back to a level that is left within ``FAILED_WITHIN`` holds doubles the wait before the next
+# try, up to this many holds; a level that lasts longer than that is tried again after one hold.
+MAX_BACKOFF = 8
+FAILED_WITHIN = 4
 CROP_SIDES = (192, 160)  # a 256 crop's governed sides; other sizes scale alike
 DETECT_SLOWER = 4  # the detector's cadence divided by this
 # A face whose landmarks moved on average less than this share of its width keeps its result: about
@@ -106,6 +114,8 @@ class Governor:
         self.frames: dict[str, int] = {}  # frames processed at each level, by name
         self._recent: deque[float] = deque(maxlen=hold_frames)  # the last latencies at this level
         self._since = 0
+        self._climbed = False  # whether the current level was reached by climbing back to it
+        self._backoff: dict[int, int] = {}  # level index → holds to wait before climbing back to it
 
     @property
     def level(self) -> Level:
@@ -116,6 +126,7 @@ class Governor:
         """A new ladder (the graph changed): keep the level's depth where the new ladder has it."""
         self.levels = levels
         self.index = min(self.index, len(levels) - 1)
+        self._backoff.clear()  # the new ladder's levels are new: each is tried again after one hold
 
     def observe(self, latency_ms: float) -> bool:
         """One frame ran at ``level`` and took ``latency_ms``; True when the next frame's level differs."""
@@ -132,7 +143,8 @@ class Governor:
         tail = self.tail()
         if tail > self.budget_ms and self.index < len(self.levels) - 1:
             return self._step(+1)
-        if tail < ROOM * self.budget_ms and self.index > 0:
+        wait = self.hold_frames * self._backoff.get(self.index - 1, 1)
+        if tail < ROOM * self.budget_ms and self.index > 0 and self._since >= wait:
             return self._step(-1)
         return False
 
@@ -144,6 +156,10 @@ class Governor:
         return ordered[max(math.ceil(TAIL * len(ordered)) - 1, 0)]
 
     def _step(self, direction: int) -> bool:
+        if direction > 0 and self._climbed:  # leaving a level the governor had climbed back to
+            failed = self._since < FAILED_WITHIN * self.hold_frames
+            self._backoff[self.index] = min(2 * self._backoff.get(self.index, 1), MAX_BACKOFF) if failed else 1
+        self._climbed = direction < 0
         self.index += direction
         self._since = 0
         self._recent.clear()  # the next decision judges the new level alone
