@@ -169,8 +169,9 @@ def test_a_warmed_tracker_tracks_exactly_as_a_cold_one(kind, request):
 
 
 def test_faces_meshes_run_side_by_side_with_the_points_of_one_after_another():
-    """Two faces' meshes run on two threads (a live frame waits for the last face's): each face's
-    own graph is fed its own frames in order, so the points are those of the meshes run in turn."""
+    """Two faces' meshes run on two threads, as they start and as they are followed (a live frame
+    waits for the last face's): each face's own graph is fed its own frames in order, so the points
+    are those of the meshes run in turn."""
     from henshin.engine import mediapipe_tracking as mt
 
     frames, _ = _clip(SampleSpec(width=640, height=360, frames=8, faces=2, shift=0.02))
@@ -182,10 +183,10 @@ def test_faces_meshes_run_side_by_side_with_the_points_of_one_after_another():
         threads.add(threading.current_thread().name)
         return inner(mesh, image, region)
 
-    def one_after_another(frames_, faces):
-        return [inner(mesh, f, mt._region_from_landmarks(lm)) for f, (lm, mesh) in zip(frames_, faces, strict=True)]
+    def one_after_another(jobs):
+        return [inner(*job) for job in jobs]
 
-    turn.backend.follow = one_after_another
+    turn.backend._side_by_side = one_after_another  # faces started and followed one after another
     mt._mesh_in_region = seen
     try:
         _assert_same_faces(side, turn, frames, faces=2)

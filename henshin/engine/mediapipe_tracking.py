@@ -68,9 +68,33 @@ class MediapipeBackend:
         """Each face's own mesh on a square around its last landmarks, the faces side by side.
 
         A face's mesh is its own graph, fed its own frames in order whichever thread runs it, so the
-        landmarks are those of one face after another (two faces, live: 16 against 10 ms a frame).
+        landmarks are those of one face after another (two faces, live: 16 against 11 ms a frame).
         """
-        jobs = [(mesh, f, _region_from_landmarks(lm)) for f, (lm, mesh) in zip(frames, faces, strict=True)]
+        return self._side_by_side(
+            [(mesh, f, _region_from_landmarks(lm)) for f, (lm, mesh) in zip(frames, faces, strict=True)]
+        )
+
+    def start(
+        self, frames: Sequence[np.ndarray], seeds: Sequence[Seed]
+    ) -> list[tuple[np.ndarray, Any] | None]:
+        """A new tracking mesh per seed, kept where it finds a face; the seeds side by side."""
+        jobs = [
+            (
+                self._new_mesh(),
+                frame,
+                _region_from_box(seed.box) if isinstance(seed, Detection) else _region_from_landmarks(seed),
+            )
+            for frame, seed in zip(frames, seeds, strict=True)
+        ]
+        out: list[tuple[np.ndarray, Any] | None] = []
+        for (mesh, _, _), landmarks in zip(jobs, self._side_by_side(jobs), strict=True):
+            if landmarks is None:  # it found no face, so it holds none: a spare for the next start
+                self._spare.append(mesh)
+            out.append(None if landmarks is None else (landmarks, mesh))
+        return out
+
+    def _side_by_side(self, jobs: Sequence[tuple[Any, np.ndarray, np.ndarray]]) -> list[np.ndarray | None]:
+        """``_mesh_in_region`` of each (mesh, frame, region), the first here and the others on the pool's threads."""
         if len(jobs) < 2:
             return [_mesh_in_region(*job) for job in jobs]
         if self._pool is None:
@@ -79,24 +103,6 @@ class MediapipeBackend:
         others = [self._pool.submit(_mesh_in_region, *job) for job in jobs[1:]]
         first = _mesh_in_region(*jobs[0])
         return [first, *(future.result() for future in others)]
-
-    def start(
-        self, frames: Sequence[np.ndarray], seeds: Sequence[Seed]
-    ) -> list[tuple[np.ndarray, Any] | None]:
-        """A new tracking mesh per seed, kept where it finds a face."""
-        out: list[tuple[np.ndarray, Any] | None] = []
-        for frame, seed in zip(frames, seeds, strict=True):
-            region = (
-                _region_from_box(seed.box)
-                if isinstance(seed, Detection)
-                else _region_from_landmarks(seed)
-            )
-            mesh = self._new_mesh()
-            landmarks = _mesh_in_region(mesh, frame, region)
-            if landmarks is None:  # it found no face, so it holds none: a spare for the next start
-                self._spare.append(mesh)
-            out.append(None if landmarks is None else (landmarks, mesh))
-        return out
 
     def release(self, state: Any) -> None:
         """Reset a face's mesh graph for a face to come (up to ``max_faces`` kept), or close it.
