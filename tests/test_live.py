@@ -310,3 +310,46 @@ def test_n_answers_with_the_style_name_and_the_overlay_shows_it(live_clip, caplo
     assert "control: step style 1: style 25 mosaic" in caplog.text
     assert overlay.endswith("1 face  style 25 mosaic")
     assert stages.graph.default.links[0].filter.params.style == 25
+
+
+def test_a_result_goes_out_at_once_and_the_last_is_repeated_in_periods_that_send_nothing(live_clip):
+    """Two results within one camera period are both sent as soon as they are ready (a second one
+    used to wait for the next period, and a filter as fast as the camera locked into that wait, every
+    frame up to a period late); the period after, covered by the second, sends nothing; later quiet
+    periods send the last frame again, so a virtual camera keeps the camera's rate."""
+    import threading
+
+    sent: list[tuple[int, float]] = []
+
+    class TimedSink(NullSink):
+        def write(self, frame, image):
+            sent.append((frame.index, time.monotonic()))
+
+    runner = LiveRunner(RealtimeFileSource(live_clip), _stages("style"), [TimedSink()])
+    period = runner.period = 0.3  # a slow camera, for wide margins
+    blank = np.zeros((4, 4, 3), np.uint8)
+    output = threading.Thread(target=runner._output)
+    start = time.monotonic()
+    output.start()
+    ready: dict[int, float] = {}
+    try:
+        for index in (1, 2):
+            with runner._out_lock:
+                ready[index] = time.monotonic()
+                runner._out = (Frame(blank, index), blank)
+                runner._out_lock.notify()
+            time.sleep(0.05)
+        time.sleep(4 * period)  # quiet periods after the second
+    finally:
+        with runner._out_lock:
+            runner._processing_done = True
+            runner._out_lock.notify_all()
+        output.join(timeout=5)
+        runner.stages.graph.close()
+        elapsed = time.monotonic() - start
+    assert [i for i, _ in sent[:2]] == [1, 2]
+    assert sent[1][1] - ready[2] < 0.1  # not held back to the period's end (0.25 s away)
+    repeats = [t for _, t in sent[2:]]
+    assert {i for i, _ in sent[2:]} == {2} and runner.stats.frames_repeated == len(repeats) >= 1
+    assert repeats[0] - sent[1][1] >= 2 * period - 0.1  # the period after the two sends is covered
+    assert len(sent) <= elapsed / period + 1  # the camera's rate, not more

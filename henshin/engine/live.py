@@ -6,8 +6,8 @@ camera, frames are dropped before any work is spent on them, never queued;
 processing takes the newest frame when it is free and runs the same stages as
 an offline run (with One Euro smoothing, since the future is not known);
 output sends each result as soon as it is ready and, on the camera's clock,
-repeats the last one to the sinks that need a steady rate (a recording gets
-each frame once, at its capture timestamp). Capture→sink latency is measured
+repeats the last one to the sinks that need a steady rate when a period sends
+nothing (a recording gets each frame once, at its capture timestamp). Capture→sink latency is measured
 for every processed frame, and a governor (``henshin.engine.governor``) trades
 quality for time while frames run over the latency budget.
 """
@@ -265,38 +265,43 @@ class LiveRunner:
                      len(self.governor.levels) - 1)
 
     def _output(self) -> None:
-        # The camera's clock cuts time into periods, and each period sends one frame: a new result
-        # as soon as it is ready (waiting for the tick would add up to a frame of latency), or, when
-        # a period ends with nothing new, the last frame again, so a virtual camera keeps its rate.
+        # Each new result goes out as soon as it is ready. The camera's clock cuts time into periods,
+        # and a sink that must keep a rate (a virtual camera) gets the last frame again when a period
+        # ends with nothing sent in it. (A period once took one new frame only: a result ready in a
+        # period that had sent one waited for the next, and a filter as fast as the camera locked into
+        # that wait, every frame up to a period late.) A period that sent two covers the next quiet
+        # one, so the rate stays the camera's.
         last: tuple[Frame, np.ndarray] | None = None
-        tick, sent = time.perf_counter() + self.period, False
+        tick = time.perf_counter() + self.period
+        sends, spare = 0, 0  # frames sent in this period; an earlier period's second frame, not yet used
         try:
             while True:
                 with self._out_lock:
-                    while True:
+                    while self._out is None:
+                        if self._processing_done or self._stop.is_set():
+                            return
                         now = time.perf_counter()
                         if now >= tick:
                             break
-                        if self._out is not None and not sent:
-                            break
-                        if self._out is None and (self._processing_done or self._stop.is_set()):
-                            return
                         self._out_lock.wait(timeout=tick - now)
-                    item = self._out if not sent else None
-                    if item is not None:
-                        self._out = None
+                    item, self._out = self._out, None
                 if self._stop.is_set():
                     return  # quit, a closed window, Ctrl-C: nothing more is sent
                 if item is not None:
-                    last, sent = item, True
+                    last, sends = item, sends + 1
                     self._send(*item, repeated=False)
                     self.stats.latencies_ms.append((time.monotonic_ns() - item[0].captured_at) / 1e6)
                     continue
                 # The period is over.
-                if not sent and last is not None and self.sinks.repeats:
+                if sends:
+                    spare = min(spare + sends - 1, 1)
+                elif spare:
+                    spare -= 1
+                elif last is not None and self.sinks.repeats:
                     self._send(*last, repeated=True)
                     self.stats.frames_repeated += 1
-                tick, sent = max(tick + self.period, time.perf_counter()), False  # a slow sink resyncs, never bursts
+                sends = 0
+                tick = max(tick + self.period, time.perf_counter())  # a slow sink resyncs, never bursts
         except BaseException as exc:
             self._sink_error = exc
             self.stop("output failed")
