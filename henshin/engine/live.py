@@ -7,9 +7,10 @@ processing takes the newest frame when it is free and runs the same stages as
 an offline run (with One Euro smoothing, since the future is not known);
 output sends each result as soon as it is ready and, on the camera's clock,
 repeats the last one to the sinks that need a steady rate when a period sends
-nothing (a recording gets each frame once, at its capture timestamp). Capture→sink latency is measured
-for every processed frame, and a governor (``henshin.engine.governor``) trades
-quality for time while frames run over the latency budget.
+nothing (a recording gets each frame once, at its capture timestamp).
+Capture→sink latency is measured for every processed frame, and a governor
+(``henshin.engine.governor``) trades quality for time while frames run over the
+latency budget.
 """
 
 from __future__ import annotations
