@@ -262,6 +262,30 @@ def test_auto_runs_cpu_networks_on_openvino_where_it_is_installed(
         building._openvino_cpu.cache_clear()
 
 
+def test_auto_prefers_openvinos_runtime_to_its_onnx_runtime_plugin_on_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On an Intel CPU ONNX Runtime's ``auto`` offers the OpenVINO plugin's CPU device ahead of its own CPU
+    provider; ``auto`` then runs OpenVINO's own runtime (fixed shapes: faster than both there), while the
+    plugin on a GPU, or asked for by name, stays with ONNX Runtime."""
+    from henshin.runtimes import providers
+
+    building = importlib.import_module("henshin.runtimes.build")
+    intel_cpu = providers.Survey(offers=(providers.Offer("openvino", "CPU", "Intel"), providers.Offer("cpu", "CPU")))
+    monkeypatch.setattr(building, "survey", lambda: intel_cpu)
+    caplog.set_level(logging.INFO, logger="henshin")
+    spec = NetworkSpec("tiny", (("x", (3, 16, 16)),), module=_tiny(3))
+    chosen = rt.build_runtime(spec, RuntimeOptions(cache_dir=tmp_path))
+    assert isinstance(chosen, rt.OpenVinoRuntime) and chosen.device == "CPU"
+    assert "ONNX Runtime provider" not in caplog.text
+    assert rt.parity(spec, chosen) < 1e-5
+    assert building.runtime_choice(RuntimeOptions(provider="openvino"), True, note=False)[0] == "onnxruntime"
+    intel_gpu = providers.Survey(offers=(providers.Offer("openvino", "GPU", "Intel"), providers.Offer("cpu", "CPU")))
+    monkeypatch.setattr(building, "survey", lambda: intel_gpu)
+    name, offer, _ = building.runtime_choice(RuntimeOptions(), True, note=False)
+    assert (name, offer.provider, offer.device) == ("onnxruntime", "openvino", "GPU")
+
+
 def test_openvino_is_imported_without_its_telemetry() -> None:
     """``import openvino`` sends a usage event to Google Analytics unless told not to: through henshin
     its converter takes its own stub (no sender), in a fresh process that imported nothing before."""

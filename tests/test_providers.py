@@ -49,7 +49,7 @@ def fresh_notes(monkeypatch: pytest.MonkeyPatch) -> None:
         (("cpu", "coreml", "mlx"), "mlx"),  # Apple Silicon with the MLX plugin
         (("cpu", "coreml"), "coreml"),  # a Mac with the stock wheel
         (("cpu", "openvino", "directml"), "directml"),  # Windows on an Intel laptop
-        (("cpu", "openvino"), "openvino"),  # Linux on an Intel laptop
+        (("cpu", "openvino"), "cpu"),  # an Intel CPU alone: ONNX Runtime's own CPU provider, not the plugin's
         (("cpu", "webgpu"), "webgpu"),
         (("cpu",), "cpu"),
     ],
@@ -58,6 +58,20 @@ def test_auto_takes_the_first_provider_in_its_order_that_offers_a_device(
     names: tuple[str, ...], want: str
 ) -> None:
     assert choose_provider("auto", offered(*names)).provider == want
+
+
+def test_auto_takes_the_openvino_plugin_for_an_intel_gpu_and_not_for_the_cpu(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The plugin lists an Intel laptop's CPU and GPU: auto takes its GPU; where it offers only the CPU,
+    auto runs ONNX Runtime's CPU provider and says it skipped the plugin's CPU device."""
+    laptop = Survey((Offer("openvino", "CPU", "Intel"), Offer("openvino", "GPU", "Intel"), Offer("cpu", "CPU")))
+    assert (choose_provider("auto", laptop).provider, choose_provider("auto", laptop).device) == ("openvino", "GPU")
+    caplog.set_level(logging.INFO, logger="henshin")
+    chosen = choose_provider("auto", offered("cpu", "openvino"))
+    assert chosen.provider == "cpu"
+    assert "skipped openvino (its CPU device: ONNX Runtime's own CPU provider runs there)" in caplog.text
+    assert choose_provider("openvino", offered("cpu", "openvino")).provider == "openvino"  # asked by name
 
 
 def test_device_narrows_auto() -> None:
