@@ -1,7 +1,8 @@
 """A live run with its control panel, in this process, for the panel's tests.
 
 A still clip of two faces (nothing moves, so any two outputs of the same settings
-match and a change of settings shows as a change of pixels) played in real time
+match and a change of settings shows as a change of pixels; the latency governor is off, so
+nothing but the settings changes them) played in real time
 and looped, through the filters into the null sink and a recorder of the last frames.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from henshin.engine.camera import RealtimeFileSource
 from henshin.engine.chains import ChainRequest, FilterGraph
-from henshin.engine.live import LiveRunner
+from henshin.engine.live import LiveConfig, LiveRunner
 from henshin.engine.panel import Panel
 from henshin.engine.panelstate import PanelAddress
 from henshin.engine.sinks import NullSink
@@ -76,7 +77,10 @@ class PanelRun:
         self.graph = FilterGraph(ChainRequest(chain, params=dict(SMALL if params is None else params)))
         stages = FaceStages(self.graph, OneEuroSmoother(), TrackerConfig(max_faces=2, sweep_tiles=False, search_behind=True), 15.0)
         self.recorder = Recorder()
-        self.runner = LiveRunner(RealtimeFileSource(clip, loop=True), stages, [NullSink(), self.recorder])
+        # The governor off: the tests compare the pixels of two moments with the same settings, which a
+        # level change (a smaller crop on a loaded machine, with a browser beside) would make differ.
+        self.runner = LiveRunner(RealtimeFileSource(clip, loop=True), stages, [NullSink(), self.recorder],
+                                 LiveConfig(latency_budget_ms=0))
         self.panel = Panel(PanelAddress("127.0.0.1", 0), TOKEN, config)
         self.panel.start(self.runner)
         self.base = f"http://127.0.0.1:{self.panel.port}"
