@@ -113,6 +113,30 @@ def test_odd_frame_sizes_are_padded_with_a_note(tmp_path, caplog):
     assert len(notes) == 1 and "75x51" in notes[0] and "76x52" in notes[0]
 
 
+def test_the_encoder_gives_the_same_bytes_for_the_same_frames(tmp_path):
+    """x264's AVX-512 code gave the same frames other pictures from run to run on an Intel Xeon (the
+    first of four encodes differed, or the fourth); the sink asks x264 for CPU-independent output."""
+    from fractions import Fraction
+
+    from henshin.engine.files import VideoFileSink
+    from henshin.samples import SampleSpec, write_sample
+    from henshin.types import Frame
+    from tests.conftest import decode_video
+
+    write_sample(tmp_path / "src.mp4", SampleSpec(width=320, height=240, frames=6, fps=24, face_height=1.3, audio=False))
+    rng = np.random.default_rng(0)
+    frames = [np.clip(f.astype(int) + rng.integers(-20, 20, f.shape), 0, 255).astype(np.uint8)
+              for f in decode_video(tmp_path / "src.mp4")[0]]
+    files = []
+    for run in range(4):
+        sink = VideoFileSink(tmp_path / f"{run}.mp4", Fraction(24), Fraction(1, 24))
+        for i, image in enumerate(frames):
+            sink.write(Frame(image, i, i, Fraction(1, 24)), image)
+        sink.close()
+        files.append((tmp_path / f"{run}.mp4").read_bytes())
+    assert all(f == files[0] for f in files[1:])
+
+
 def test_an_image_with_a_video_name_is_read_as_the_image(face_png, tmp_path, caplog):
     import logging
     import shutil
