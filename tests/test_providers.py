@@ -66,7 +66,8 @@ def test_auto_takes_the_openvino_plugin_for_an_intel_gpu_and_not_for_the_cpu(
     """The plugin lists an Intel laptop's CPU and GPU: auto takes its GPU; where it offers only the CPU,
     auto runs ONNX Runtime's CPU provider and says it skipped the plugin's CPU device."""
     laptop = Survey((Offer("openvino", "CPU", "Intel"), Offer("openvino", "GPU", "Intel"), Offer("cpu", "CPU")))
-    assert (choose_provider("auto", laptop).provider, choose_provider("auto", laptop).device) == ("openvino", "GPU")
+    chosen = choose_provider("auto", laptop)
+    assert (chosen.provider, chosen.device) == ("openvino", "GPU")
     caplog.set_level(logging.INFO, logger="henshin")
     chosen = choose_provider("auto", offered("cpu", "openvino"))
     assert chosen.provider == "cpu"
@@ -103,8 +104,7 @@ def test_auto_prints_its_choice_once_with_what_it_skipped(caplog: pytest.LogCapt
     found = offered("cpu", unusable={"openvino": "offers no device on this machine"})
     with caplog.at_level(logging.INFO, logger="henshin"):
         for _ in range(3):
-            chosen = choose_provider("auto", found)
-    assert (chosen.provider, chosen.device) != ("openvino", "CPU")
+            assert choose_provider("auto", found).provider == "cpu"
     notes = [r.getMessage() for r in caplog.records]
     assert notes == [
         "ONNX Runtime provider: cpu on CPU (chosen by auto; skipped openvino (offers no device on this machine))"
@@ -295,8 +295,8 @@ def test_the_cpu_provider_runs_a_network_like_before(tmp_path: Path) -> None:
 
 def test_the_openvino_plugin_runs_a_network_on_an_intel_cpu_when_asked_by_name(tmp_path: Path) -> None:
     """Where the real OpenVINO plugin offers this machine's CPU (Intel), ``--provider openvino`` runs
-    there, near torch (measured 3.4e-4 on multistyle26: the plugin's own rounding), while auto keeps the
-    CPU provider."""
+    there, near torch (measured 3.4e-4 on multistyle26: the plugin's own rounding), while auto does not take
+    the plugin's CPU."""
     found = rt.survey()
     if not any(o.device == "CPU" for o in found.offered("openvino")):
         pytest.skip("the OpenVINO plugin offers no CPU here (it does on Intel CPUs)")
@@ -304,7 +304,8 @@ def test_the_openvino_plugin_runs_a_network_on_an_intel_cpu_when_asked_by_name(t
     runtime = rt.build_runtime(spec, RuntimeOptions(provider="openvino", cache_dir=tmp_path))
     assert isinstance(runtime, rt.OnnxRuntime) and runtime.provider == "openvino"
     assert runtime.providers[0] == "OpenVINOExecutionProvider" and rt.parity(spec, runtime) < 1e-3
-    assert choose_provider("auto", found).provider == "cpu"
+    chosen = choose_provider("auto", found)
+    assert (chosen.provider, chosen.device) != ("openvino", "CPU")  # an NVIDIA or Intel GPU may come first
 
 
 def test_doctor_lists_providers_and_their_devices(capsys: pytest.CaptureFixture[str]) -> None:

@@ -310,7 +310,7 @@ def choose_provider(
         if name == "openvino" and "cpu" in among:
             # The plugin offers Intel CPUs too; there auto keeps ONNX Runtime's own CPU provider: on an
             # Intel Xeon the plugin ran the default filter's network no faster and only to 3e-4 of torch
-            # (the CPU provider: 1e-6), and `--runtime auto` runs OpenVINO's own runtime on the CPU anyway.
+            # (the CPU provider: under 1e-5), and `--runtime auto` runs OpenVINO's own runtime on the CPU anyway.
             if any(o.device == "CPU" for o in offers):
                 skipped.append("openvino (its CPU device: ONNX Runtime's own CPU provider runs there)")
             offers = [o for o in offers if o.device != "CPU"]
