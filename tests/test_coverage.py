@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from henshin import samples
 from henshin.engine.align import ffhq_quad
 from henshin.engine.chains import ChainRequest, FilterGraph
 from henshin.engine.composite import CompositeParams, face_mask, face_width
@@ -234,3 +235,43 @@ def test_a_zoom_cut_ends_the_track_and_no_frame_has_an_offset_face(mesh, tracker
     by_shot = {k: {t for s, t in ids if s == k} for k in range(4)}
     assert all(len(v) == 1 for v in by_shot.values())  # one track through each shot
     assert by_shot[3] != by_shot[2], "the zoom cut did not end the track"
+
+
+@pytest.mark.parametrize("factor, anchor", [(0.85, (0.2, 0.6)), (1.15, (0.5, 0.5)), (1.15, (0.2, 0.6))])
+def test_a_punch_in_or_out_under_the_jump_size_leaves_no_frame_offset(mesh, monkeypatch, factor, anchor):
+    """A zoom cut smaller than a jump (1.15x in, 0.85x out, the face moved by a third of its size):
+    the tracking mesh fitted its old position to the new picture and took 1-3 frames to find the
+    face (0.85 of the eye distance off); a second look at a step that breaks from the face's motion
+    finds it on the cut's frame."""
+    monkeypatch.setitem(samples.ZOOM_CUTS, 3, (factor, anchor))
+    truth = shots_motion(ZOOM_SHOTS)
+    tracker = FaceTracker()
+    try:
+        for i, image in enumerate(shots_frames(ZOOM_SHOTS, truth)):
+            faces = tracker(image)
+            if truth.gains[i] == 0:
+                continue
+            assert len(faces) == 1, f"frame {i}"
+            points = _truth(mesh, truth.affines[i])
+            eyes = np.linalg.norm(points[lm.LEFT_IRIS_CENTER] - points[lm.RIGHT_IRIS_CENTER])
+            error = np.linalg.norm(faces[0].landmarks[:, :2] - points, axis=1).mean()
+            assert error < 0.05 * eyes, f"frame {i}: landmarks off by {error / eyes:.2f} of the eye distance"
+    finally:
+        tracker.close()
+
+
+def test_smooth_motion_even_fast_gets_no_second_look(monkeypatch):
+    """Two faces swaying through the sample's whole motion in one second (a step of up to a fifth of
+    their size a frame): the second look is for steps that break from a face's motion, so no mesh
+    starts after the first frame's."""
+    frames = render_frames(SampleSpec(width=960, height=540, frames=24, fps=24, faces=2))
+    tracker = FaceTracker(TrackerConfig(max_faces=2))
+    starts = []
+    start = tracker.backend.start
+    monkeypatch.setattr(tracker.backend, "start", lambda f, seeds: starts.append(len(seeds)) or start(f, seeds))
+    try:
+        ids = [[face.track_id for face in tracker(image)] for image in frames]
+    finally:
+        tracker.close()
+    assert ids == [[0, 1]] * len(frames)
+    assert sum(starts) == 2, f"meshes started: {starts}"

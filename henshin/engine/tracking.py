@@ -16,7 +16,10 @@ held runs in a helper thread on a detector of its own, and a face it finds
 joins at the next frame: the frame that scheduled it waits for no detector. A
 face whose landmarks jump in size or place between two frames further than a
 head moves (a zoom cut, which leaves the colours as they were) ends its track
-and is found afresh.
+and is found afresh. A smaller step that breaks from the face's motion (a
+punch-in zoom of 1.15, a jump cut: the tracking mesh fits its old position to
+the new picture and takes frames to find the face) gets a second look, a fresh
+mesh, and the face goes on from it where the two disagree.
 
 The bookkeeping (ids, numbering, the tile sweep, lost faces given their id
 back, zoom cuts) is here once; the networks are a backend
@@ -98,6 +101,8 @@ class _Track:
     state: Any  # the backend's (mediapipe: this face's own FaceMesh in tracking mode)
     missing: int = 0
     box: Box = field(default=(0, 0, 0, 0))
+    before: np.ndarray | None = None  # the landmarks of the frame before ``landmarks``, once followed
+    followed: int = 0  # frames followed since the track started
 
 
 Steps = Generator[_Call, list, Any]
@@ -222,22 +227,63 @@ class FaceTracker:
             if t.missing:  # lost earlier: only a detection can bring it back
                 t.missing += 1
         found = yield from self._ask("follow", frame, [(t.landmarks, t.state) for t in followed])
+        redone = yield from self._second_looks(frame, followed, found)
         lost = False
         jumped: list[np.ndarray] = []
-        for track, landmarks in zip(followed, found, strict=True):
+        for i, (track, landmarks) in enumerate(zip(followed, found, strict=True)):
             if landmarks is None:
                 track.missing, lost = 1, True
-            elif _jumped(track.landmarks, landmarks, cfg.max_scale_step, cfg.max_shift):
+            elif i in redone and redone[i] is not None:  # the same face, its mesh started afresh
+                self.backend.release(track.state)
+                track.landmarks, track.state = redone[i]
+                track.before, track.followed, track.box = None, 0, landmark_box(track.landmarks)
+            elif i in redone or _jumped(track.landmarks, landmarks, cfg.max_scale_step, cfg.max_shift):
                 jumped.append(landmarks)
                 self.backend.release(track.state)
                 # ends now, and no detection may take its id back
                 track.missing = cfg.max_missing + 1
             else:
-                track.landmarks, track.box = landmarks, landmark_box(landmarks)
+                track.before, track.landmarks = track.landmarks, landmarks
+                track.box, track.followed = landmark_box(landmarks), track.followed + 1
         if jumped:
             self._tracks = [t for t in self._tracks if t.missing <= cfg.max_missing]
             lost = not (yield from self._refind(frame, jumped)) or lost
         return lost
+
+    def _second_looks(self, frame: Any, followed: list[_Track], found: list) -> Steps:
+        """The followed faces (indices into ``found``) whose follow a second look found wrong, each
+        with a fresh mesh of it (landmarks, state), or None where the fresh mesh saw no face.
+
+        A face whose step breaks from its motion so far (``_unexpected``), but not so far that it
+        must be a cut (``_jumped``), is looked at again: a fresh mesh on a region framed by its new
+        landmarks. Where the two disagree, the follow was fooled: a cut that kept the face's size
+        and place within a head's reach (a punch-in zoom, a jump cut), or a very fast move, and a
+        tracking mesh takes frames to find the face from its old position. The face keeps its track
+        and goes on from a mesh started, as ``_refind`` starts one, where the look found it.
+        """
+        cfg = self.config
+        doubtful = [
+            i for i, (track, landmarks) in enumerate(zip(followed, found, strict=True))
+            if landmarks is not None
+            and not _jumped(track.landmarks, landmarks, cfg.max_scale_step, cfg.max_shift)
+            and _unexpected(track, landmarks, cfg.check_scale_step, cfg.check_shift)
+        ]
+        looks = yield from self._ask("start", frame, [found[i] for i in doubtful])
+        wrong: list[tuple[int, np.ndarray]] = []
+        redone: dict[int, tuple[np.ndarray, Any] | None] = {}
+        for i, look in zip(doubtful, looks, strict=True):
+            if look is None:
+                redone[i] = None
+                continue
+            self.backend.release(look[1])
+            if _disagree(found[i], look[0], cfg.check_agreement):
+                wrong.append((i, look[0]))
+        # The look's graph saw a region framed by the follow's landmarks; the face's own mesh must
+        # start on one framed as its next regions will be (see ``_refind``).
+        meshes = yield from self._ask("start", frame, [landmarks for _, landmarks in wrong])
+        for (i, _), mesh in zip(wrong, meshes, strict=True):
+            redone[i] = mesh
+        return redone
 
     def _refind(self, frame: Any, jumped: list[np.ndarray]) -> Steps:
         """New tracks from fresh meshes around faces that jumped; whether every one was found."""
@@ -435,19 +481,46 @@ def _tiles(width: int, height: int, side_frac: float = 0.6, overlap: float = 0.2
 
 
 def _jumped(before: np.ndarray, after: np.ndarray, max_scale_step: float, max_shift: float) -> bool:
-    """Whether a face's landmarks moved between two frames further than a head can.
-
-    Size is the RMS 3-D distance of the points from their centre: turning or
-    tilting the head leaves it as it is, a zoom scales it.
-    """
+    """Whether a face's landmarks moved between two frames further than ``max_scale_step`` in size
+    or ``max_shift`` of its size in place (``_spread``: turning or tilting the head leaves it as it
+    is, a zoom scales it)."""
     a, b = np.asarray(before, np.float64), np.asarray(after, np.float64)
     ca, cb = a.mean(0), b.mean(0)
-    sa = float(np.sqrt(((a - ca) ** 2).sum(1).mean()))
-    sb = float(np.sqrt(((b - cb) ** 2).sum(1).mean()))
+    sa, sb = _spread(a), _spread(b)
     if sa <= 0 or sb <= 0:
         return False
     step = max(sb / sa, sa / sb)
     return step > max_scale_step or float(np.hypot(*(cb[:2] - ca[:2]))) > max_shift * sa
+
+
+SETTLING = 3  # frames a new track's landmarks take to settle from the detector's framing (steps of a third of a face)
+
+
+def _unexpected(track: _Track, landmarks: np.ndarray, scale_step: float, shift: float) -> bool:
+    """Whether ``landmarks`` break from the track's motion of the frame before: its centre more than
+    ``shift`` of its size from where that motion leads, or its size more than ``scale_step`` off it.
+    Smooth motion, even fast, keeps on its way; a cut leaves it. A settling track is not judged."""
+    if track.before is None or track.followed < SETTLING:
+        return False
+    points = [np.asarray(p, np.float64) for p in (track.before, track.landmarks, landmarks)]
+    (c0, c1, c2), (s0, s1, s2) = [p[:, :2].mean(0) for p in points], [_spread(p) for p in points]
+    if min(s0, s1, s2) <= 0:
+        return False
+    change = (s2 / s1) / (s1 / s0)
+    return max(change, 1 / change) > scale_step or float(np.hypot(*(c2 - 2 * c1 + c0))) > shift * s1
+
+
+def _spread(points: np.ndarray) -> float:
+    """RMS 3-D distance of the points from their centre: a face's size, whatever its pose."""
+    p = np.asarray(points, np.float64)
+    return float(np.sqrt(((p - p.mean(0)) ** 2).sum(1).mean()))
+
+
+def _disagree(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
+    """Whether two meshes of one face differ by more than ``tolerance`` of its spread (mean 2-D
+    distance of the points)."""
+    distance = float(np.linalg.norm(np.asarray(a)[:, :2] - np.asarray(b)[:, :2], axis=1).mean())
+    return distance > tolerance * max(_spread(a), 1e-6)
 
 
 def _near(a: Box, b: Box) -> float:
