@@ -7,7 +7,7 @@ import pytest
 
 from henshin.engine.align import quad_matrix
 from henshin.kernels.blend import blend_into, match_colour
-from henshin.kernels.masks import _feather_torch, feather_mask, fill_polygon
+from henshin.kernels.masks import _feather_torch, blur, feather_mask, fill_polygon
 from henshin.kernels.warp import (
     batch_to_image,
     batch_to_pixels,
@@ -143,3 +143,15 @@ def test_feathered_mask_on_the_gpu_path_matches_the_distance_transform(device):
     got = _feather_torch(oval, roi, 5.0, 25.0, device).cpu().numpy()  # the exact distance to the edges
     assert np.abs(got - want).max() < 0.1 and np.abs(got - want).mean() < 0.01
     assert isinstance(feather_mask(oval, roi, 5.0, 25.0, device=torch.device(device)), torch.Tensor)
+
+
+@pytest.mark.parametrize("sigma", [1.1, 3.0, 3.8])
+def test_a_blurred_mask_never_exceeds_one(sigma):
+    """A block of ones blurred by OpenCV came out 1.0000001-1.0000002 inside at these sigmas (float
+    sums), which a transfer strength of 0.5 turned into a mask above 0.5."""
+    mask = np.zeros((80, 120), np.float32)
+    mask[10:70, 10:110] = 1
+    out = blur(mask, sigma)
+    assert out.max() <= 1.0 and out[40, 60] == pytest.approx(1.0)
+    torch = pytest.importorskip("torch")
+    assert float(blur(torch.from_numpy(mask), sigma).max()) <= 1.0

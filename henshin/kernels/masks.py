@@ -135,17 +135,20 @@ def erode(mask: Any, radius: float) -> Any:
 
 
 def blur(mask: Any, sigma: float) -> Any:
-    """Gaussian blur of a (H, W) float32 mask (kernel 2·⌈3σ⌉+1, zeros beyond the border)."""
+    """Gaussian blur of a (H, W) float32 mask (kernel 2·⌈3σ⌉+1, zeros beyond the border), at most 1:
+    a mask of ones came out 1.0000001 in places (float sums), which a strength of 0.5 turned into a
+    mask above 0.5."""
     if sigma <= 0:
         return mask
     k = 2 * int(np.ceil(3 * sigma)) + 1
     if not is_torch(mask):
-        return cv2.GaussianBlur(mask, (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
+        out = cv2.GaussianBlur(mask, (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
+        return np.minimum(out, 1.0, out=out)
     import torch.nn.functional as F
 
     g = mask.new_tensor(cv2.getGaussianKernel(k, sigma)[:, 0])
     out = F.conv2d(mask[None, None], g.view(1, 1, k, 1), padding=(k // 2, 0))
-    return F.conv2d(out, g.view(1, 1, 1, k), padding=(0, k // 2))[0, 0]
+    return F.conv2d(out, g.view(1, 1, 1, k), padding=(0, k // 2))[0, 0].clamp_(max=1.0)
 
 
 def _fill_polygon_torch(polygon: Any, shape: tuple[int, int], offset: tuple[float, float]) -> Any:
