@@ -227,7 +227,11 @@ class FaceTracker:
             if t.missing:  # lost earlier: only a detection can bring it back
                 t.missing += 1
         found = yield from self._ask("follow", frame, [(t.landmarks, t.state) for t in followed])
-        redone = yield from self._second_looks(frame, followed, found)
+        jumps = [
+            landmarks is not None and _jumped(track.landmarks, landmarks, cfg.max_scale_step, cfg.max_shift)
+            for track, landmarks in zip(followed, found, strict=True)
+        ]
+        redone = yield from self._second_looks(frame, followed, found, jumps)
         lost = False
         jumped: list[np.ndarray] = []
         for i, (track, landmarks) in enumerate(zip(followed, found, strict=True)):
@@ -237,7 +241,7 @@ class FaceTracker:
                 self.backend.release(track.state)
                 track.landmarks, track.state = redone[i]
                 track.before, track.followed, track.box = None, 0, landmark_box(track.landmarks)
-            elif i in redone or _jumped(track.landmarks, landmarks, cfg.max_scale_step, cfg.max_shift):
+            elif i in redone or jumps[i]:
                 jumped.append(landmarks)
                 self.backend.release(track.state)
                 # ends now, and no detection may take its id back
@@ -250,12 +254,12 @@ class FaceTracker:
             lost = not (yield from self._refind(frame, jumped)) or lost
         return lost
 
-    def _second_looks(self, frame: Any, followed: list[_Track], found: list) -> Steps:
+    def _second_looks(self, frame: Any, followed: list[_Track], found: list, jumps: list[bool]) -> Steps:
         """The followed faces (indices into ``found``) whose follow a second look found wrong, each
         with a fresh mesh of it (landmarks, state), or None where the fresh mesh saw no face.
 
         A face whose step breaks from its motion so far (``_unexpected``), but not so far that it
-        must be a cut (``_jumped``), is looked at again: a fresh mesh on a region framed by its new
+        must be a cut (``jumps``, by ``_jumped``), is looked at again: a fresh mesh on a region framed by its new
         landmarks. Where the two disagree, the follow was fooled: a cut that kept the face's size
         and place within a head's reach (a punch-in zoom, a jump cut), or a very fast move, and a
         tracking mesh takes frames to find the face from its old position. The face keeps its track
@@ -265,7 +269,7 @@ class FaceTracker:
         doubtful = [
             i for i, (track, landmarks) in enumerate(zip(followed, found, strict=True))
             if landmarks is not None
-            and not _jumped(track.landmarks, landmarks, cfg.max_scale_step, cfg.max_shift)
+            and not jumps[i]
             and _unexpected(track, landmarks, cfg.check_scale_step, cfg.check_shift)
         ]
         looks = yield from self._ask("start", frame, [found[i] for i in doubtful])
