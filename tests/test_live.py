@@ -353,3 +353,38 @@ def test_a_result_goes_out_at_once_and_the_last_is_repeated_in_periods_that_send
     assert {i for i, _ in sent[2:]} == {2} and runner.stats.frames_repeated == len(repeats) >= 1
     assert repeats[0] - sent[1][1] >= 2 * period - 0.1  # the period after the two sends is covered
     assert len(sent) <= elapsed / period + 1  # the camera's rate, not more
+
+
+def test_a_looped_file_plays_its_frames_in_order_and_decodes_one_frame_per_frame_taken(tmp_path, monkeypatch):
+    # A short clip looped twice and a half: each delivered frame is the file's frame at that place, and
+    # the decoding stays at most ``AHEAD`` frames ahead of the delivery, also where the file starts again
+    # (opening the file again at each loop had decoded the reorder buffer's frames at once there).
+    import henshin.engine.sources as sources
+
+    clip = tmp_path / "short.mp4"
+    write_sample(clip, SampleSpec(width=160, height=120, frames=12, fps=60, audio=False))
+    originals = [f.image for f in sources.VideoSource(clip)]
+    decoded = [0]
+    real_order = sources.presentation_order
+
+    def counted(frames, depth=sources.REORDER_DEPTH):
+        def each():
+            for frame in frames:
+                decoded[0] += 1
+                yield frame
+        return real_order(each(), depth)
+
+    monkeypatch.setattr(sources, "presentation_order", counted)
+    source = RealtimeFileSource(clip, loop=True)
+    ahead = []
+    delivered = []
+    for frame in source:
+        delivered.append(frame)
+        ahead.append(decoded[0] - len(delivered))
+        if len(delivered) == 30:
+            break
+    assert [f.index for f in delivered] == list(range(30))
+    for i, frame in enumerate(delivered):
+        assert np.array_equal(frame.image, originals[i % 12]), i
+    assert max(ahead) <= RealtimeFileSource.AHEAD + 1  # (+1: the look past the file's last frame)
+    assert min(ahead[5:]) >= 4  # and it does decode ahead: the reorder buffer's frames wait decoded

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -69,7 +71,16 @@ class CameraSource:
 
 
 class RealtimeFileSource:
-    """A video file delivered at its own frame rate, like a camera; loops when asked."""
+    """A video file delivered at its own frame rate, like a camera; loops when asked.
+
+    A thread decodes ahead of the delivery, up to ``AHEAD`` frames, one frame each time the
+    delivery takes one: at a loop the file is rewound (a seek) and the frames that the decoder's
+    reorder buffer holds back are decoded one per frame period rather than all at once, on the
+    cores the filters run on (opening the file again at each loop took 15 ms and 35-45 ms of
+    decoding in one go, and made the frames around it late).
+    """
+
+    AHEAD = 8  # decoded frames held at most, the reorder buffer's included (a 720p frame is 2.7 MB)
 
     def __init__(self, path: str | Path, loop: bool = False) -> None:
         self.path = Path(path)
@@ -79,31 +90,81 @@ class RealtimeFileSource:
         self.frame_rate, self.time_base = probe.frame_rate, probe.time_base
         self.frame_count = probe.frame_count
         probe.close()
+        self._stops: list[threading.Event] = []
 
     def __iter__(self) -> Iterator[Frame]:
+        decoded: queue.Queue[Frame | BaseException | None] = queue.Queue()
+        slots = threading.Semaphore(self.AHEAD)
+        stop = threading.Event()
+        self._stops.append(stop)
+        reader = threading.Thread(target=self._read, args=(decoded, slots, stop), name="henshin-decode",
+                                  daemon=True)
+        reader.start()
         index = 0
         period = 1.0 / float(self.frame_rate)
         start = time.perf_counter()
-        while True:
+        try:
+            while True:
+                frame = decoded.get()
+                if frame is None:
+                    return
+                if isinstance(frame, BaseException):
+                    raise frame
+                slots.release()
+                # Wait for this frame's moment, as a camera would deliver it.
+                delay = start + index * period - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                yield Frame(frame.image, index, frame.pts, frame.time_base, time.monotonic_ns())
+                index += 1
+        finally:
+            stop.set()
+            slots.release()  # a reader waiting for a place sees the stop
+            reader.join(timeout=5)
+            self._stops.remove(stop)
+
+    def _read(self, decoded: queue.Queue[Frame | BaseException | None], slots: threading.Semaphore,
+              stop: threading.Event) -> None:
+        """Decode into ``decoded`` while there is a place for the frame (``slots``), until stopped."""
+
+        def pace() -> None:
+            while not slots.acquire(timeout=0.1):
+                if stop.is_set():
+                    raise _Stopped
+            if stop.is_set():
+                raise _Stopped
+
+        try:
             source = VideoSource(self.path)
             try:
-                for frame in source:
-                    # Wait for this frame's moment, as a camera would deliver it.
-                    delay = start + index * period - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    yield Frame(frame.image, index, frame.pts, frame.time_base, time.monotonic_ns())
-                    index += 1
+                while not stop.is_set():
+                    count = 0
+                    for frame in source.frames(pace):
+                        decoded.put(frame)
+                        count += 1
+                    slots.release()  # the look past the last frame took a place and found no frame
+                    if not self.loop or count == 0:  # (a file without a frame would loop for ever)
+                        break
+                    source.rewind()
             finally:
                 source.close()
-            if not self.loop:
-                return
+        except _Stopped:
+            pass
+        except BaseException as exc:  # the delivery raises it in the capturing thread
+            decoded.put(exc)
+        finally:
+            decoded.put(None)  # the end, also for a delivery still waiting after close()
 
     def describe(self) -> str:
         return f"file {self.path}: {self.width}x{self.height} at {float(self.frame_rate):g} fps (real time)"
 
     def close(self) -> None:
-        pass
+        for stop in list(self._stops):
+            stop.set()
+
+
+class _Stopped(Exception):
+    """The delivery ended: the decoding thread stops."""
 
 
 def open_live_source(spec: str, width: int | None = None, height: int | None = None,

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -97,9 +97,15 @@ class VideoSource:
         _note_reductions(self.path, _pixel_changes(self._stream.codec_context.pix_fmt or ""))
 
     def __iter__(self) -> Iterator[Frame]:
+        return self.frames()
+
+    def frames(self, pace: Callable[[], None] | None = None) -> Iterator[Frame]:
+        """The decoded frames from where the file stands; ``pace`` is called before each frame is decoded
+        (a live source spreads its decoding over time with it: at a loop, the frames that the decoder and
+        the reorder buffer hold back would otherwise be decoded at once)."""
         index = 0
         try:
-            for av_frame, pts in presentation_order(self._container.decode(self._stream)):
+            for av_frame, pts in presentation_order(_paced(self._container.decode(self._stream), pace)):
                 image = upright(rgb_of(av_frame), av_frame.rotation)
                 yield Frame(image, index, pts, av_frame.time_base or self.time_base)
                 index += 1
@@ -111,8 +117,31 @@ class VideoSource:
             # A truncated tail: keep what decoded, as players do.
             return
 
+    def rewind(self) -> None:
+        """Back to the first frame (a seek; the file is opened again where it cannot seek)."""
+        try:
+            self._container.seek(0)
+        except av.error.FFmpegError:
+            self._container.close()
+            self._container = _open_container(self.path)
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "AUTO"
+
     def close(self) -> None:
         self._container.close()
+
+
+def _paced(frames: Iterator[av.VideoFrame], pace: Callable[[], None] | None) -> Iterator[av.VideoFrame]:
+    if pace is None:
+        yield from frames
+        return
+    while True:
+        pace()
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        yield frame
 
 
 REORDER_DEPTH = 4  # frames; a DivX packed B-frame's timestamp is one frame from its place, an Xvid one two
