@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,11 +45,11 @@ class Slow(Filter):
 
     def process(self, batch: np.ndarray, faces: Sequence[FaceContext]) -> np.ndarray:
         side = batch.shape[-1]
+        time.sleep(type(self).delay_s * (side / 128) ** 2)
         if all(face.track_id <= WARM_UP_TRACK for face in faces):
             type(self).warmed.append((batch.shape[0], side))
             return 1.0 - batch
         type(self).sides.append(side)
-        time.sleep(type(self).delay_s * (side / 128) ** 2)
         return 1.0 - batch
 
 
@@ -250,11 +252,44 @@ def test_a_met_budget_changes_no_byte():
     plain.stages.graph.close()
     assert governed.stats.levels == {"full": len(images)}
     assert set(Slow.sides) == {128}
-    # Warmed before the clock at every size the governor may cut, at one face and at max_faces;
-    # with the governor off, at full size only.
-    assert Slow.warmed == [(1, 128), (4, 128), (1, 96), (4, 96), (1, 80), (4, 80), (1, 128), (4, 128)]
+    # Warmed before the clock at every size the governor may cut, at one face and at max_faces, and
+    # one face once more, timed (where to start); with the governor off, at full size only.
+    assert Slow.warmed == [(1, 128), (4, 128), (1, 128), (1, 96), (4, 96), (1, 96), (1, 80), (4, 80), (1, 80),
+                           (1, 128), (4, 128)]
     for a, b in zip(governed_sink.images, plain_sink.images, strict=True):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.flaky(reruns=2)  # real sleeps: a loaded machine may oversleep the 9 ms of margin
+def test_a_run_starts_at_the_first_crop_whose_network_fits_its_share_of_the_budget(caplog):
+    # 55 ms a face at 128 px, 31 at 96 and 21 at 80: a 100 ms budget gives the network 40 ms, so the run
+    # starts at crop 96, says so, and its first frames run there; a budget of 200 starts at full size.
+    Slow.delay_s = 0.055
+    images = _frames(6)
+    runner, _ = _live(images, "test-governed-crops", budget_ms=100.0, hold_frames=50)
+    with caplog.at_level(logging.INFO, logger="henshin"):
+        stats = runner.run()
+    runner.stages.graph.close()
+    assert Slow.sides[:len(images)] == [96] * len(images)
+    assert stats.levels == {"crop 96": len(images)}
+    assert "latency governor: starting at crop 96" in caplog.text
+    assert re.search(r"network took (5\d|6\d) ms at full, (3\d) ms at crop 96, (2\d) ms at crop 80", caplog.text)
+    Slow.sides = []
+    roomy, _ = _live(images, "test-governed-crops", budget_ms=200.0, hold_frames=50)
+    roomy.run()
+    roomy.stages.graph.close()
+    assert Slow.sides[:len(images)] == [128] * len(images) and roomy.stats.levels == {"full": len(images)}
+
+
+def test_the_start_takes_the_smallest_crop_when_none_fits_and_full_when_untimed():
+    levels = ladder(256, faces=True, filter_steps=1)
+    governor = Governor(100.0, levels)
+    assert governor.start({1.0: 90.0, 0.75: 60.0, 0.625: 45.0})
+    assert governor.level.name == "crop 160"  # not deeper: the later levels are not the network's
+    assert not Governor(100.0, levels).start({})
+    assert not Governor(0.0, levels).start({1.0: 500.0})  # the governor off: nothing changes
+    fits = Governor(100.0, levels)
+    assert not fits.start({1.0: 40.0, 0.75: 20.0}) and fits.index == 0
 
 
 def test_a_still_face_keeps_its_result_at_the_holding_level():

@@ -12,7 +12,9 @@ level (their 90th percentile, ``TAIL``), since a viewer sees the late frames, no
 the average: when it is over the budget it steps down, below ``ROOM`` × the
 budget it climbs back, at most once per ``HOLD_FRAMES`` frames, so that each
 step shows its effect first; a level whose last few frames are mostly over the
-budget (their median) is left at once. A level left soon after the governor
+budget (their median) is left at once. A run starts at the first crop whose
+network, timed in the warm-up, leaves the rest of the budget to everything else
+(``NETWORK_SHARE``), so a slow machine's first frames are not late. A level left soon after the governor
 climbed back to it is tried again only after twice as long as the last time (up
 to ``MAX_BACKOFF`` times the hold): every try of a level that does not fit makes
 late frames, and on a steady scene it would be tried every other hold. At level
@@ -40,6 +42,12 @@ QUICK_SHARE = 3
 # try, up to this many holds; a level that lasts longer than that is tried again after one hold.
 MAX_BACKOFF = 8
 FAILED_WITHIN = 4
+# The governor starts at the first crop whose network, timed alone in the warm-up, takes at most this share
+# of the budget: the rest goes to the frame's wait for work (up to a camera period), tracking, compositing
+# and the cores the capture thread shares. Measured (AMD EPYC, two cores, default filter, one face): a
+# network of 28 ms alone (crop 192) made frames of 72 ms at the median and 90 at the 90th percentile;
+# one of 48 ms (256) made 93 and 105, over a 100 ms budget.
+NETWORK_SHARE = 0.4
 CROP_SIDES = (192, 160)  # a 256 crop's governed sides; other sizes scale alike
 DETECT_SLOWER = 4  # the detector's cadence divided by this
 # A face whose landmarks moved on average less than this share of its width keeps its result: about
@@ -121,6 +129,20 @@ class Governor:
     def level(self) -> Level:
         """The level the next frame runs at."""
         return self.levels[self.index]
+
+    def start(self, network_ms: dict[float, float]) -> bool:
+        """Start at the first level whose crop lets a face's networks take at most ``NETWORK_SHARE`` of the
+        budget, by ``network_ms`` (crop scale → ms of one face, timed in the warm-up; a scale not timed
+        fits), or at the smallest crop when none does; True when that is not level 0."""
+        if self.budget_ms <= 0 or not network_ms:
+            return False
+        crops = [i for i, level in enumerate(self.levels)
+                 if i == 0 or level.crop_scale != self.levels[i - 1].crop_scale]
+        fits = [i for i in crops if network_ms.get(self.levels[i].crop_scale, 0.0) <= NETWORK_SHARE * self.budget_ms]
+        self.index = fits[0] if fits else crops[-1]
+        self._since, self._climbed = 0, False
+        self._recent.clear()
+        return self.index > 0
 
     def relevel(self, levels: list[Level]) -> None:
         """A new ladder (the graph changed): keep the level's depth where the new ladder has it."""

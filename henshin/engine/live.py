@@ -144,7 +144,14 @@ class LiveRunner:
         try:
             try:
                 scales = [lv.crop_scale for lv in self.governor.levels] if self.governor.budget_ms > 0 else [1.0]
-                warm_up(self.stages, self.source.width, self.source.height, scales)
+                network_ms = warm_up(self.stages, self.source.width, self.source.height, scales)
+                if self.governor.start(network_ms):
+                    self.stages.set_quality(self.governor.level)
+                    named = {lv.crop_scale: lv.name for lv in reversed(self.governor.levels)}
+                    log.info("latency governor: starting at %s (a face's network took %s in the warm-up; "
+                             "budget %g ms)", self.governor.level.name,
+                             ", ".join(f"{ms:.0f} ms at {named[scale]}" for scale, ms in
+                                       sorted(network_ms.items(), reverse=True)), self.governor.budget_ms)
                 with steady():
                     start = self._started = time.perf_counter()
                     for thread in threads:
@@ -392,7 +399,7 @@ def draw_figures(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-def warm_up(stages: FaceStages, width: int, height: int, crop_scales: Sequence[float] = (1.0,)) -> None:
+def warm_up(stages: FaceStages, width: int, height: int, crop_scales: Sequence[float] = (1.0,)) -> dict[float, float]:
     """Open the stages and run every network once on blank input before the clock starts, so the first frames are not late.
 
     The tracker is readied for ``max_faces`` faces, and fully convolutional face networks run at
@@ -400,9 +407,12 @@ def warm_up(stages: FaceStages, width: int, height: int, crop_scales: Sequence[f
     runtime's first run at a larger batch grows its memory (ONNX Runtime, the default network with two
     faces: 100 ms against 68 once grown), and OpenVINO compiles each new shape (0.4 s the first time on
     a machine, an import of under 0.1 s after), which a frame the governor has just made smaller would
-    otherwise wait for.
+    otherwise wait for. Where the governor may cut crops (more than one scale), one face runs once
+    more at each size, timed: the ms a face's networks take at each crop scale (empty otherwise), from
+    which the governor starts.
     """
     stages.open(warm=True)
+    timed: dict[float, float] = {}
     for link in stages.graph.links:
         spec = link.filter.spec
         if spec.consumes == "landmarks":
@@ -411,12 +421,22 @@ def warm_up(stages: FaceStages, width: int, height: int, crop_scales: Sequence[f
         # batch costs little beside its own time, and warming it would cost seconds)
         several = spec.consumes == "crops" and spec.free_size
         batches = sorted({1, stages.tracker_config.max_faces}) if several else [1]
-        sides = sorted({crop_side(spec.size, scale) for scale in crop_scales}, reverse=True) if several else [spec.size]
-        for size in sides:
+        scales = sorted(set(crop_scales), reverse=True) if several else [1.0]
+        sides = {scale: crop_side(spec.size, scale) if several else spec.size for scale in scales}
+        for size in sorted(set(sides.values()), reverse=True):
             side = (size, size) if spec.consumes == "crops" else (height, width)
             sized = dataclasses.replace(spec, size=size) if spec.consumes == "crops" else spec
+            shape = (3, *side) if spec.layout == "NCHW" else (*side, 3)
             for batch in batches:
-                _warm_run(link.filter, sized, (batch, 3, *side) if spec.layout == "NCHW" else (batch, *side, 3))
+                _warm_run(link.filter, sized, (batch, *shape))
+            if several and len(scales) > 1:
+                began = time.perf_counter()
+                _warm_run(link.filter, sized, (1, *shape))
+                ms = (time.perf_counter() - began) * 1e3
+                for scale in scales:
+                    if sides[scale] == size:
+                        timed[scale] = timed.get(scale, 0.0) + ms
+    return timed
 
 
 def _warm_run(filt: Any, spec: FilterSpec, shape: tuple[int, ...]) -> None:
