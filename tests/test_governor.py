@@ -37,6 +37,7 @@ class Slow(Filter):
     Params = _SlowParams
     delay_s = 0.0
     sides: list[int] = []  # the crop sides of real faces' runs
+    tracks: list[list[int]] = []  # the track ids of each real run
     warmed: list[tuple[int, int]] = []  # (batch, side) of the live warm-up's runs
 
     @property
@@ -50,6 +51,7 @@ class Slow(Filter):
             type(self).warmed.append((batch.shape[0], side))
             return 1.0 - batch
         type(self).sides.append(side)
+        type(self).tracks.append([face.track_id for face in faces])
         return 1.0 - batch
 
 
@@ -85,7 +87,7 @@ class SlowFrames(Filter):
 
 @pytest.fixture(autouse=True)
 def _fresh():
-    Slow.delay_s, Slow.sides, Slow.warmed = 0.0, [], []
+    Slow.delay_s, Slow.sides, Slow.warmed, Slow.tracks = 0.0, [], [], []
     SlowFrames.delay_s, SlowFrames.steps = 0.0, []
 
 
@@ -115,14 +117,16 @@ def test_the_ladder_goes_from_what_a_viewer_notices_least():
         "crop 160",
         "detector /4",
         "hold still faces",
+        "faces in turn",
         "filter step 1",
         "filter step 2",
     ]
     deepest = ladder(256, faces=True, filter_steps=2)[-1]  # each step keeps the ones before it
-    assert (deepest.crop_scale, deepest.detect_every, deepest.hold, deepest.filter_step) == (
+    assert (deepest.crop_scale, deepest.detect_every, deepest.hold, deepest.in_turn, deepest.filter_step) == (
         160 / 256,
         4,
         0.02,
+        True,
         2,
     )
     assert [level.name for level in ladder(None, faces=False, filter_steps=0)] == ["full"]
@@ -315,6 +319,52 @@ def test_a_still_face_keeps_its_result_at_the_holding_level():
     finally:
         stages.close()
         stages.graph.close()
+
+
+def test_faces_in_turn_run_half_the_faces_a_frame_and_the_others_keep_their_last_result():
+    images = render_frames(SampleSpec(width=480, height=270, frames=6, faces=2))
+    stages = FaceStages(FilterGraph(ChainRequest("test-governed-crops")), OneEuroSmoother(enabled=False))
+    try:
+        stages.set_quality(Level("turns", in_turn=True))
+        outputs = [process_frame(stages, Frame(image, i)).output for i, image in enumerate(images)]
+        both = sorted(Slow.tracks[0])
+        assert len(both) == 2  # the first frame: neither face has a result yet, both run
+        # then one face a frame, the one whose result is older: in turn
+        assert Slow.tracks[1:] == [[both[0]], [both[1]], [both[0]], [both[1]], [both[0]]]
+        for image, out in zip(images, outputs, strict=True):  # each face is covered in every frame
+            changed = np.any(out != image, axis=2)
+            faces = _face_boxes(image)
+            assert len(faces) == 2
+            for face in faces:
+                assert changed[face].mean() > 0.5
+        stages.set_quality(FULL)
+        process_frame(stages, Frame(images[0], 6))
+        assert sorted(Slow.tracks[-1]) == both  # full quality: every face every frame
+        one = _frames(3)  # one face: nothing to take turns with, it runs every frame
+        stages.set_quality(Level("turns", in_turn=True))
+        calls = len(Slow.tracks)
+        for i, image in enumerate(one):
+            process_frame(stages, Frame(image, 10 + i))
+        assert len(Slow.tracks) == calls + 3
+    finally:
+        stages.close()
+        stages.graph.close()
+
+
+def _face_boxes(image: np.ndarray) -> list[tuple[slice, slice]]:
+    """The middle of each face the tracker finds in ``image``: (rows, columns) slices."""
+    from henshin.engine.tracking import FaceTracker, TrackerConfig
+
+    tracker = FaceTracker(TrackerConfig())
+    try:
+        boxes = []
+        for face in tracker(image):
+            (x0, y0), (x1, y1) = face.landmarks[:, :2].min(0), face.landmarks[:, :2].max(0)
+            dx, dy = (x1 - x0) / 4, (y1 - y0) / 4
+            boxes.append((slice(int(y0 + dy), int(y1 - dy)), slice(int(x0 + dx), int(x1 - dx))))
+        return boxes
+    finally:
+        tracker.close()
 
 
 def test_latency_budget_is_checked_and_counted_in_the_stats(tmp_path, capsys):

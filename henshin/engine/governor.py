@@ -67,7 +67,9 @@ class Level:
     crop_scale: free-size crops are cut at this share of their side; detect_every:
     the tracker's look for new faces runs this many times less often; hold: a
     face whose landmarks moved on average less than this share of its width since
-    its last result keeps that result (0: never); filter_step: the step asked of each
+    its last result keeps that result (0: never); in_turn: of two or more faces, the half whose
+    results are oldest are run each frame and the others keep their last result (pasted where the
+    face is now, as a held one); filter_step: the step asked of each
     filter's own ladder (``Filter.set_quality``).
     """
 
@@ -75,6 +77,7 @@ class Level:
     crop_scale: float = 1.0
     detect_every: int = 1
     hold: float = 0.0
+    in_turn: bool = False
     filter_step: int = 0
 
 
@@ -95,6 +98,7 @@ def ladder(free_size: int | None, faces: bool, filter_steps: int) -> list[Level]
     if faces:
         levels.append(replace(levels[-1], name="detector /4", detect_every=DETECT_SLOWER))
         levels.append(replace(levels[-1], name="hold still faces", hold=HOLD_MOTION))
+        levels.append(replace(levels[-1], name="faces in turn", in_turn=True))
     for step in range(1, filter_steps + 1):
         levels.append(replace(levels[-1], name=f"filter step {step}", filter_step=step))
     return levels

@@ -24,6 +24,7 @@ to the paste-back; the frame is uploaded once and downloaded once.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,7 +113,9 @@ class FaceStages:
         self._previous: dict[tuple[int, int], Previous] = {}
         self._compositor = Compositor()
         self.quality = FULL  # the live governor's level (offline: always full)
-        self._held: dict[tuple[int, int], tuple[np.ndarray, Any]] = {}  # (chain, track) → landmarks, output
+        # (chain, track) → the landmarks a face's last output was made at, the output, and when (a count)
+        self._held: dict[tuple[int, int], tuple[np.ndarray, Any, int]] = {}
+        self._made = 0
 
     def open(self, warm: bool = False) -> None:
         """Allocate what the first frame would otherwise wait for (the tracker's graphs); ``warm``
@@ -222,14 +225,17 @@ class FaceStages:
         for chain in self.graph.chains:
             jobs = [(work, job) for work in live for job in work.jobs if job.chain is chain and job.crop is not None]
             jobs = [(work, job) for work, job in jobs if not self._reuse(job)]
+            if self.quality.in_turn:
+                jobs = self._in_turn(chain, jobs)
             if jobs and chain.crop_links:
                 stack = _stack([job.crop for _, job in jobs])
                 items = [(work, job.face) for work, job in jobs]
                 out, _ = self._run_links(chain.crop_links, stack, items)
                 for (_, job), item in zip(jobs, out, strict=True):
                     job.output = item
-                    if self.quality.hold:
-                        self._held[(id(chain), job.face.track_id)] = (job.face.landmarks, item)
+                    if self.quality.hold or self.quality.in_turn:
+                        self._made += 1
+                        self._held[(id(chain), job.face.track_id)] = (job.face.landmarks, item, self._made)
         for frames in _split_at_cuts([w for w in live if w.batch is not None]):
             if frames[0].cut:  # whole-frame filters start a new "track" with the shot
                 self._end_track(FRAME_TRACK)
@@ -258,6 +264,20 @@ class FaceStages:
             return False
         job.output = held[1]
         return True
+
+    def _in_turn(self, chain: Chain, jobs: list[tuple[Work, FaceJob]]) -> list[tuple[Work, FaceJob]]:
+        """At a governed level that runs faces in turn: of two or more faces, the half (rounded up) whose
+        results are oldest run, a face without a result always; the others keep their last output."""
+        if len(jobs) < 2:
+            return jobs
+        held = [self._held.get((id(chain), job.face.track_id)) for _, job in jobs]
+        fresh = [i for i, h in enumerate(held) if h is None]
+        oldest = sorted((i for i, h in enumerate(held) if h is not None), key=lambda i: held[i][2])
+        room = max(math.ceil(len(jobs) / 2) - len(fresh), 0)
+        for i in oldest[room:]:
+            jobs[i][1].output = held[i][1]
+        run = set(fresh) | set(oldest[:room])
+        return [wj for i, wj in enumerate(jobs) if i in run]
 
     def _edit(self, work: Work) -> None:
         """Landmark links edit the frame (each sees the last one's output); then their chains' crops are cut."""
