@@ -12,13 +12,13 @@ level (their 90th percentile, ``TAIL``), since a viewer sees the late frames, no
 the average: when it is over the budget it steps down, below ``ROOM`` × the
 budget it climbs back, at most once per ``HOLD_FRAMES`` frames, so that each
 step shows its effect first; a level whose last few frames are mostly over the
-budget (their median) is left at once. A run starts at the first crop whose
-network, timed in the warm-up, leaves the rest of the budget to everything else
-(``NETWORK_SHARE``), so a slow machine's first frames are not late. A level left soon after the governor
+budget (their median) is left at once. A level left soon after the governor
 climbed back to it is tried again only after twice as long as the last time (up
 to ``MAX_BACKOFF`` times the hold): every try of a level that does not fit makes
-late frames, and on a steady scene it would be tried every other hold. At level
-0 nothing is changed.
+late frames, and on a steady scene it would be tried every other hold. A run
+starts at the first crop whose network, timed in the warm-up, leaves the rest of
+the budget to everything else (``NETWORK_SHARE``), so a slow machine's first
+frames are not late. At level 0 nothing is changed.
 """
 
 from __future__ import annotations
