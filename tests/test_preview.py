@@ -164,30 +164,61 @@ def test_keys_change_the_style_and_every_output_frame_is_shown(xscreen, monkeypa
 
 @REALTIME
 def test_b_shows_original_and_filtered_side_by_side_with_figures_on_both(xscreen, monkeypatch, tmp_path):
+    monkeypatch.setenv("DISPLAY", xscreen.display)
+    photo = np.ascontiguousarray(portrait()[::2, ::2])
+    # Qt under Xvfb, with no window manager and a loaded machine, leaves about one new window in ten
+    # black for good, whatever is drawn into it (reproduced with OpenCV's namedWindow and imshow alone,
+    # no henshin code; a window made again paints). A window that shows nothing before `b` is closed
+    # and the run made again with a new one, up to three times.
+    for attempt in range(3):
+        shot = _compare_shot(xscreen, photo, f"henshin-compare-{attempt}")
+        if shot is not None:
+            break
+    else:
+        pytest.fail("the preview window never showed a frame in three tries")
+    save_png(shot, tmp_path / "compare.png")
+    side = photo.shape[1]
+    left, right = shot[:, :side].astype(int), shot[:, side:].astype(int)
+    assert np.abs(left[40:] - photo[40:].astype(int)).mean() < 6  # the original, as captured
+    assert (np.abs(right[40:] - left[40:]).max(axis=2) > 40).mean() > 0.01  # the face's skin, tinted green
+    for half in (left, right):  # the figures (white text) in the top band of both halves
+        band = half[:40]
+        assert ((band > 235).all(axis=2)).sum() > 100
+
+
+def _compare_shot(xscreen, photo: np.ndarray, title: str) -> np.ndarray | None:
+    """A live run into a preview window called ``title``: once it shows frames, ``b``, and the screenshot of
+    the side-by-side window; None when the window showed nothing (Qt's black window under Xvfb)."""
     from henshin.engine.screens import PreviewSink
 
-    monkeypatch.setenv("DISPLAY", xscreen.display)
     graph = FilterGraph(ChainRequest("tint", params={"region": "skin", "color": "#00ff00", "strength": "1"}))
     stages = FaceStages(graph, OneEuroSmoother())
-    photo = np.ascontiguousarray(portrait()[::2, ::2])
     runner_box: list[LiveRunner] = []
-    preview = PreviewSink(lambda line: runner_box[0].command(line), title="henshin-compare")
+    preview = PreviewSink(lambda line: runner_box[0].command(line), title=title)
     runner = LiveRunner(StillCamera(photo, fps=15), stages, [preview], LiveConfig(overlay=True))
     runner_box.append(runner)
     shots: dict[str, np.ndarray] = {}
+    side = photo.shape[1]
+
+    def window_shot(window: int) -> np.ndarray:
+        x, y, w, h = xscreen.geometry(window)
+        return xscreen.screenshot()[y:y + h, x:x + w]
 
     def operate() -> None:
-        window = xscreen.window("henshin-compare")
-        _wait(lambda: preview.shown >= 5)
+        window = xscreen.window(title)
+        try:
+            _wait(lambda: preview.shown >= 5)
+            _wait(lambda: window_shot(window)[40:].max() > 0, timeout=10)  # the window shows frames
+        except TimeoutError:
+            xscreen.close_window(window)  # a black window: this run ends, and the caller makes a new one
+            return
         xscreen.key(window, "b")
-        _wait(lambda: xscreen.geometry(window)[2] == 2 * photo.shape[1])
+        _wait(lambda: xscreen.geometry(window)[2] == 2 * side)
         shown = preview.shown
         _wait(lambda: preview.shown >= shown + 3)
 
         def painted() -> bool:  # a resized window is black until the X server has drawn the next frame
-            x, y, w, h = xscreen.geometry(window)
-            shots["compare"] = xscreen.screenshot()[y:y + h, x:x + w]
-            side = photo.shape[1]
+            shots["compare"] = window_shot(window)
             return shots["compare"][40:, :side].max() > 0 and shots["compare"][40:, side:].max() > 0
 
         _wait(painted, timeout=20)
@@ -200,15 +231,7 @@ def test_b_shows_original_and_filtered_side_by_side_with_figures_on_both(xscreen
     finally:
         graph.close()
     helper.join(timeout=5)
-    shot = shots["compare"]
-    save_png(shot, tmp_path / "compare.png")
-    side = photo.shape[1]
-    left, right = shot[:, :side].astype(int), shot[:, side:].astype(int)
-    assert np.abs(left[40:] - photo[40:].astype(int)).mean() < 6  # the original, as captured
-    assert (np.abs(right[40:] - left[40:]).max(axis=2) > 40).mean() > 0.01  # the face's skin, tinted green
-    for half in (left, right):  # the figures (white text) in the top band of both halves
-        band = half[:40]
-        assert ((band > 235).all(axis=2)).sum() > 100
+    return shots.get("compare")
 
 
 def test_preview_and_a_virtual_camera_and_a_recording_together(xscreen, monkeypatch, tmp_path):
