@@ -41,7 +41,7 @@ from henshin.engine.shots import CutConfig, CutDetector
 from henshin.engine.smoothing import Smoother
 from henshin.engine.temporal import MAX_GAP_S, Previous, blend_with_previous
 from henshin.engine.tracking import FaceTracker, TrackerConfig
-from henshin.kernels.landmarks import NUM_LANDMARKS
+from henshin.kernels.landmarks import NUM_LANDMARKS, mean_shift
 from henshin.kernels.masks import is_torch
 from henshin.kernels.warp import batch_to_image, convert_range, crop_from_frame, frame_to_batch
 from henshin.types import AlignedFace, Face, FaceContext, FilterSpec, Frame
@@ -259,7 +259,7 @@ class FaceStages:
         held = self._held.get((id(job.chain), job.face.track_id))
         if held is None:
             return False
-        moved = float(np.linalg.norm(job.face.landmarks[:, :2] - held[0][:, :2], axis=1).mean())
+        moved = mean_shift(job.face.landmarks, held[0])
         if moved >= self.quality.hold * face_width(job.face):
             return False
         job.output = held[1]

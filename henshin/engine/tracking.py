@@ -53,6 +53,7 @@ from henshin.engine.trackbase import (
     brighten,
     landmark_box,
 )
+from henshin.kernels.landmarks import mean_shift
 from henshin.types import Face
 
 __all__ = [
@@ -523,8 +524,7 @@ def _spread(points: np.ndarray) -> float:
 def _disagree(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
     """Whether two meshes of one face differ by more than ``tolerance`` of its spread (mean 2-D
     distance of the points)."""
-    distance = float(np.linalg.norm(np.asarray(a)[:, :2] - np.asarray(b)[:, :2], axis=1).mean())
-    return distance > tolerance * max(_spread(a), 1e-6)
+    return mean_shift(a, b) > tolerance * max(_spread(a), 1e-6)
 
 
 def _near(a: Box, b: Box) -> float:

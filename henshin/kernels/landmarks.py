@@ -60,3 +60,8 @@ def eye_centers(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     The contour mean is used rather than the iris, which moves with the gaze.
     """
     return points[list(LEFT_EYE), :2].mean(0), points[list(RIGHT_EYE), :2].mean(0)
+
+
+def mean_shift(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean 2-D distance between corresponding points of two landmark sets of one face, in pixels."""
+    return float(np.linalg.norm(np.asarray(a)[:, :2] - np.asarray(b)[:, :2], axis=1).mean())
