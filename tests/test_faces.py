@@ -289,3 +289,34 @@ def test_live_tracking_looks_at_the_whole_frame_first_and_at_the_small_face_tile
     assert [c for c in calls if c[0] == 0 and c[1] == here] == [(0, here)]  # the whole frame only
     assert len([c for c in calls if c[1].startswith("henshin-search")]) > 1  # the tiles, behind
     assert counts[0] == 2 and counts[-1] == 2
+
+
+def test_a_search_behind_that_ends_frames_later_starts_no_mesh_on_faces_already_tracked():
+    # Live, the search behind reports faces of a frame some frames back. A face tracked on that frame
+    # has moved since, so against where it is now it looked new, and a mesh was started on it for
+    # nothing (two faces, 30 ms of a live frame). Here the search of the first frame is taken at the
+    # fifth, the faces 48 px (most of a face's width) further on.
+    image, _ = _frames(SampleSpec(width=960, height=540, frames=1, faces=2, face_height=0.6))
+    tracker = FaceTracker(TrackerConfig(max_faces=4, sweep_tiles=False, search_behind=True))
+    starts: list[tuple[int, int]] = []
+    real = tracker.backend.start
+
+    def counted(frames, seeds):
+        starts.append((frame, len(seeds)))
+        return real(frames, seeds)
+
+    tracker.backend.start = counted
+    try:
+        frame = 0
+        assert [f.track_id for f in tracker(image[0])] == [0, 1]
+        search, tracker._behind = tracker._behind, None  # the search of frame 0, held back
+        search.result()
+        for frame in range(1, 5):
+            if frame == 4:
+                tracker._behind = search
+            moved = tracker(np.roll(image[0], 12 * frame, axis=1))
+            assert [f.track_id for f in moved] == [0, 1]
+    finally:
+        tracker.close()
+    assert starts == [(0, 2)]  # the two faces' meshes, started once
+    assert search.result()  # the held-back search did find the faces

@@ -128,6 +128,7 @@ class FaceTracker:
         self._helper: ThreadPoolExecutor | None = None  # search_behind: the helper thread
         self._helper_backend: TrackerBackend | None = None  # and its detector
         self._behind: Future | None = None  # the search running behind, if any
+        self._behind_boxes: dict[int, Box] = {}  # the faces tracked on the frame it searches, by id
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """Landmarks for every face in an (H, W, 3) uint8 RGB frame, with track ids."""
@@ -334,6 +335,7 @@ class FaceTracker:
         if self._behind is not None:
             return
         self._behind = self._helper_pool().submit(self._detect_behind, frame, rects)
+        self._behind_boxes = {t.track_id: t.box for t in self._live()}
 
     def _helper_pool(self) -> ThreadPoolExecutor:
         """The helper thread, made on first use at a lower priority than the frames' own work."""
@@ -348,10 +350,17 @@ class FaceTracker:
         return _apart([d for ds in found for d in ds])
 
     def _take_found(self, frame: Any) -> Steps:
-        """Add the faces a finished search behind found (their mesh runs on this frame)."""
+        """Add the faces a finished search behind found (their mesh runs on this frame).
+
+        Its detections are of a frame some frames back: one that overlaps a face tracked on that frame
+        is that face, wherever it has moved since (compared with where the face is now, a moving face
+        looked new, and a mesh was started on it for nothing: two faces, 30 ms of a live frame)."""
         if self._behind is None or not self._behind.done():
             return
         found, self._behind = self._behind.result(), None
+        live = {t.track_id for t in self._live()}
+        tracked = [box for track_id, box in self._behind_boxes.items() if track_id in live]
+        found = [d for d in found if all(_iou(d.box, box) <= 0.3 for box in tracked)]
         if found:
             yield from self._add_found(frame, found)
 
