@@ -296,6 +296,61 @@ def test_the_start_takes_the_smallest_crop_when_none_fits_and_full_when_untimed(
     assert not fits.start({1.0: 40.0, 0.75: 20.0}) and fits.index == 0
 
 
+def test_a_step_down_goes_as_far_as_the_warm_up_timing_says_the_faces_need():
+    # This machine's figures (AMD EPYC, two cores): a face's network 49 ms at 256, 28 at 192, 20 at 160;
+    # the run starts at crop 192. Two faces' frames there take 120 ms: less 56 ms of networks, 64 ms is
+    # the rest, and only faces in turn (one network a frame, 20 ms) brings them within 100 ms. The
+    # governor goes there at once, not through three levels that each make late frames first.
+    levels = ladder(256, faces=True, filter_steps=1)
+    timing = {1.0: 49.0, 0.75: 28.0, 0.625: 20.0}
+    two = Governor(100.0, levels, hold_frames=15)
+    two.start(timing)
+    assert two.level.name == "crop 192" and two.network_of(two.index, 2) == 56.0
+    moved = [two.observe(120.0, faces=2) for _ in range(5)]
+    assert moved == [False] * 4 + [True] and two.level.name == "faces in turn"
+    assert two.network_of(two.index, 2) == 20.0 and two.network_of(two.index, 3) == 40.0
+    # One face 20 ms over: crop 160 saves only 8 ms, and nothing below saves more: one step.
+    one = Governor(100.0, levels, hold_frames=15)
+    one.start(timing)
+    for _ in range(5):
+        one.observe(120.0, faces=1)
+    assert one.level.name == "crop 160"
+    # Two faces 5 ms over at crop 192: crop 160 (16 ms less) is enough.
+    near = Governor(100.0, levels, hold_frames=15)
+    near.start(timing)
+    for _ in range(5):
+        near.observe(105.0, faces=2)
+    assert near.level.name == "crop 160"
+    # Over by more than any level saves: the one of least network time, not the end of the ladder.
+    far = Governor(100.0, levels, hold_frames=15)
+    far.start(timing)
+    for _ in range(5):
+        far.observe(300.0, faces=2)
+    assert far.level.name == "faces in turn"
+    # Without timings (no fully convolutional network, or before the start) a step is one level.
+    plain = Governor(100.0, levels, hold_frames=15)
+    for _ in range(5):
+        plain.observe(300.0, faces=2)
+    assert plain.level.name == "crop 192"
+
+
+def test_the_live_runner_tells_the_governor_each_frame_s_faces():
+    images = _frames(4)
+    two = [np.concatenate([image, image], axis=1) for image in images]
+    runner, _ = _live(two, "test-governed-crops", budget_ms=10_000.0)
+    seen: list[int] = []
+    observe = runner.governor.observe
+
+    def told(latency_ms: float, faces: int = 1) -> bool:
+        seen.append(faces)
+        return observe(latency_ms, faces)
+
+    runner.governor.observe = told
+    runner.run()
+    runner.stages.graph.close()
+    assert seen == [2] * len(two)
+
+
 def test_a_still_face_keeps_its_result_at_the_holding_level():
     image = _frames(1)[0]
     stages = FaceStages(

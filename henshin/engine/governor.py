@@ -18,7 +18,11 @@ to ``MAX_BACKOFF`` times the hold): every try of a level that does not fit makes
 late frames, and on a steady scene it would be tried every other hold. A run
 starts at the first crop whose network, timed in the warm-up, leaves the rest of
 the budget to everything else (``NETWORK_SHARE``), so a slow machine's first
-frames are not late. At level 0 nothing is changed.
+frames are not late. With those timings a step down goes as far as it must: to
+the first level where the late figure, less what the networks save there for
+the frame's faces, fits (a second face comes: a smaller crop, or faces in turn,
+at once), rather than one level at a time, each making late frames while it is
+measured. At level 0 nothing is changed.
 """
 
 from __future__ import annotations
@@ -128,6 +132,7 @@ class Governor:
         self._since = 0
         self._climbed = False  # whether the current level was reached by climbing back to it
         self._backoff: dict[int, int] = {}  # level index → holds to wait before climbing back to it
+        self._network_ms: dict[float, float] = {}  # crop scale → one face's networks, timed in the warm-up
 
     @property
     def level(self) -> Level:
@@ -140,13 +145,21 @@ class Governor:
         fits), or at the smallest crop when none does; True when that is not level 0."""
         if self.budget_ms <= 0 or not network_ms:
             return False
+        self._network_ms = dict(network_ms)
         crops = [i for i, level in enumerate(self.levels)
                  if i == 0 or level.crop_scale != self.levels[i - 1].crop_scale]
-        fits = [i for i in crops if network_ms.get(self.levels[i].crop_scale, 0.0) <= NETWORK_SHARE * self.budget_ms]
+        fits = [i for i in crops if self.network_of(i, 1) <= NETWORK_SHARE * self.budget_ms]
         self.index = fits[0] if fits else crops[-1]
         self._since, self._climbed = 0, False
         self._recent.clear()
         return self.index > 0
+
+    def network_of(self, index: int, faces: int) -> float:
+        """The ms a frame's networks take at level ``index`` for ``faces`` faces, by the warm-up's timing
+        (0 where it timed none): one face's at the level's crop, for each face the level runs."""
+        level = self.levels[index]
+        runs = math.ceil(faces / 2) if level.in_turn and faces > 1 else faces
+        return self._network_ms.get(level.crop_scale, 0.0) * runs
 
     def relevel(self, levels: list[Level]) -> None:
         """A new ladder (the graph changed): keep the level's depth where the new ladder has it."""
@@ -154,8 +167,9 @@ class Governor:
         self.index = min(self.index, len(levels) - 1)
         self._backoff.clear()  # the new ladder's levels are new: each is tried again after one hold
 
-    def observe(self, latency_ms: float) -> bool:
-        """One frame ran at ``level`` and took ``latency_ms``; True when the next frame's level differs."""
+    def observe(self, latency_ms: float, faces: int = 1) -> bool:
+        """One frame ran at ``level``, took ``latency_ms`` and had ``faces`` faces; True when the next frame's
+        level differs."""
         self.frames[self.level.name] = self.frames.get(self.level.name, 0) + 1
         if self.budget_ms <= 0:
             return False
@@ -165,10 +179,10 @@ class Governor:
         if self._since < self.hold_frames:
             last = sorted(list(self._recent)[-quick:])
             late = self._since >= quick and last[len(last) // 2] > self.budget_ms
-            return self._step(+1) if late and self.index < len(self.levels) - 1 else False
+            return self._down(last[len(last) // 2], faces) if late and self.index < len(self.levels) - 1 else False
         tail = self.tail()
         if tail > self.budget_ms and self.index < len(self.levels) - 1:
-            return self._step(+1)
+            return self._down(tail, faces)
         wait = self.hold_frames * self._backoff.get(self.index - 1, 1)
         if tail < ROOM * self.budget_ms and self.index > 0 and self._since >= wait:
             return self._step(-1)
@@ -180,6 +194,17 @@ class Governor:
             return 0.0
         ordered = sorted(self._recent)
         return ordered[max(math.ceil(TAIL * len(ordered)) - 1, 0)]
+
+    def _down(self, late_ms: float, faces: int) -> bool:
+        """Step down from a level whose frames took ``late_ms`` (the figure over the budget) with ``faces``
+        faces: to the first level below where that, less the networks' saving there (``network_of``),
+        is within the budget, or the one of least network time when none is; one level where nothing
+        was timed."""
+        here = self.network_of(self.index, faces)
+        below = range(self.index + 1, len(self.levels))
+        fits = [i for i in below if late_ms - here + self.network_of(i, faces) <= self.budget_ms]
+        target = fits[0] if fits else min(below, key=lambda i: (self.network_of(i, faces), i))
+        return self._step(target - self.index)
 
     def _step(self, direction: int) -> bool:
         if direction > 0 and self._climbed:  # leaving a level the governor had climbed back to

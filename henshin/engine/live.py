@@ -246,7 +246,7 @@ class LiveRunner:
                 if self._stop.is_set():
                     return
                 work = process_frame(self.stages, frame, self.stats)
-                self._govern((time.monotonic_ns() - frame.captured_at) / 1e6)
+                self._govern((time.monotonic_ns() - frame.captured_at) / 1e6, len(work.faces))
                 image = work.output
                 if self.config.overlay:
                     figures = self._figures(len(work.faces))
@@ -264,9 +264,9 @@ class LiveRunner:
                 self._out_lock.notify_all()
             self._close_commands()
 
-    def _govern(self, latency_ms: float) -> None:
-        """Tell the governor how late this frame's result is; apply its level when it changes."""
-        if self.governor.observe(latency_ms):
+    def _govern(self, latency_ms: float, faces: int) -> None:
+        """Tell the governor how late this frame's result is and its faces; apply its level when it changes."""
+        if self.governor.observe(latency_ms, faces):
             level = self.governor.level
             self.stages.set_quality(level)
             log.info("latency governor: %s (level %d of %d)", level.name, self.governor.index,
