@@ -388,3 +388,108 @@ def test_a_looped_file_plays_its_frames_in_order_and_decodes_one_frame_per_frame
         assert np.array_equal(frame.image, originals[i % 12]), i
     assert max(ahead) <= RealtimeFileSource.AHEAD + 1  # (+1: the look past the file's last frame)
     assert min(ahead[5:]) >= 4  # and it does decode ahead: the reorder buffer's frames wait decoded
+
+
+class _SlowFile:
+    """A sink whose writes take ``delay_s`` and record (frame index, thread nice value)."""
+
+    repeats = False
+
+    def __init__(self, delay_s: float = 0.0, fail_at: int | None = None) -> None:
+        self.delay_s, self.fail_at = delay_s, fail_at
+        self.written: list[tuple[int, int]] = []
+        self.ended: list[str] = []
+
+    def write(self, frame: Frame, image: np.ndarray) -> None:
+        import os
+        import threading
+
+        time.sleep(self.delay_s)
+        if frame.index == self.fail_at:
+            raise OSError(28, "No space left on device")
+        self.written.append((frame.index, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+
+    def close(self) -> None:
+        self.ended.append("close")
+
+    def abort(self) -> None:
+        self.ended.append("abort")
+
+
+def _frame(i: int) -> Frame:
+    return Frame(index=i, image=np.zeros((4, 4, 3), np.uint8))
+
+
+def test_a_sink_behind_keeps_every_frame_in_order_without_holding_the_writer_up():
+    # A live recording is encoded in a thread of its own, below the frames' priority: the output
+    # thread hands it a frame and goes on to the camera.
+    import os
+    import sys
+
+    from henshin.engine.sinks import Behind
+    from henshin.engine.steady import HELPER_NICE
+
+    slow = _SlowFile(delay_s=0.02)
+    behind = Behind(slow, depth=16)
+    began = time.perf_counter()
+    for i in range(10):
+        behind.write(_frame(i), _frame(i).image)
+    handed = time.perf_counter() - began
+    behind.close()
+    assert [i for i, _ in slow.written] == list(range(10)) and slow.ended == ["close"]
+    assert handed < 0.1 < 10 * slow.delay_s  # ten writes of 20 ms each, handed over at once
+    if sys.platform.startswith("linux"):
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        assert {nice for _, nice in slow.written} == {min(mine + HELPER_NICE, 19)}
+    full = _SlowFile(delay_s=0.02)
+    small = Behind(full, depth=2)  # fallen behind for good: the writer waits, and nothing is lost
+    for i in range(8):
+        small.write(_frame(i), _frame(i).image)
+    assert len(full.written) >= 4
+    small.close()
+    assert [i for i, _ in full.written] == list(range(8))
+
+
+def test_a_sink_behind_that_fails_raises_at_the_next_write_or_close_and_aborts():
+    from henshin.engine.sinks import Behind
+
+    failing = _SlowFile(fail_at=2)
+    behind = Behind(failing)
+    for i in range(3):
+        behind.write(_frame(i), _frame(i).image)
+    behind._end()  # the queue written (or dropped, after the failure)
+    with pytest.raises(OSError, match="No space left"):
+        behind.write(_frame(3), _frame(3).image)
+    with pytest.raises(OSError, match="No space left"):
+        behind.close()
+    assert [i for i, _ in failing.written] == [0, 1] and failing.ended == ["abort"]
+    dropped = _SlowFile(delay_s=0.05)
+    aborted = Behind(dropped)
+    for i in range(6):
+        aborted.write(_frame(i), _frame(i).image)
+    aborted.abort()
+    assert len(dropped.written) < 6 and dropped.ended == ["abort"]
+    aborted.abort()
+    assert dropped.ended == ["abort"]  # once
+
+
+def test_live_record_is_written_behind_the_live_sinks(tmp_path, monkeypatch):
+    # The recording comes last and is written from its own thread: the null sink gets every frame
+    # before the recording does, and the file holds every processed frame.
+    import av
+
+    from henshin.engine import sinks
+
+    clip = tmp_path / "in.mp4"
+    write_sample(clip, SampleSpec(width=160, height=120, frames=6, fps=12, audio=False))
+    order: list[str] = []
+    null_write, behind_write = sinks.NullSink.write, sinks.Behind.write
+    monkeypatch.setattr(sinks.NullSink, "write", lambda self, f, i: (order.append("null"), null_write(self, f, i))[1])
+    monkeypatch.setattr(sinks.Behind, "write", lambda self, f, i: (order.append("record"), behind_write(self, f, i))[1])
+    record, stats = tmp_path / "rec.mp4", tmp_path / "stats.json"
+    assert main(["-q", "live", "--source", str(clip), "--sink", "null", "--filter", "tint", "--record", str(record),
+                 "--stats", str(stats), "--latency-budget", "0"]) == 0
+    processed = json.loads(stats.read_text())["frames_processed"]
+    assert order[:2] == ["null", "record"] and order.count("record") == processed > 0
+    with av.open(str(record)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == processed

@@ -10,7 +10,8 @@ import pytest
 
 mp = pytest.importorskip("mediapipe")
 
-from henshin.engine.tracking import HELPER_NICE, FaceTracker, TrackerConfig, track_streams  # noqa: E402
+from henshin.engine.steady import HELPER_NICE  # noqa: E402
+from henshin.engine.tracking import FaceTracker, TrackerConfig, track_streams  # noqa: E402
 from henshin.samples import SampleSpec, motion, portrait, render_frames  # noqa: E402
 
 

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from henshin.engine.files import VideoFileSink
     from henshin.engine.governor import check_budget
     from henshin.engine.live import LiveConfig, LiveRunner, read_commands
+    from henshin.engine.sinks import Behind
     from henshin.engine.smoothing import OneEuroSmoother
     from henshin.engine.stages import FaceStages
 
@@ -78,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
     runner_box: list = []
     graph = None
     try:
-        if args.record is not None:
-            sinks.append(VideoFileSink(args.record, source.frame_rate, source.time_base))
         for kind in dict.fromkeys(args.sink or ["vcam"]):
             sinks.append(_sink(kind, args, source, _Later(runner_box)))
+        if args.record is not None:  # last, and encoded in a thread of its own: the camera never waits for it
+            sinks.append(Behind(VideoFileSink(args.record, source.frame_rate, source.time_base)))
         graph = FilterGraph(request, choice.runtime)
     except BaseException:
         for sink in sinks:

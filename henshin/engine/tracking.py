@@ -31,9 +31,6 @@ independent streams at once, each backend call batched over all of them.
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from henshin.engine.steady import lower_priority
 from henshin.engine.trackbase import (
     DARK_LEVEL,
     Box,
@@ -548,23 +546,3 @@ def _iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
-
-
-HELPER_NICE = 10  # how much lower the search behind runs than the frames (Linux nice steps)
-
-
-def lower_priority() -> None:
-    """Lower the calling thread's priority by ``HELPER_NICE`` (and that of the threads it starts, such
-    as a detector graph's), where the OS gives threads their own (Linux); elsewhere nothing changes.
-
-    The search behind is work a viewer can wait for (a small face found a few frames later): at the
-    same priority it took the cores from the first live frames' networks (frame 0's style network
-    81 against 50 ms). Lowering one's own priority needs no privilege.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + HELPER_NICE, 19))
-    except OSError:  # a sandbox that refuses it: the search runs at the frames' priority
-        pass
