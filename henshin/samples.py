@@ -228,11 +228,13 @@ def _write_frames(path: str | Path, frames: Iterable[np.ndarray], width: int, he
                   audio_rate: int) -> None:
     import av  # only writing needs PyAV: rendering frames in memory does not
 
+    from henshin.engine.formats import X264_PARAMS
+
     count = 0
     with av.open(str(path), mode="w") as out:
         video = out.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"crf": "12", "preset": "veryfast", "x264-params": "cpu-independent=1"}  # same bytes every run
+        video.options = {"crf": "12", "preset": "veryfast", "x264-params": X264_PARAMS}  # same bytes every run
         audio = out.add_stream("aac", rate=audio_rate, layout="mono") if audio_rate else None
         for i, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")

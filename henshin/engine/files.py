@@ -17,7 +17,7 @@ import av
 import cv2
 import numpy as np
 
-from henshin.engine.formats import VIDEO_SUFFIXES, image_name
+from henshin.engine.formats import VIDEO_SUFFIXES, X264_PARAMS, image_name
 from henshin.errors import BadInputError, OptionError, OutputError
 from henshin.outputs import commit, discard, partial_path, write_error
 from henshin.types import Frame
@@ -127,11 +127,7 @@ class VideoFileSink:
         stream.pix_fmt = "yuv420p"
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
-        # cpu-independent: the same bytes on every run and every CPU. Without it x264's AVX-512 code
-        # gave one input different pictures from run to run on an Intel Xeon (0.3-1 level mean
-        # difference at 320x240), and a video cut into chunks on several machines could show seams;
-        # no slower there (720p veryfast: 21-24 against 25-28 ms CPU a frame), files 0.5 % larger.
-        stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": "cpu-independent=1"}
+        stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": X264_PARAMS}
         # Frames are converted to YUV with BT.601 coefficients (below): say so in the stream, so a
         # player does not guess BT.709 from an HD size and shift the colours.
         context = stream.codec_context
