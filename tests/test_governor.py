@@ -332,6 +332,16 @@ def test_a_step_down_goes_as_far_as_the_warm_up_timing_says_the_faces_need():
     for _ in range(5):
         plain.observe(300.0, faces=2)
     assert plain.level.name == "crop 192"
+    # A new graph (a control line) was not timed: its ladder steps one level at a time.
+    two.relevel(ladder(None, faces=True, filter_steps=0))
+    assert two.level.name == "faces in turn" and two.network_of(two.index, 2) == 0.0
+    changed = Governor(100.0, levels, hold_frames=15)
+    changed.start(timing)
+    changed.relevel(ladder(None, faces=True, filter_steps=0))  # full, detector /4, hold, in turn
+    assert changed.level.name == "detector /4"  # the depth kept
+    for _ in range(5):
+        changed.observe(300.0, faces=2)
+    assert changed.level.name == "hold still faces"  # one level, not by the old graph's timing
 
 
 def test_the_live_runner_tells_the_governor_each_frame_s_faces():

@@ -80,7 +80,10 @@ class RealtimeFileSource:
     decoding in one go, and made the frames around it late).
     """
 
-    AHEAD = 8  # decoded frames held at most, the reorder buffer's included (a 720p frame is 2.7 MB)
+    # Decoded frames held at most, the reorder buffer's included (a 720p frame is 2.7 MB). More than
+    # ``sources.REORDER_DEPTH`` + 1: the first frame comes out of that buffer after so many decodes,
+    # each of which takes a place first.
+    AHEAD = 8
 
     def __init__(self, path: str | Path, loop: bool = False) -> None:
         self.path = Path(path)

@@ -166,6 +166,7 @@ class Governor:
         self.levels = levels
         self.index = min(self.index, len(levels) - 1)
         self._backoff.clear()  # the new ladder's levels are new: each is tried again after one hold
+        self._network_ms = {}  # the warm-up timed the old graph's networks: steps are one level again
 
     def observe(self, latency_ms: float, faces: int = 1) -> bool:
         """One frame ran at ``level``, took ``latency_ms`` and had ``faces`` faces; True when the next frame's
