@@ -493,3 +493,45 @@ def test_live_record_is_written_behind_the_live_sinks(tmp_path, monkeypatch):
     assert order[:2] == ["null", "record"] and order.count("record") == processed > 0
     with av.open(str(record)) as container:
         assert sum(1 for _ in container.decode(video=0)) == processed
+
+
+def test_processing_waits_a_moment_for_the_next_frame_when_the_newest_is_most_of_a_period_old():
+    # A frame's latency is its age when work starts plus the work: when the newest frame is most of a
+    # camera period old and the next is due within a quarter period, the next is taken instead.
+    import threading
+    from fractions import Fraction
+
+    from henshin.engine.live import FRESH_SLACK, FRESH_WAIT
+
+    class TwoFps:
+        frame_rate = Fraction(2)  # a 500 ms period: the waits below are far from the timer's
+
+    stages = FaceStages(FilterGraph(ChainRequest("tint")), OneEuroSmoother(enabled=False))
+    runner = LiveRunner(TwoFps(), stages, [NullSink()], LiveConfig())
+    ms = 1_000_000
+
+    def capture(index: int, age_ms: float = 0.0) -> None:  # as the capture thread hands a frame over
+        with runner._latest_lock:
+            if runner._latest is not None:
+                runner.stats.frames_dropped += 1
+            runner._latest = Frame(np.zeros((2, 2, 3), np.uint8), index, captured_at=time.monotonic_ns() - int(age_ms * ms))
+            runner._latest_lock.notify()
+
+    try:
+        capture(0, age_ms=400)  # the next is due in 100 ms, within a quarter period (125)
+        threading.Timer(0.05, capture, args=(1,)).start()
+        assert runner._take_newest().index == 1 and runner.stats.frames_dropped == 1
+        capture(2, age_ms=100)  # fresh enough: taken at once
+        began = time.perf_counter()
+        assert runner._take_newest().index == 2 and time.perf_counter() - began < 0.05
+        capture(3, age_ms=400)  # the next never comes: the newest is taken once the wait is over
+        began = time.perf_counter()
+        assert runner._take_newest().index == 3
+        waited = time.perf_counter() - began
+        assert 0.09 < waited < (FRESH_WAIT + FRESH_SLACK) * 0.5 + 0.1
+        runner._capture_done.set()  # the source ended: nothing more is waited for
+        capture(4, age_ms=400)
+        began = time.perf_counter()
+        assert runner._take_newest().index == 4 and time.perf_counter() - began < 0.05
+    finally:
+        stages.graph.close()

@@ -40,6 +40,11 @@ log = logging.getLogger("henshin")
 
 WARM_UP_TRACK = -2  # the track ids a filter's warm-up runs are given: this one and below (never a real face)
 RUN_ENDED = "the run has ended; the command was not applied."
+# Processing waits for the next camera frame rather than take the newest when that one is due within
+# this share of a period (the newest then most of a period old), and for at most this much longer
+# (a camera's timing is not exact; a frame that does not come leaves the newest to be taken).
+FRESH_WAIT = 0.25
+FRESH_SLACK = 0.15
 
 Reply = Callable[[str | None], None]  # called once a control line is applied: None, or the error's sentence
 
@@ -226,11 +231,30 @@ class LiveRunner:
                 self._latest_lock.notify_all()
 
     def _take_newest(self) -> Frame | None:
+        """The newest captured frame, waited for when none is there yet.
+
+        When the newest is already most of a camera period old and the next is due within
+        ``FRESH_WAIT`` of the period, the next is waited for instead (the older one is dropped, as any
+        frame overtaken before work is): a frame's latency is its age when work starts plus the work,
+        and the age of the newest frame is spread over a whole period, so waiting a few ms takes up to
+        a period off that frame's latency, the late tail included.
+        """
         with self._latest_lock:
             while self._latest is None and not self._stop.is_set():
                 if self._capture_done.is_set():
                     return None
                 self._latest_lock.wait(timeout=0.1)
+            held = self._latest
+            if held is not None and not self._capture_done.is_set():
+                due = held.captured_at / 1e9 + self.period  # when the next frame should come
+                wait = due - time.monotonic_ns() / 1e9
+                if 0 < wait <= FRESH_WAIT * self.period:
+                    end = due + FRESH_SLACK * self.period
+                    while self._latest is held and not self._stop.is_set() and not self._capture_done.is_set():
+                        left = end - time.monotonic_ns() / 1e9
+                        if left <= 0:
+                            break
+                        self._latest_lock.wait(timeout=left)
             frame, self._latest = self._latest, None
             return frame
 
