@@ -60,5 +60,5 @@ def lower_priority() -> None:
     tid = threading.get_native_id()
     try:
         os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + HELPER_NICE, 19))
-    except OSError:  # a sandbox that refuses it: the search runs at the frames' priority
+    except OSError:  # a sandbox that refuses it: the thread runs at the frames' priority
         pass

@@ -358,7 +358,7 @@ class FaceTracker:
         found, self._behind = self._behind.result(), None
         live = {t.track_id for t in self._live()}
         tracked = [box for track_id, box in self._behind_boxes.items() if track_id in live]
-        found = [d for d in found if all(_iou(d.box, box) <= 0.3 for box in tracked)]
+        found = [d for d in found if not _is_one_of(d.box, tracked)]
         if found:
             yield from self._add_found(frame, found)
 
@@ -371,7 +371,7 @@ class FaceTracker:
             chunk: list[Detection] = []
             while pending and len(chunk) < room:
                 d = pending.pop(0)
-                if all(_iou(d.box, t.box) <= 0.3 for t in self._live()):
+                if not _is_one_of(d.box, [t.box for t in self._live()]):
                     chunk.append(d)
             if not chunk:
                 return
@@ -379,7 +379,7 @@ class FaceTracker:
             for d, mesh in zip(chunk, started, strict=True):
                 if mesh is None:
                     continue
-                if any(_iou(d.box, t.box) > 0.3 for t in self._live()):  # taken by one just added
+                if _is_one_of(d.box, [t.box for t in self._live()]):  # taken by one just added
                     self.backend.release(mesh[1])
                     continue
                 self._adopt(*mesh)
@@ -532,6 +532,11 @@ def _disagree(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
     """Whether two meshes of one face differ by more than ``tolerance`` of its spread (mean 2-D
     distance of the points)."""
     return mean_shift(a, b) > tolerance * max(_spread(a), 1e-6)
+
+
+def _is_one_of(box: Box, tracked: Sequence[Box]) -> bool:
+    """Whether a detection's box is one of the tracked faces' (it overlaps one by more than 0.3 IoU)."""
+    return any(_iou(box, other) > 0.3 for other in tracked)
 
 
 def _near(a: Box, b: Box) -> float:
