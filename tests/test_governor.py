@@ -296,6 +296,16 @@ def test_the_start_takes_the_smallest_crop_when_none_fits_and_full_when_untimed(
     assert not fits.start({1.0: 40.0, 0.75: 20.0}) and fits.index == 0
 
 
+def _after_five(levels: list[Level], timing: dict[float, float] | None, latency_ms: float, faces: int) -> str:
+    """The level a governor (started with ``timing``, or not started) is at after five frames of ``latency_ms``."""
+    governor = Governor(100.0, levels, hold_frames=15)
+    if timing is not None:
+        governor.start(timing)
+    for _ in range(5):
+        governor.observe(latency_ms, faces=faces)
+    return governor.level.name
+
+
 def test_a_step_down_goes_as_far_as_the_warm_up_timing_says_the_faces_need():
     # This machine's figures (AMD EPYC, two cores): a face's network 49 ms at 256, 28 at 192, 20 at 160;
     # the run starts at crop 192. Two faces' frames there take 120 ms: less 56 ms of networks, 64 ms is
@@ -310,28 +320,13 @@ def test_a_step_down_goes_as_far_as_the_warm_up_timing_says_the_faces_need():
     assert moved == [False] * 4 + [True] and two.level.name == "faces in turn"
     assert two.network_of(two.index, 2) == 20.0 and two.network_of(two.index, 3) == 40.0
     # One face 20 ms over: crop 160 saves only 8 ms, and nothing below saves more: one step.
-    one = Governor(100.0, levels, hold_frames=15)
-    one.start(timing)
-    for _ in range(5):
-        one.observe(120.0, faces=1)
-    assert one.level.name == "crop 160"
+    assert _after_five(levels, timing, 120.0, faces=1) == "crop 160"
     # Two faces 5 ms over at crop 192: crop 160 (16 ms less) is enough.
-    near = Governor(100.0, levels, hold_frames=15)
-    near.start(timing)
-    for _ in range(5):
-        near.observe(105.0, faces=2)
-    assert near.level.name == "crop 160"
+    assert _after_five(levels, timing, 105.0, faces=2) == "crop 160"
     # Over by more than any level saves: the one of least network time, not the end of the ladder.
-    far = Governor(100.0, levels, hold_frames=15)
-    far.start(timing)
-    for _ in range(5):
-        far.observe(300.0, faces=2)
-    assert far.level.name == "faces in turn"
+    assert _after_five(levels, timing, 300.0, faces=2) == "faces in turn"
     # Without timings (no fully convolutional network, or before the start) a step is one level.
-    plain = Governor(100.0, levels, hold_frames=15)
-    for _ in range(5):
-        plain.observe(300.0, faces=2)
-    assert plain.level.name == "crop 192"
+    assert _after_five(levels, None, 300.0, faces=2) == "crop 192"
     # A new graph (a control line) was not timed: its ladder steps one level at a time.
     two.relevel(ladder(None, faces=True, filter_steps=0))
     assert two.level.name == "faces in turn" and two.network_of(two.index, 2) == 0.0
