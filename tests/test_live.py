@@ -390,6 +390,31 @@ def test_a_looped_file_plays_its_frames_in_order_and_decodes_one_frame_per_frame
     assert min(ahead[5:]) >= 4  # and it does decode ahead: the reorder buffer's frames wait decoded
 
 
+def test_a_file_played_live_delivers_its_first_frame_once_the_decoding_is_ahead(tmp_path, monkeypatch):
+    # As a camera already streaming: the decoder fills its places before the clock starts, rather than
+    # during the first frames, whose work it took the cores from.
+    import henshin.engine.sources as sources
+
+    clip = tmp_path / "short.mp4"
+    write_sample(clip, SampleSpec(width=160, height=120, frames=20, fps=60, audio=False))
+    decoded = [0]
+    real_order = sources.presentation_order
+
+    def counted(frames, depth=sources.REORDER_DEPTH):
+        def each():
+            for frame in frames:
+                time.sleep(0.01)  # a slower decoder than a tiny clip's: the delivery could overtake it
+                decoded[0] += 1
+                yield frame
+        return real_order(each(), depth)
+
+    monkeypatch.setattr(sources, "presentation_order", counted)
+    frames = iter(RealtimeFileSource(clip))
+    first = next(frames)
+    assert first.index == 0 and decoded[0] >= RealtimeFileSource.AHEAD
+    assert [f.index for f in frames] == list(range(1, 20))  # and the rest follow, in order
+
+
 class _SlowFile:
     """A sink whose writes take ``delay_s`` and record (frame index, thread nice value)."""
 

@@ -77,13 +77,18 @@ class RealtimeFileSource:
     delivery takes one: at a loop the file is rewound (a seek) and the frames that the decoder's
     reorder buffer holds back are decoded one per frame period rather than all at once, on the
     cores the filters run on (opening the file again at each loop took 15 ms and 35-45 ms of
-    decoding in one go, and made the frames around it late).
+    decoding in one go, and made the frames around it late). The first frame is delivered once the
+    thread is that far ahead (at most ``FILL_WAIT`` later), as by a camera already streaming: filling
+    the places during the first frames took the cores from their work (one face live on a slow
+    2-core machine, 10 starts each: frame 0's tracking 28-40 ms against 31-49, its latency 66-91 ms
+    against 76-105).
     """
 
     # Decoded frames held at most, the reorder buffer's included (a 720p frame is 2.7 MB). More than
     # ``sources.REORDER_DEPTH`` + 1: the first frame comes out of that buffer after so many decodes,
     # each of which takes a place first.
     AHEAD = 8
+    FILL_WAIT = 2.0  # seconds the delivery waits at most for the decoder to be ahead before its clock starts
 
     def __init__(self, path: str | Path, loop: bool = False) -> None:
         self.path = Path(path)
@@ -99,14 +104,18 @@ class RealtimeFileSource:
         decoded: queue.Queue[Frame | BaseException | None] = queue.Queue()
         slots = threading.Semaphore(self.AHEAD)
         stop = threading.Event()
+        filled = threading.Event()
         self._stops.append(stop)
-        reader = threading.Thread(target=self._read, args=(decoded, slots, stop), name="henshin-decode",
+        reader = threading.Thread(target=self._read, args=(decoded, slots, stop, filled), name="henshin-decode",
                                   daemon=True)
         reader.start()
         index = 0
         period = 1.0 / float(self.frame_rate)
-        start = time.perf_counter()
         try:
+            # The clock starts once the decoder is ahead, as a camera that is already streaming:
+            # filling every place during the first frames took the cores from their work.
+            filled.wait(timeout=self.FILL_WAIT)
+            start = time.perf_counter()
             while True:
                 frame = decoded.get()
                 if frame is None:
@@ -127,13 +136,16 @@ class RealtimeFileSource:
             self._stops.remove(stop)
 
     def _read(self, decoded: queue.Queue[Frame | BaseException | None], slots: threading.Semaphore,
-              stop: threading.Event) -> None:
-        """Decode into ``decoded`` while there is a place for the frame (``slots``), until stopped."""
+              stop: threading.Event, filled: threading.Event) -> None:
+        """Decode into ``decoded`` while there is a place for the frame (``slots``), until stopped;
+        ``filled`` is set once every place is taken (or the decoding ended)."""
 
         def pace() -> None:
-            while not slots.acquire(timeout=0.1):
-                if stop.is_set():
-                    raise _Stopped
+            if not slots.acquire(blocking=False):
+                filled.set()  # every place is taken: the delivery's clock may start
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        raise _Stopped
             if stop.is_set():
                 raise _Stopped
 
@@ -156,6 +168,7 @@ class RealtimeFileSource:
         except BaseException as exc:  # the delivery raises it in the capturing thread
             decoded.put(exc)
         finally:
+            filled.set()
             decoded.put(None)  # the end, also for a delivery still waiting after close()
 
     def describe(self) -> str:
