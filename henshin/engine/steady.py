@@ -43,22 +43,29 @@ def steady() -> Iterator[None]:
 
 
 HELPER_NICE = 10  # how much lower a helper thread runs than the frames (Linux nice steps)
+# The tracker's search behind runs lowest: at 10 steps lower it still took its share of a core while
+# a live frame's network ran on both, and a network whose threads meet at every layer waits for the
+# slower one (one face, crop 192, a slow 2-core AMD EPYC, 10 live starts each: frame 0's network, which
+# the search of the first frame runs beside, 40-92 ms, median 48, at 10 steps; 28-62, median 35, at 19;
+# 23 alone). It still runs (nice steps share a core by weight), unlike under Linux's ``SCHED_IDLE``,
+# under which a busy machine could starve it.
+SEARCH_NICE = 19
 
 
-def lower_priority() -> None:
-    """Lower the calling thread's priority by ``HELPER_NICE`` (and that of the threads it starts, such
-    as a detector graph's or an encoder's), where the OS gives threads their own (Linux); elsewhere
-    nothing changes.
+def lower_priority(steps: int = HELPER_NICE) -> None:
+    """Lower the calling thread's priority by ``steps`` nice steps, to 19 at most (and that of the
+    threads it starts, such as a detector graph's or an encoder's), where the OS gives threads their
+    own (Linux); elsewhere nothing changes.
 
     For work a viewer can wait for, beside the frames': the tracker's search behind (a small face
     found a few frames later; at the same priority it took the cores from the first live frames'
-    networks, frame 0's style network 81 against 50 ms) and a live recording's encoder. Lowering
-    one's own priority needs no privilege.
+    networks, frame 0's style network 81 against 50 ms; it runs ``SEARCH_NICE`` lower) and a live
+    recording's encoder. Lowering one's own priority needs no privilege.
     """
     if not sys.platform.startswith("linux"):
         return
     tid = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + HELPER_NICE, 19))
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + steps, 19))
     except OSError:  # a sandbox that refuses it: the thread runs at the frames' priority
         pass

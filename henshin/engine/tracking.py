@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from henshin.engine.steady import lower_priority
+from henshin.engine.steady import SEARCH_NICE, lower_priority
 from henshin.engine.trackbase import (
     DARK_LEVEL,
     Box,
@@ -336,9 +336,10 @@ class FaceTracker:
         self._behind_boxes = {t.track_id: t.box for t in self._live()}
 
     def _helper_pool(self) -> ThreadPoolExecutor:
-        """The helper thread, made on first use at a lower priority than the frames' own work."""
+        """The helper thread, made on first use at the lowest priority (``steady.SEARCH_NICE``)."""
         if self._helper is None:
-            self._helper = ThreadPoolExecutor(1, thread_name_prefix="henshin-search", initializer=lower_priority)
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="henshin-search", initializer=lower_priority,
+                                              initargs=(SEARCH_NICE,))
         return self._helper
 
     def _detect_behind(self, frame: Any, rects: list[Rect]) -> list[Detection]:
