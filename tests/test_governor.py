@@ -356,6 +356,48 @@ def test_the_live_runner_tells_the_governor_each_frame_s_faces():
     assert seen == [2] * len(two)
 
 
+def test_more_faces_than_the_level_was_chosen_for_are_fitted_before_they_are_cut():
+    # The start fits one face's network; two faces at that crop made five late frames (108-185 ms here)
+    # before a measured step. With the warm-up's timing (this machine's: 49, 28, 20 ms a face), a frame
+    # with more faces is fitted by the start's rule for that many, before its faces are cut.
+    levels = ladder(256, faces=True, filter_steps=1)
+    timing = {1.0: 49.0, 0.75: 28.0, 0.625: 20.0}
+    governor = Governor(100.0, levels)
+    governor.start(timing)
+    assert governor.level.name == "crop 192"
+    assert not governor.faces_found(1) and governor.level.name == "crop 192"
+    assert governor.faces_found(2) and governor.level.name == "crop 160"  # 2 × 28 > 40; 2 × 20 fits
+    assert not governor.faces_found(2)  # fitted to two
+    assert governor.faces_found(3) and governor.level.name == "faces in turn"  # 2 of 3 a frame: 40
+    assert not governor.faces_found(1) and governor.level.name == "faces in turn"  # fewer: the tail climbs
+    # More than any level fits: only where the network saves time (not a filter's own, untimed, steps).
+    assert not governor.faces_found(6) and governor.level.name == "faces in turn"
+    roomy = Governor(100.0, levels)
+    roomy.start({1.0: 15.0, 0.75: 9.0, 0.625: 6.0})
+    assert not roomy.faces_found(2) and roomy.level.name == "full"  # 2 × 15 fits at full size
+    untimed = Governor(100.0, levels)
+    untimed.start({})
+    assert not untimed.faces_found(4) and untimed.level.name == "full"
+    # A measured step is fitted to the faces of the frame that called for it.
+    stepped = Governor(100.0, levels, hold_frames=15)
+    stepped.start(timing)
+    for _ in range(5):
+        stepped.observe(120.0, faces=2)
+    assert stepped.level.name == "faces in turn" and not stepped.faces_found(2)
+
+
+def test_a_live_run_cuts_the_first_frame_s_two_faces_at_the_crop_their_networks_fit():
+    # 55 ms a call at 128 px, 31 at 96, 21 at 80; a 120 ms budget gives the networks 48 ms: one face
+    # starts at crop 96, and two faces (2 × 31 ms) are cut at 80 from the first frame on.
+    Slow.delay_s = 0.055
+    two = [np.concatenate([image, image], axis=1) for image in _frames(3)]
+    runner, _ = _live(two, "test-governed-crops", budget_ms=120.0, hold_frames=50)
+    stats = runner.run()
+    runner.stages.graph.close()
+    assert Slow.sides == [80] * len(two) and stats.levels == {"crop 80": len(two)}
+    assert all(len(tracks) == 2 for tracks in Slow.tracks)
+
+
 def test_a_still_face_keeps_its_result_at_the_holding_level():
     image = _frames(1)[0]
     stages = FaceStages(

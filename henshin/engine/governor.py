@@ -22,7 +22,11 @@ frames are not late. With those timings a step down goes as far as it must: to
 the first level where the late figure, less what the networks save there for
 the frame's faces, fits (a second face comes: a smaller crop, or faces in turn,
 at once), rather than one level at a time, each making late frames while it is
-measured. At level 0 nothing is changed.
+measured. And a frame with more faces than its level was fitted to (the start
+fits one; a step, the faces of the frame that called for it) is judged again
+before its faces are cut, by the start's rule for that many faces: two faces
+from the first frame run at a crop their two networks fit, not at one face's
+for the frames a measured step needs. At level 0 nothing is changed.
 """
 
 from __future__ import annotations
@@ -133,6 +137,7 @@ class Governor:
         self._climbed = False  # whether the current level was reached by climbing back to it
         self._backoff: dict[int, int] = {}  # level index → holds to wait before climbing back to it
         self._network_ms: dict[float, float] = {}  # crop scale → one face's networks, timed in the warm-up
+        self._fitted = 1  # the faces the current level was chosen for
 
     @property
     def level(self) -> Level:
@@ -150,9 +155,30 @@ class Governor:
                  if i == 0 or level.crop_scale != self.levels[i - 1].crop_scale]
         fits = [i for i in crops if self.network_of(i, 1) <= NETWORK_SHARE * self.budget_ms]
         self.index = fits[0] if fits else crops[-1]
-        self._since, self._climbed = 0, False
+        self._since, self._climbed, self._fitted = 0, False, 1
         self._recent.clear()
         return self.index > 0
+
+    def faces_found(self, faces: int) -> bool:
+        """The next frame has ``faces`` faces (told before they are cut); True when its level changes.
+
+        More faces than the level was chosen for, with the warm-up's timing: where their networks take more
+        than ``NETWORK_SHARE`` of the budget here, to the first level below where they do not (or the one of
+        least network time), as the start does for one face. Fewer faces change nothing: the tail says
+        when there is room to climb.
+        """
+        if faces <= self._fitted or self.budget_ms <= 0 or not self._network_ms:
+            return False
+        self._fitted = faces
+        share = NETWORK_SHARE * self.budget_ms
+        if self.network_of(self.index, faces) <= share or self.index == len(self.levels) - 1:
+            return False
+        below = range(self.index + 1, len(self.levels))
+        fits = [i for i in below if self.network_of(i, faces) <= share]
+        target = fits[0] if fits else min(below, key=lambda i: (self.network_of(i, faces), i))
+        if self.network_of(target, faces) >= self.network_of(self.index, faces):
+            return False  # nothing below saves network time (a filter's own steps are not timed)
+        return self._step(target - self.index, faces)
 
     def network_of(self, index: int, faces: int) -> float:
         """The ms a frame's networks take at level ``index`` for ``faces`` faces, by the warm-up's timing
@@ -186,7 +212,7 @@ class Governor:
             return self._down(tail, faces)
         wait = self.hold_frames * self._backoff.get(self.index - 1, 1)
         if tail < ROOM * self.budget_ms and self.index > 0 and self._since >= wait:
-            return self._step(-1)
+            return self._step(-1, faces)
         return False
 
     def tail(self) -> float:
@@ -205,14 +231,14 @@ class Governor:
         below = range(self.index + 1, len(self.levels))
         fits = [i for i in below if late_ms - here + self.network_of(i, faces) <= self.budget_ms]
         target = fits[0] if fits else min(below, key=lambda i: (self.network_of(i, faces), i))
-        return self._step(target - self.index)
+        return self._step(target - self.index, faces)
 
-    def _step(self, direction: int) -> bool:
+    def _step(self, direction: int, faces: int) -> bool:
         if direction > 0 and self._climbed:  # leaving a level the governor had climbed back to
             failed = self._since < FAILED_WITHIN * self.hold_frames
             self._backoff[self.index] = min(2 * self._backoff.get(self.index, 1), MAX_BACKOFF) if failed else 1
         self._climbed = direction < 0
         self.index += direction
-        self._since = 0
+        self._since, self._fitted = 0, faces
         self._recent.clear()  # the next decision judges the new level alone
         return True

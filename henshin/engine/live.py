@@ -269,7 +269,7 @@ class LiveRunner:
                     self.stages.set_quality(self.governor.level)
                 if self._stop.is_set():
                     return
-                work = process_frame(self.stages, frame, self.stats)
+                work = process_frame(self.stages, frame, self.stats, self._tracked)
                 self._govern((time.monotonic_ns() - frame.captured_at) / 1e6, len(work.faces))
                 image = work.output
                 if self.config.overlay:
@@ -288,13 +288,21 @@ class LiveRunner:
                 self._out_lock.notify_all()
             self._close_commands()
 
+    def _tracked(self, work: Work) -> None:
+        """Tell the governor a frame's faces before they are cut; apply its level when it changes."""
+        if self.governor.faces_found(len(work.faces)):
+            self._level_changed()
+
     def _govern(self, latency_ms: float, faces: int) -> None:
         """Tell the governor how late this frame's result is and its faces; apply its level when it changes."""
         if self.governor.observe(latency_ms, faces):
-            level = self.governor.level
-            self.stages.set_quality(level)
-            log.info("latency governor: %s (level %d of %d)", level.name, self.governor.index,
-                     len(self.governor.levels) - 1)
+            self._level_changed()
+
+    def _level_changed(self) -> None:
+        level = self.governor.level
+        self.stages.set_quality(level)
+        log.info("latency governor: %s (level %d of %d)", level.name, self.governor.index,
+                 len(self.governor.levels) - 1)
 
     def _output(self) -> None:
         # Each new result goes out as soon as it is ready. The camera's clock cuts time into periods,
@@ -475,10 +483,16 @@ def _warm_run(filt: Any, spec: FilterSpec, shape: tuple[int, ...]) -> None:
             filt.end_track(WARM_UP_TRACK - i, st)
 
 
-def process_frame(stages: FaceStages, frame: Frame, stats: RunStats | None = None) -> Work:
-    """One frame through the stages at once (live smoothing holds nothing back); ``work.output`` is the result."""
+def process_frame(stages: FaceStages, frame: Frame, stats: RunStats | None = None,
+                  tracked: Callable[[Work], None] | None = None) -> Work:
+    """One frame through the stages at once (live smoothing holds nothing back); ``work.output`` is the result.
+
+    ``tracked``: called with the frame's work once its faces are found, before they are cut.
+    """
     stats = stats or RunStats(mode="live")
     work = _timed(stats, "track", stages.track, Work(frame))
+    if tracked is not None:
+        tracked(work)
     (work,) = _timed(stats, "align", lambda: list(stages.align(work)))
     _timed(stats, "filter", stages.filter, [work])
     _timed(stats, "composite", stages.composite, work)
