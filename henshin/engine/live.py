@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,10 @@ from henshin.types import Face, FaceContext, FilterSpec, Frame
 log = logging.getLogger("henshin")
 
 WARM_UP_TRACK = -2  # the track ids a filter's warm-up runs are given: this one and below (never a real face)
+# One face's network is timed this many times at each crop in the warm-up, and the median taken: where to
+# start depends on it, and one run wavered by a tenth between runs (40-47 ms at 256 px on one machine),
+# across a start's threshold.
+TIMED_RUNS = 3
 RUN_ENDED = "the run has ended; the command was not applied."
 # Processing waits for the next camera frame rather than take the newest when that one is due within
 # this share of a period (the newest then most of a period old), and for at most this much longer
@@ -441,7 +446,7 @@ def warm_up(stages: FaceStages, width: int, height: int, crop_scales: Sequence[f
     a machine, an import of under 0.1 s after), which a frame the governor has just made smaller would
     otherwise wait for. Where the governor may cut crops (more than one scale), one face runs once
     more at each size, timed: the ms a face's networks take at each crop scale (empty otherwise), from
-    which the governor starts.
+    which the governor starts: the median of ``TIMED_RUNS`` runs.
     """
     stages.open(warm=True)
     timed: dict[float, float] = {}
@@ -462,9 +467,12 @@ def warm_up(stages: FaceStages, width: int, height: int, crop_scales: Sequence[f
             for batch in batches:
                 _warm_run(link.filter, sized, (batch, *shape))
             if several and len(scales) > 1:
-                began = time.perf_counter()
-                _warm_run(link.filter, sized, (1, *shape))
-                ms = (time.perf_counter() - began) * 1e3
+                runs = []
+                for _ in range(TIMED_RUNS):
+                    began = time.perf_counter()
+                    _warm_run(link.filter, sized, (1, *shape))
+                    runs.append((time.perf_counter() - began) * 1e3)
+                ms = statistics.median(runs)
                 for scale in scales:
                     if sides[scale] == size:
                         timed[scale] = timed.get(scale, 0.0) + ms
