@@ -54,8 +54,11 @@ FAILED_WITHIN = 4
 # of the budget: the rest goes to the frame's wait for work (up to a camera period), tracking, compositing
 # and the cores the capture thread shares. Measured (AMD EPYC, two cores, default filter, one face): a
 # network of 28 ms alone (crop 192) made frames of 72 ms at the median and 90 at the 90th percentile;
-# one of 48 ms (256) made 93 and 105, over a 100 ms budget.
-NETWORK_SHARE = 0.4
+# one of 48 ms (256) made 93 and 105, over a 100 ms budget. Timed as the median of three runs (not one
+# run after the warm-up's largest batch, which read 42-47 ms at 256 px on a slower EPYC where the
+# median reads 40), 40 ms at 256 px ran 65-71 ms at the median and 93 at the 95th percentile: at the
+# edge of the budget, and slower than the crop below by 10-15 ms for a sharper face.
+NETWORK_SHARE = 0.35
 CROP_SIDES = (192, 160)  # a 256 crop's governed sides; other sizes scale alike
 DETECT_SLOWER = 4  # the detector's cadence divided by this
 # A face whose landmarks moved on average less than this share of its width keeps its result: about
