@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import cv2
 import numpy as np
 import pytest
@@ -292,28 +289,6 @@ def test_live_tracking_looks_at_the_whole_frame_first_and_at_the_small_face_tile
     assert [c for c in calls if c[0] == 0 and c[1] == here] == [(0, here)]  # the whole frame only
     assert len([c for c in calls if c[1].startswith("henshin-search")]) > 1  # the tiles, behind
     assert counts[0] == 2 and counts[-1] == 2
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads have their own nice values on Linux")
-def test_the_search_behind_runs_at_the_lowest_priority_and_so_do_the_threads_it_starts():
-    # At 10 nice steps lower the search still took its share of a core from the first live frames'
-    # networks; at 19 it takes little, and so do the threads it starts (a detector graph's).
-    import threading
-
-    def nice_values() -> tuple[int, int]:
-        started: list[int] = []
-        child = threading.Thread(target=lambda: started.append(os.getpriority(os.PRIO_PROCESS, 0)))
-        child.start()
-        child.join()
-        return os.getpriority(os.PRIO_PROCESS, 0), started[0]
-
-    here = os.getpriority(os.PRIO_PROCESS, 0)
-    tracker = FaceTracker(TrackerConfig(sweep_tiles=False, search_behind=True))
-    try:
-        assert tracker._helper_pool().submit(nice_values).result(timeout=10) == (19, 19)
-        assert os.getpriority(os.PRIO_PROCESS, 0) == here  # the frames' own thread is untouched
-    finally:
-        tracker.close()
 
 
 def test_a_search_behind_that_ends_frames_later_starts_no_mesh_on_faces_already_tracked():
