@@ -502,3 +502,29 @@ def test_steady_runs_blas_single_threaded_with_the_heap_frozen_and_undoes_both()
         assert gc.get_freeze_count() > 0
     assert blas_threads() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_the_networks_gate_is_idle_only_while_no_body_runs():
+    # A file played live decodes between the networks' runs: the gate says when none runs.
+    import threading
+    import time
+
+    from henshin.engine.steady import Gate
+
+    gate = Gate()
+    assert gate.wait_idle(0.0)  # nothing running: at once
+    inside, release = threading.Event(), threading.Event()
+
+    def network() -> None:
+        with gate.running(), gate.running():  # nested (two runners in one process) still counts
+            inside.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=network)
+    worker.start()
+    inside.wait(5)
+    began = time.monotonic()
+    assert not gate.wait_idle(0.05) and time.monotonic() - began >= 0.04  # busy: waited its timeout
+    threading.Timer(0.05, release.set).start()
+    assert gate.wait_idle(5)  # woken when the body ends
+    worker.join()

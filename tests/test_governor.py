@@ -415,6 +415,33 @@ def test_a_live_run_cuts_the_first_frame_s_two_faces_at_the_crop_their_networks_
     assert all(len(tracks) == 2 for tracks in Slow.tracks)
 
 
+def test_a_live_frame_s_filter_stage_alone_is_marked_as_the_networks_running(monkeypatch):
+    # A file played live decodes between the networks' runs: the filter stage, not the tracking or the
+    # compositing, is what the decoder waits for.
+    import henshin.engine.live as live
+    from henshin.engine.steady import Gate
+
+    gate = Gate()
+    monkeypatch.setattr(live, "NETWORKS", gate)
+    stages = FaceStages(FilterGraph(ChainRequest("test-governed-crops")), OneEuroSmoother(enabled=False))
+    seen: dict[str, bool] = {}
+    for stage in ("track", "filter", "composite"):
+        real = getattr(stages, stage)
+
+        def marked(*args, _real=real, _stage=stage):
+            seen[_stage] = not gate.wait_idle(0.0)
+            return _real(*args)
+
+        setattr(stages, stage, marked)
+    try:
+        process_frame(stages, Frame(_frames(1)[0], 0))
+    finally:
+        stages.close()
+        stages.graph.close()
+    assert seen == {"track": False, "filter": True, "composite": False}
+    assert gate.wait_idle(0.0)  # and not after it
+
+
 def test_a_still_face_keeps_its_result_at_the_holding_level():
     image = _frames(1)[0]
     stages = FaceStages(

@@ -415,6 +415,44 @@ def test_a_file_played_live_delivers_its_first_frame_once_the_decoding_is_ahead(
     assert [f.index for f in frames] == list(range(1, 20))  # and the rest follow, in order
 
 
+def test_a_file_played_live_decodes_between_the_networks_once_ahead(tmp_path, monkeypatch):
+    # Beside a network, whose threads wait for each other at every layer, the decoding made it 20 %
+    # slower: once two frames wait decoded, the next is decoded when the networks are done, a frame
+    # period at most, so a network that never ends delays no frame.
+    import henshin.engine.camera as camera
+
+    waits: list[tuple[int, float]] = []
+    decoded = [0]
+
+    class Busy:  # the networks never end
+        def wait_idle(self, timeout: float) -> bool:
+            waits.append((decoded[0], timeout))
+            time.sleep(timeout)
+            return False
+
+    import henshin.engine.sources as sources
+
+    real_order = sources.presentation_order
+
+    def counted(frames, depth=sources.REORDER_DEPTH):
+        def each():
+            for frame in frames:
+                decoded[0] += 1
+                yield frame
+        return real_order(each(), depth)
+
+    monkeypatch.setattr(sources, "presentation_order", counted)
+    monkeypatch.setattr(camera, "NETWORKS", Busy())
+    clip = tmp_path / "short.mp4"
+    write_sample(clip, SampleSpec(width=160, height=120, frames=16, fps=60, audio=False))
+    began = time.monotonic()
+    assert [f.index for f in RealtimeFileSource(clip)] == list(range(16))  # every frame, in order
+    assert time.monotonic() - began < 16 / 60 + 0.5  # at the file's own pace
+    assert waits and all(abs(timeout - 1 / 60) < 1e-9 for _, timeout in waits)
+    # not before the decoding is ahead: the first frames (the reorder buffer's) are decoded at once
+    assert min(n for n, _ in waits) >= sources.REORDER_DEPTH + RealtimeFileSource.GATED_AHEAD
+
+
 class _SlowFile:
     """A sink whose writes take ``delay_s`` and record (frame index, thread nice value)."""
 

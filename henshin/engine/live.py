@@ -33,7 +33,7 @@ from henshin.engine.governor import Governor, Level, crop_side, ladder
 from henshin.engine.sinks import Sink, Tee
 from henshin.engine.stages import FaceStages, Work, to_spec
 from henshin.engine.stats import RunStats
-from henshin.engine.steady import steady
+from henshin.engine.steady import NETWORKS, steady
 from henshin.errors import HenshinError
 from henshin.types import Face, FaceContext, FilterSpec, Frame
 
@@ -502,7 +502,8 @@ def process_frame(stages: FaceStages, frame: Frame, stats: RunStats | None = Non
     if tracked is not None:
         tracked(work)
     (work,) = _timed(stats, "align", lambda: list(stages.align(work)))
-    _timed(stats, "filter", stages.filter, [work])
+    with NETWORKS.running():
+        _timed(stats, "filter", stages.filter, [work])
     _timed(stats, "composite", stages.composite, work)
     stats.count(len(work.faces), work.frame.index if work.cut else None)
     return work
