@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from henshin.errors import OptionError
@@ -176,9 +177,7 @@ class Governor:
         share = NETWORK_SHARE * self.budget_ms
         if self.network_of(self.index, faces) <= share or self.index == len(self.levels) - 1:
             return False
-        below = range(self.index + 1, len(self.levels))
-        fits = [i for i in below if self.network_of(i, faces) <= share]
-        target = fits[0] if fits else min(below, key=lambda i: (self.network_of(i, faces), i))
+        target = self._below(faces, lambda i: self.network_of(i, faces) <= share)
         if self.network_of(target, faces) >= self.network_of(self.index, faces):
             return False  # nothing below saves network time (a filter's own steps are not timed)
         return self._step(target - self.index, faces)
@@ -231,10 +230,15 @@ class Governor:
         is within the budget, or the one of least network time when none is; one level where nothing
         was timed."""
         here = self.network_of(self.index, faces)
-        below = range(self.index + 1, len(self.levels))
-        fits = [i for i in below if late_ms - here + self.network_of(i, faces) <= self.budget_ms]
-        target = fits[0] if fits else min(below, key=lambda i: (self.network_of(i, faces), i))
+        target = self._below(faces, lambda i: late_ms - here + self.network_of(i, faces) <= self.budget_ms)
         return self._step(target - self.index, faces)
+
+    def _below(self, faces: int, fits: Callable[[int], bool]) -> int:
+        """The first level below this one that ``fits``, or the one of least network time for ``faces``
+        (the earliest of equals) when none does; there must be a level below."""
+        below = range(self.index + 1, len(self.levels))
+        first = next((i for i in below if fits(i)), None)
+        return first if first is not None else min(below, key=lambda i: (self.network_of(i, faces), i))
 
     def _step(self, direction: int, faces: int) -> bool:
         if direction > 0 and self._climbed:  # leaving a level the governor had climbed back to
