@@ -355,6 +355,25 @@ def test_a_result_goes_out_at_once_and_the_last_is_repeated_in_periods_that_send
     assert len(sent) <= elapsed / period + 1  # the camera's rate, not more
 
 
+def _counting_decodes(monkeypatch: pytest.MonkeyPatch, delay_s: float = 0.0) -> list[int]:
+    """Count the frames a file source decodes (one list item, kept up to date), each taking ``delay_s``."""
+    import henshin.engine.sources as sources
+
+    decoded = [0]
+    real_order = sources.presentation_order
+
+    def counted(frames, depth=sources.REORDER_DEPTH):
+        def each():
+            for frame in frames:
+                time.sleep(delay_s)
+                decoded[0] += 1
+                yield frame
+        return real_order(each(), depth)
+
+    monkeypatch.setattr(sources, "presentation_order", counted)
+    return decoded
+
+
 def test_a_looped_file_plays_its_frames_in_order_and_decodes_one_frame_per_frame_taken(tmp_path, monkeypatch):
     # A short clip looped twice and a half: each delivered frame is the file's frame at that place, and
     # the decoding stays at most ``AHEAD`` frames ahead of the delivery, also where the file starts again
@@ -364,17 +383,7 @@ def test_a_looped_file_plays_its_frames_in_order_and_decodes_one_frame_per_frame
     clip = tmp_path / "short.mp4"
     write_sample(clip, SampleSpec(width=160, height=120, frames=12, fps=60, audio=False))
     originals = [f.image for f in sources.VideoSource(clip)]
-    decoded = [0]
-    real_order = sources.presentation_order
-
-    def counted(frames, depth=sources.REORDER_DEPTH):
-        def each():
-            for frame in frames:
-                decoded[0] += 1
-                yield frame
-        return real_order(each(), depth)
-
-    monkeypatch.setattr(sources, "presentation_order", counted)
+    decoded = _counting_decodes(monkeypatch)
     source = RealtimeFileSource(clip, loop=True)
     ahead = []
     delivered = []
@@ -393,22 +402,10 @@ def test_a_looped_file_plays_its_frames_in_order_and_decodes_one_frame_per_frame
 def test_a_file_played_live_delivers_its_first_frame_once_the_decoding_is_ahead(tmp_path, monkeypatch):
     # As a camera already streaming: the decoder fills its places before the clock starts, rather than
     # during the first frames, whose work it took the cores from.
-    import henshin.engine.sources as sources
-
     clip = tmp_path / "short.mp4"
     write_sample(clip, SampleSpec(width=160, height=120, frames=20, fps=60, audio=False))
-    decoded = [0]
-    real_order = sources.presentation_order
-
-    def counted(frames, depth=sources.REORDER_DEPTH):
-        def each():
-            for frame in frames:
-                time.sleep(0.01)  # a slower decoder than a tiny clip's: the delivery could overtake it
-                decoded[0] += 1
-                yield frame
-        return real_order(each(), depth)
-
-    monkeypatch.setattr(sources, "presentation_order", counted)
+    # a slower decoder than a tiny clip's: the delivery could overtake it
+    decoded = _counting_decodes(monkeypatch, delay_s=0.01)
     frames = iter(RealtimeFileSource(clip))
     first = next(frames)
     assert first.index == 0 and decoded[0] >= RealtimeFileSource.AHEAD
@@ -420,9 +417,10 @@ def test_a_file_played_live_decodes_between_the_networks_once_ahead(tmp_path, mo
     # slower: once two frames wait decoded, the next is decoded when the networks are done, a frame
     # period at most, so a network that never ends delays no frame.
     import henshin.engine.camera as camera
+    import henshin.engine.sources as sources
 
     waits: list[tuple[int, float]] = []
-    decoded = [0]
+    decoded = _counting_decodes(monkeypatch)
 
     class Busy:  # the networks never end
         def wait_idle(self, timeout: float) -> bool:
@@ -430,18 +428,6 @@ def test_a_file_played_live_decodes_between_the_networks_once_ahead(tmp_path, mo
             time.sleep(timeout)
             return False
 
-    import henshin.engine.sources as sources
-
-    real_order = sources.presentation_order
-
-    def counted(frames, depth=sources.REORDER_DEPTH):
-        def each():
-            for frame in frames:
-                decoded[0] += 1
-                yield frame
-        return real_order(each(), depth)
-
-    monkeypatch.setattr(sources, "presentation_order", counted)
     monkeypatch.setattr(camera, "NETWORKS", Busy())
     clip = tmp_path / "short.mp4"
     write_sample(clip, SampleSpec(width=160, height=120, frames=16, fps=60, audio=False))
