@@ -513,18 +513,28 @@ def test_temporal_blending_steadies_the_student(learnt, moving_frames):
     assert after["ratio"] < before["ratio"] * 0.9, (before, after)
 
 
+@pytest.fixture(scope="module")
+def teacher_files(e4e_narrow, gnr_training_file, tmp_path_factory) -> dict[str, str]:
+    """Checkpoints in the official layouts, narrowed (conftest's), and a direction for the narrow e4e's 32-d W."""
+    direction = tmp_path_factory.mktemp("teachers") / "direction.pt"
+    torch.save(torch.randn(1, 32, generator=torch.Generator().manual_seed(5)), direction)
+    return {"e4e": str(e4e_narrow), "gnr": str(gnr_training_file), "direction": str(direction)}
+
+
 @pytest.mark.parametrize(
     "chain, params",
     [
-        # a latent edit (seeded random e4e and StyleGAN2, synthesis stopped at 64 px): an edit teacher
-        ("latent", ["random_weights=1", "edit=smile:2", "size=64", "ramp=0"]),
-        # GANs N' Roses with seeded random weights: one fixed look
-        ("gnr", ["random_weights=1", "seed=3"]),
+        # a latent edit: e4e's layout and its 64-px StyleGAN2, narrowed; a direction file by path
+        ("latent", ["weights={e4e}", "edit={direction}:2", "ramp=0"]),
+        # GANs N' Roses: its training checkpoint's layout, narrowed; one fixed look
+        ("gnr", ["weights={gnr}", "seed=3"]),
         # a chain: a landmark warp, then a style
         ("warp+style", ["style.style=3"]),
     ],
 )
-def test_the_neural_families_and_chains_teach_a_student(home, short_clip, tmp_path, chain, params):
+def test_the_neural_families_and_chains_teach_a_student(
+    home, short_clip, teacher_files, tmp_path, chain, params
+):
     """Each teacher family runs through distill end to end: pairs made by the chain, a student stored
     whose metadata names the chain, and a convert with it changes the face."""
     from conftest import decode_video
@@ -532,7 +542,7 @@ def test_the_neural_families_and_chains_teach_a_student(home, short_clip, tmp_pa
     name = "t-" + chain.replace("+", "-")
     argv = ["distill", name, "--filter", chain, "--from", str(short_clip), "--size", "64"]
     for param in params:
-        argv += ["--param", param]
+        argv += ["--param", param.format(**teacher_files)]
     argv += ["--steps", "3", "--batch", "2", "--work-dir", str(tmp_path / "work")]
     assert main(argv) == 0
     meta = json.loads((Path(os.environ["HENSHIN_HOME"]) / "models" / name / "student.json").read_text())
