@@ -14,7 +14,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -169,10 +169,19 @@ def pump(sinks: Sequence[object], seconds: float) -> bool:
     GUI toolkits serve a window only from the main thread, so a scheduler whose
     main thread only waits calls this instead of sleeping.
     """
-    loops = [sink.pump for sink in sinks if callable(getattr(sink, "pump", None))]
+    loops = list(_windows(sinks))
     for loop in loops:
         loop(seconds / len(loops))
     return bool(loops)
+
+
+def _windows(sinks: Sequence[object]) -> Iterator[Callable[[float], object]]:
+    """The event loops of the windows among ``sinks``, a Tee's sinks included (a Tee is not a window)."""
+    for sink in sinks:
+        if isinstance(sink, Tee):
+            yield from _windows(sink.sinks)
+        elif callable(getattr(sink, "pump", None)):
+            yield sink.pump
 
 
 def check_output(path: Path, inputs: list[Path], overwrite: bool, taken: Sequence[tuple[str, Path]] = (),
