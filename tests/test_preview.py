@@ -295,6 +295,22 @@ def test_convert_preview_shows_every_frame(xscreen, monkeypatch, face_png, tmp_p
     assert stats.frames_out == 6 and preview.shown == 6
 
 
+def test_a_closed_preview_waits_out_its_turn_on_the_main_thread(xscreen, monkeypatch):
+    """A conversion goes on when its preview is closed; the main thread's turn in the window's loop is then a wait
+    (it returned at once, and the conversion's main thread spun beside the stages)."""
+    from henshin.engine import screens
+    from henshin.engine.screens import PreviewSink
+    from henshin.engine.sinks import pump
+
+    monkeypatch.setenv("DISPLAY", xscreen.display)
+    preview = PreviewSink(lambda line: None, title="henshin-closed")
+    waits = []
+    monkeypatch.setattr(screens.time, "sleep", waits.append)
+    preview.close()
+    assert pump([preview], 0.05) is True
+    assert len(waits) == 1 and 0.04 < waits[0] <= 0.05
+
+
 def test_nothing_shown_gives_null_latency_and_says_why(monkeypatch, cam_clip, tmp_path, caplog):
     import logging
 

@@ -179,6 +179,8 @@ class PreviewSink:
                 self._on_close()
             if time.monotonic() >= end:
                 return
+        # Closed (a conversion goes on without its preview): wait out the time, so the caller does not spin.
+        time.sleep(max(0.0, end - time.monotonic()))
 
     def close(self) -> None:
         if not self.closed:
