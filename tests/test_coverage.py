@@ -266,12 +266,13 @@ def test_smooth_motion_even_fast_gets_no_second_look(monkeypatch):
     starts after the first frame's."""
     frames = render_frames(SampleSpec(width=960, height=540, frames=24, fps=24, faces=2))
     tracker = FaceTracker(TrackerConfig(max_faces=2))
-    starts = []
-    start = tracker.backend.start
+    starts, looks = [], []
+    start, look = tracker.backend.start, tracker.backend.look
     monkeypatch.setattr(tracker.backend, "start", lambda f, seeds: starts.append(len(seeds)) or start(f, seeds))
+    monkeypatch.setattr(tracker.backend, "look", lambda f, seeds: looks.append(len(seeds)) or look(f, seeds))
     try:
         ids = [[face.track_id for face in tracker(image)] for image in frames]
     finally:
         tracker.close()
     assert ids == [[0, 1]] * len(frames)
-    assert sum(starts) == 2, f"meshes started: {starts}"
+    assert sum(starts) == 2 and sum(looks) == 0, f"meshes started: {starts}, second looks: {looks}"

@@ -179,6 +179,32 @@ def test_a_warmed_tracker_tracks_exactly_as_a_cold_one(kind, request):
         warm.close()
 
 
+@pytest.mark.parametrize("kind", ["mediapipe", "torch"])
+def test_a_look_finds_the_points_a_new_mesh_finds_and_keeps_no_mesh(kind, request):
+    """A second look at a face (or the probe where a face jumped to) finds the points a mesh started there finds,
+    two faces at once, and takes no tracking mesh (mediapipe's: a static-image graph; a tracking mesh taken for a
+    look was reset, and its graph's restart ran beside the next network and slowed it by a third)."""
+    frames, _ = _clip(SampleSpec(width=640, height=360, frames=2, faces=2))
+    networks = (lambda: request.getfixturevalue("networks")) if kind == "torch" else None
+    tracker = _tracker(kind, networks)
+    tracker.warm()
+    backend = tracker.backend
+    try:
+        seeds = [face.landmarks for face in tracker(frames[0])]
+        assert len(seeds) == 2
+        frame = backend.prepare(frames[1])
+        held = (list(backend._spare), list(backend._reset)) if kind == "mediapipe" else None
+        looked = backend.look([frame, frame], seeds)
+        if kind == "mediapipe":
+            assert (backend._spare, backend._reset) == held
+        started = backend.start([frame, frame], seeds)
+        for look, start in zip(looked, started, strict=True):
+            assert look is not None and start is not None
+            np.testing.assert_array_equal(look, start[0])
+    finally:
+        tracker.close()
+
+
 def test_faces_meshes_run_side_by_side_with_the_points_of_one_after_another():
     """Two faces' meshes run on two threads, as they start and as they are followed (a live frame
     waits for the last face's): each face's own graph is fed its own frames in order, so the points

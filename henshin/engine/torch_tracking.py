@@ -258,6 +258,10 @@ class TorchBackend:
                 out[i] = (p, None) if ok >= PRESENCE else None
         return out
 
+    def look(self, frames: Sequence[Any], seeds: Sequence[Seed]) -> list[np.ndarray | None]:
+        """``start``'s landmarks: a face's state is its landmarks, so there is nothing to keep or free."""
+        return [None if m is None else m[0] for m in self.start(frames, seeds)]
+
     def release(self, state: Any) -> None:
         """Nothing to free: a face's state is its landmarks."""
 

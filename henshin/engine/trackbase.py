@@ -103,6 +103,10 @@ class TrackerBackend(Protocol):
     ) -> list[tuple[np.ndarray, Any] | None]:
         """A new mesh at each seed: its landmarks and state, or None when no face is there."""
 
+    def look(self, frames: Sequence[Any], seeds: Sequence[Seed]) -> list[np.ndarray | None]:
+        """The landmarks a new mesh at each seed finds (as ``start``'s), or None; nothing is kept (a
+        second look at a face, or a probe where a face jumped to)."""
+
     def release(self, state: Any) -> None:
         """Free a face's state (its track ended)."""
 

@@ -272,16 +272,14 @@ class FaceTracker:
             and not jumps[i]
             and _unexpected(track, landmarks, cfg.check_scale_step, cfg.check_shift)
         ]
-        looks = yield from self._ask("start", frame, [found[i] for i in doubtful])
+        looks = yield from self._ask("look", frame, [found[i] for i in doubtful])
         wrong: list[tuple[int, np.ndarray]] = []
         redone: dict[int, tuple[np.ndarray, Any] | None] = {}
         for i, look in zip(doubtful, looks, strict=True):
             if look is None:
                 redone[i] = None
-                continue
-            self.backend.release(look[1])
-            if _disagree(found[i], look[0], cfg.check_agreement):
-                wrong.append((i, look[0]))
+            elif _disagree(found[i], look, cfg.check_agreement):
+                wrong.append((i, look))
         # The look's graph saw a region framed by the follow's landmarks; the face's own mesh must
         # start on one framed as its next regions will be (see ``_refind``).
         meshes = yield from self._ask("start", frame, [landmarks for _, landmarks in wrong])
@@ -291,16 +289,14 @@ class FaceTracker:
 
     def _refind(self, frame: Any, jumped: list[np.ndarray]) -> Steps:
         """New tracks from fresh meshes around faces that jumped; whether every one was found."""
-        # Twice: a probe around where the face jumped to, then the track's own mesh on a region
-        # framed by the probe's landmarks. A tracking mesh keeps its last face position in its
-        # input's coordinates, so its first region must be framed as the next ones will be.
-        # One face at a time (jumps are rare): each probe's graph is closed before the next opens.
+        # Twice: a probe (a look, which keeps no mesh) around where the face jumped to, then the
+        # track's own mesh on a region framed by the probe's landmarks. A tracking mesh keeps its
+        # last face position in its input's coordinates, so its first region must be framed as the
+        # next ones will be. One face at a time (jumps are rare).
         found = True
         for landmarks in jumped:
-            (probe,) = yield from self._ask("start", frame, [landmarks])
-            if probe is not None:
-                self.backend.release(probe[1])
-                (probe,) = yield from self._ask("start", frame, [probe[0]])
+            (look,) = yield from self._ask("look", frame, [landmarks])
+            probe = None if look is None else (yield from self._ask("start", frame, [look]))[0]
             if probe is None:
                 found = False
                 continue
