@@ -50,7 +50,7 @@ class MediapipeBackend:
         self._spare: list[Any] = []  # meshes made and run once ahead of the faces that will need them
         self._reset: list[Any] = []  # meshes of ended tracks, reset: a new face's next choice
         self._pool: ThreadPoolExecutor | None = None  # runs the meshes of the second face and after
-        self._lookers: list[Any] = []  # static-image meshes for ``look``, one per face looked at together
+        self._looker: Any = None  # the static-image mesh of ``look``
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """The frame as it is: each graph is fed its own (brightened) cut."""
@@ -98,13 +98,16 @@ class MediapipeBackend:
         """The landmarks a new mesh finds at each seed, from a static-image mesh: the same graph as a
         tracking mesh's first run, with nothing to reset afterwards. A tracking mesh started for a look
         and reset returned at once, but its graph's restart then ran in its own threads, and the next
-        network run beside it took 37-40 against 27 ms (a 192-px style network, measured)."""
-        while len(self._lookers) < len(seeds):
-            self._lookers.append(self._make_mesh(static=True))
-        return self._side_by_side([
-            (looker, frame, _region_from_box(seed.box) if isinstance(seed, Detection) else _region_from_landmarks(seed))
-            for looker, frame, seed in zip(self._lookers, frames, seeds, strict=False)
-        ])
+        network run beside it took 37-40 against 27 ms (a 192-px style network, measured). One graph
+        looks at the seeds in turn: faces looked at together are rare (a small cut of several faces),
+        and a graph more is 30 MB and a 45 ms first run."""
+        if self._looker is None:
+            self._looker = self._make_mesh(static=True)
+        return [
+            _mesh_in_region(self._looker, frame,
+                            _region_from_box(seed.box) if isinstance(seed, Detection) else _region_from_landmarks(seed))
+            for frame, seed in zip(frames, seeds, strict=True)
+        ]
 
     def _side_by_side(self, jobs: Sequence[tuple[Any, np.ndarray, np.ndarray]]) -> list[np.ndarray | None]:
         """``_mesh_in_region`` of each (mesh, frame, region), the first here and the others on the pool's threads."""
@@ -140,9 +143,9 @@ class MediapipeBackend:
             mesh = self._make_mesh()
             mesh.process(blank)
             self._spare.append(mesh)
-        if faces and not self._lookers:  # a second look's mesh (``look``), made ready as the spares are
-            self._lookers.append(self._make_mesh(static=True))
-            self._lookers[0].process(blank)
+        if faces and self._looker is None:  # a second look's mesh (``look``), made ready as the spares are
+            self._looker = self._make_mesh(static=True)
+            self._looker.process(blank)
 
     def for_thread(self) -> MediapipeBackend:
         """Another backend: mediapipe's graphs are not shared between threads."""
@@ -154,11 +157,11 @@ class MediapipeBackend:
             self._pool.shutdown(wait=True)
             self._pool = None
         self._detector.close()
-        for mesh in self._spare + self._reset + self._lookers:
+        for mesh in self._spare + self._reset + ([self._looker] if self._looker is not None else []):
             mesh.close()
         self._spare.clear()
         self._reset.clear()
-        self._lookers.clear()
+        self._looker = None
 
     def _detect_scaled(self, image: np.ndarray, rect: Rect) -> list[Box]:
         x0, y0, x1, y1 = rect
