@@ -79,14 +79,7 @@ class MediapipeBackend:
         self, frames: Sequence[np.ndarray], seeds: Sequence[Seed]
     ) -> list[tuple[np.ndarray, Any] | None]:
         """A new tracking mesh per seed, kept where it finds a face; the seeds side by side."""
-        jobs = [
-            (
-                self._new_mesh(),
-                frame,
-                _region_from_box(seed.box) if isinstance(seed, Detection) else _region_from_landmarks(seed),
-            )
-            for frame, seed in zip(frames, seeds, strict=True)
-        ]
+        jobs = [(self._new_mesh(), frame, _region_from_seed(seed)) for frame, seed in zip(frames, seeds, strict=True)]
         out: list[tuple[np.ndarray, Any] | None] = []
         for (mesh, _, _), landmarks in zip(jobs, self._side_by_side(jobs), strict=True):
             if landmarks is None:  # it found no face, so it holds none: a spare for the next start
@@ -101,13 +94,8 @@ class MediapipeBackend:
         network run beside it took 37-40 against 27 ms (a 192-px style network, measured). One graph
         looks at the seeds in turn: faces looked at together are rare (a small cut of several faces),
         and a graph more is 30 MB and a 45 ms first run."""
-        if self._looker is None:
-            self._looker = self._make_mesh(static=True)
-        return [
-            _mesh_in_region(self._looker, frame,
-                            _region_from_box(seed.box) if isinstance(seed, Detection) else _region_from_landmarks(seed))
-            for frame, seed in zip(frames, seeds, strict=True)
-        ]
+        looker = self._look_mesh()
+        return [_mesh_in_region(looker, frame, _region_from_seed(seed)) for frame, seed in zip(frames, seeds, strict=True)]
 
     def _side_by_side(self, jobs: Sequence[tuple[Any, np.ndarray, np.ndarray]]) -> list[np.ndarray | None]:
         """``_mesh_in_region`` of each (mesh, frame, region), the first here and the others on the pool's threads."""
@@ -144,8 +132,7 @@ class MediapipeBackend:
             mesh.process(blank)
             self._spare.append(mesh)
         if faces and self._looker is None:  # a second look's mesh (``look``), made ready as the spares are
-            self._looker = self._make_mesh(static=True)
-            self._looker.process(blank)
+            self._look_mesh().process(blank)
 
     def for_thread(self) -> MediapipeBackend:
         """Another backend: mediapipe's graphs are not shared between threads."""
@@ -192,6 +179,11 @@ class MediapipeBackend:
             return self._spare.pop()
         return self._reset.pop() if self._reset else self._make_mesh()
 
+    def _look_mesh(self) -> Any:
+        if self._looker is None:
+            self._looker = self._make_mesh(static=True)
+        return self._looker
+
     def _make_mesh(self, static: bool = False) -> Any:
         return self._mp.solutions.face_mesh.FaceMesh(
             static_image_mode=static,
@@ -210,6 +202,10 @@ def _region_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
     return np.array(
         [(x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * ROI_SCALE, np.arctan2(dy, dx)]
     )
+
+
+def _region_from_seed(seed: Seed) -> np.ndarray:
+    return _region_from_box(seed.box) if isinstance(seed, Detection) else _region_from_landmarks(seed)
 
 
 def _region_from_box(box: Box) -> np.ndarray:
